@@ -1,0 +1,16 @@
+use clap::Parser;
+use cloakroom_cli::Cli;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cloakroom_cli::init_tracing();
+    match cloakroom_cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cloakroom: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The seed demo, pycket's first example, route for route.
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cloakroom::{Session, SessionLayer};
+use std::collections::HashMap;
+
+/// The demo app: `/`, `/detail`, `/login` and `/logout`.
+pub fn app(sessions: SessionLayer) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/detail", get(detail))
+        .route("/login", get(login))
+        .route("/logout", get(logout))
+        .route("/health", get(|| async { "ok" }))
+        .layer(sessions)
+}
+
+/// `?name=...`, where empty counts as missing.
+type Params = Query<HashMap<String, String>>;
+
+fn name_param(Query(mut q): Params) -> Option<String> {
+    q.remove("name").filter(|n| !n.is_empty())
+}
+
+fn missing_name() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        "missing query parameter: name (try /?name=alice)\n",
+    )
+        .into_response()
+}
+
+/// `GET /?name=alice` stores `login` = alice.
+async fn index(session: Session, params: Params) -> Result<Response, cloakroom::Error> {
+    let Some(name) = name_param(params) else {
+        return Ok(missing_name());
+    };
+    session.set("login", name).await?;
+    Ok("index get ok!".into_response())
+}
+
+/// `GET /detail` shows `login`, or `None`.
+async fn detail(session: Session) -> Result<String, cloakroom::Error> {
+    let login: Option<String> = session.get("login").await?;
+    Ok(format!(
+        "detail get ok! {}",
+        login.as_deref().unwrap_or("None")
+    ))
+}
+
+/// `GET /login?name=X`: a new id first, then `login` = X.
+async fn login(session: Session, params: Params) -> Result<Response, cloakroom::Error> {
+    let Some(name) = name_param(params) else {
+        return Ok(missing_name());
+    };
+    session.cycle_id().await?;
+    session.set("login", name).await?;
+    Ok("login ok!".into_response())
+}
+
+/// `GET /logout`: the session is deleted and the cookie cleared.
+async fn logout(session: Session) -> Result<&'static str, cloakroom::Error> {
+    session.destroy().await?;
+    Ok("logout ok!")
+}

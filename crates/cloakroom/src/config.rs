@@ -1,0 +1,499 @@
+//! `cloakroom.toml`, with `CLOAKROOM_*` environment overrides.
+//!
+//! The shape follows pycket's settings, so a Tornado app's configuration
+//! carries over key for key:
+//!
+//! ```toml
+//! engine = "redis"                    # memory | redis | memcached
+//! cookie_secrets = ["newest secret, 32 bytes or more", "older secret ..."]
+//!
+//! [storage]
+//! host = "127.0.0.1"
+//! port = 6379
+//! db_sessions = 0
+//! db_notifications = 1
+//! password = "..."
+//! max_connections = 10
+//!
+//! [cookies]
+//! expires_days = 30
+//! ```
+//!
+//! Unknown keys and invalid values are errors that name the key.
+
+use crate::cookie::{CookieConfig, KeyRing, SameSite};
+use crate::error::{Error, Result};
+use crate::expiry::ExpiryPolicy;
+use crate::limits::Limits;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+/// Which store holds the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// [`MemoryStore`](crate::MemoryStore): in this process.
+    #[default]
+    Memory,
+    /// Redis, through the `cloakroom-redis` crate.
+    Redis,
+    /// Memcached, through the `cloakroom-memcached` crate.
+    Memcached,
+}
+
+/// The whole configuration file.
+///
+/// ```
+/// use cloakroom::{Config, Engine};
+/// let config = Config::from_toml(r#"
+///     engine = "memory"
+///     cookie_secret = "a secret of at least thirty-two bytes"
+///     [cookies]
+///     expires_days = 7
+/// "#)?;
+/// assert_eq!(config.engine, Engine::Memory);
+/// assert!(Config::from_toml("engin = 'redis'").unwrap_err().to_string().contains("engin"));
+/// # Ok::<(), cloakroom::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The store: `memory` (default), `redis` or `memcached`.
+    pub engine: Engine,
+    /// One signing secret (pycket's `cookie_secret`).
+    pub cookie_secret: Option<String>,
+    /// Several secrets, newest first, for rotation. Used with or instead of
+    /// `cookie_secret`, which then comes first.
+    pub cookie_secrets: Vec<String>,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[cookies]`
+    pub cookies: CookiesConfig,
+    /// `[expiry]`
+    pub expiry: ExpiryConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+}
+
+/// `[storage]`: where the store is. A `url` overrides the separate keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A store URL: `memory://`, `redis://…`, `memcache://…`.
+    pub url: Option<String>,
+    /// Server host.
+    pub host: Option<String>,
+    /// Server port.
+    pub port: Option<u16>,
+    /// Redis database for session data.
+    pub db_sessions: Option<u32>,
+    /// Redis database for notifications.
+    pub db_notifications: Option<u32>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Most connections the process opens to the store.
+    pub max_connections: Option<u32>,
+    /// Prefix of every store key.
+    pub prefix: Option<String>,
+    /// Bound on every store call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Most sessions the memory store holds.
+    pub max_sessions: Option<usize>,
+}
+
+/// `[cookies]`: the cookie's name and attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesConfig {
+    /// Cookie name (default `id`).
+    pub name: Option<String>,
+    /// Days a persistent cookie lasts; unset means a browser-session cookie.
+    pub expires_days: Option<f64>,
+    /// `Secure` (default true).
+    pub secure: Option<bool>,
+    /// `HttpOnly` (default true).
+    pub http_only: Option<bool>,
+    /// `lax` (default), `strict` or `none`.
+    pub same_site: Option<String>,
+    /// `Domain` (default none).
+    pub domain: Option<String>,
+    /// `Path` (default `/`).
+    pub path: Option<String>,
+}
+
+/// `[expiry]`: server-side timeouts, in seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// Idle timeout (default 1800).
+    pub idle_timeout_secs: Option<u64>,
+    /// Absolute lifetime (default 43200).
+    pub absolute_timeout_secs: Option<u64>,
+}
+
+/// `[limits]`: size limits, in bytes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest session name (default 256).
+    pub max_name_bytes: Option<usize>,
+    /// Largest value, as JSON (default 65536).
+    pub max_value_bytes: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+    Bool,
+    List,
+}
+
+/// Every key an environment variable may set: `CLOAKROOM_` + the key path
+/// in upper case, joined by `_`.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("", "engine", Kind::Str),
+    ("", "cookie_secret", Kind::Str),
+    ("", "cookie_secrets", Kind::List),
+    ("storage", "url", Kind::Str),
+    ("storage", "host", Kind::Str),
+    ("storage", "port", Kind::Int),
+    ("storage", "db_sessions", Kind::Int),
+    ("storage", "db_notifications", Kind::Int),
+    ("storage", "username", Kind::Str),
+    ("storage", "password", Kind::Str),
+    ("storage", "max_connections", Kind::Int),
+    ("storage", "prefix", Kind::Str),
+    ("storage", "timeout_ms", Kind::Int),
+    ("storage", "max_sessions", Kind::Int),
+    ("cookies", "name", Kind::Str),
+    ("cookies", "expires_days", Kind::Float),
+    ("cookies", "secure", Kind::Bool),
+    ("cookies", "http_only", Kind::Bool),
+    ("cookies", "same_site", Kind::Str),
+    ("cookies", "domain", Kind::Str),
+    ("cookies", "path", Kind::Str),
+    ("expiry", "idle_timeout_secs", Kind::Int),
+    ("expiry", "absolute_timeout_secs", Kind::Int),
+    ("limits", "max_name_bytes", Kind::Int),
+    ("limits", "max_value_bytes", Kind::Int),
+];
+
+const ENV_PREFIX: &str = "CLOAKROOM_";
+
+impl Config {
+    /// Parses a configuration file's text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::config(toml_message(&e, text)))?;
+        Self::from_table(table)
+    }
+
+    /// Reads `path` (if given), applies `CLOAKROOM_*` variables from the
+    /// process environment, and checks the result.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(
+            path,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// As [`load`](Self::load), with the environment given explicitly.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| {
+                    Error::config(format!("{}: {}", path.display(), toml_message(&e, &text)))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                set_from_env(&mut table, &name, key, &value)?;
+            }
+        }
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self> {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.message().trim();
+                if path == "." {
+                    Error::config(message.to_owned())
+                } else {
+                    Error::config(format!("{path}: {message}"))
+                }
+            })?;
+        config.cookie_config()?;
+        config.expiry_policy().validate()?;
+        Ok(config)
+    }
+
+    /// The signing keys, or `None` when no secret is configured.
+    pub fn key_ring(&self) -> Result<Option<KeyRing>> {
+        let secrets: Vec<&str> = self
+            .cookie_secret
+            .iter()
+            .chain(&self.cookie_secrets)
+            .map(String::as_str)
+            .collect();
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        KeyRing::new(secrets).map(Some).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("cookie_secret(s): {msg}")),
+            other => other,
+        })
+    }
+
+    /// The cookie settings: defaults overridden by `[cookies]`.
+    pub fn cookie_config(&self) -> Result<CookieConfig> {
+        let c = &self.cookies;
+        let mut cookie = CookieConfig::default();
+        if let Some(name) = &c.name {
+            cookie = cookie.name(name);
+        }
+        if let Some(days) = c.expires_days {
+            if !(days.is_finite() && days > 0.0) {
+                return Err(Error::config(format!(
+                    "cookies.expires_days must be a positive number of days, not {days}"
+                )));
+            }
+            cookie = cookie.expires_days(Some(days));
+        }
+        if let Some(secure) = c.secure {
+            cookie = cookie.secure(secure);
+        }
+        if let Some(http_only) = c.http_only {
+            cookie = cookie.http_only(http_only);
+        }
+        if let Some(same_site) = &c.same_site {
+            let parsed = SameSite::parse(same_site).ok_or_else(|| {
+                Error::config(format!(
+                    "cookies.same_site must be \"lax\", \"strict\" or \"none\", not {same_site:?}"
+                ))
+            })?;
+            cookie = cookie.same_site(parsed);
+        }
+        if let Some(domain) = &c.domain {
+            cookie = cookie.domain(Some(domain));
+        }
+        if let Some(path) = &c.path {
+            cookie = cookie.path(path);
+        }
+        cookie.validate()?;
+        Ok(cookie)
+    }
+
+    /// The timeouts: defaults overridden by `[expiry]`.
+    pub fn expiry_policy(&self) -> ExpiryPolicy {
+        let mut policy = ExpiryPolicy::default();
+        if let Some(secs) = self.expiry.idle_timeout_secs {
+            policy = policy.idle(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.expiry.absolute_timeout_secs {
+            policy = policy.absolute(Duration::from_secs(secs));
+        }
+        policy
+    }
+
+    /// The size limits: defaults overridden by `[limits]`.
+    pub fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(n) = self.limits.max_name_bytes {
+            limits = limits.max_name_bytes(n);
+        }
+        if let Some(n) = self.limits.max_value_bytes {
+            limits = limits.max_value_bytes(n);
+        }
+        limits
+    }
+}
+
+/// A toml syntax error's message and line, without the source excerpt,
+/// which may hold a secret from the file.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let line = text.as_bytes()[..span.start.min(text.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+fn set_from_env(table: &mut toml::Table, var: &str, key: &str, raw: &str) -> Result<()> {
+    let found = ENV_KEYS.iter().find(|(section, name, _)| {
+        let expected = if section.is_empty() {
+            name.to_ascii_uppercase()
+        } else {
+            format!("{section}_{name}").to_ascii_uppercase()
+        };
+        expected == key
+    });
+    let Some((section, name, kind)) = found else {
+        return Err(Error::config(format!(
+            "unknown environment variable {var}: no such setting"
+        )));
+    };
+    let bad = |what: &str| Error::config(format!("{var} must be {what}, not {raw:?}"));
+    let value = match kind {
+        Kind::Str => toml::Value::String(raw.to_owned()),
+        Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        Kind::Float => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        Kind::List => toml::Value::Array(
+            raw.split(',')
+                .map(|s| toml::Value::String(s.trim().to_owned()))
+                .collect(),
+        ),
+    };
+    let target = if section.is_empty() {
+        table
+    } else {
+        match table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(Error::config(format!(
+                    "{section} must be a table to apply {var}"
+                )));
+            }
+        }
+    };
+    target.insert(name.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a secret of at least thirty-two bytes";
+
+    #[test]
+    fn pycket_shaped_file_parses() {
+        let config = Config::from_toml(&format!(
+            r#"
+            engine = "redis"
+            cookie_secret = "{SECRET}"
+            [storage]
+            host = "10.0.0.2"
+            port = 6380
+            db_sessions = 2
+            db_notifications = 3
+            password = "pw"
+            max_connections = 20
+            [cookies]
+            expires_days = 30
+            same_site = "Strict"
+            "#
+        ))
+        .unwrap();
+        assert_eq!(config.engine, Engine::Redis);
+        assert_eq!(config.storage.port, Some(6380));
+        assert_eq!(config.storage.db_notifications, Some(3));
+        assert!(config.key_ring().unwrap().is_some());
+        let cookie = config.cookie_config().unwrap();
+        assert!(cookie.set_cookie("v").contains("SameSite=Strict"));
+        assert!(cookie.set_cookie("v").contains("Max-Age=2592000"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[storage]\nhots = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hots"), "{err}");
+        let err = Config::from_toml("[cookie]\nname = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cookie"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = Config::from_toml("engine = 'postgres'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres"), "{err}");
+        let err = Config::from_toml("[cookies]\nsame_site = 'sometimes'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cookies.same_site"), "{err}");
+        let err = Config::from_toml("[cookies]\nname = '__Host-id'\nsecure = false")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("__Host-"), "{err}");
+        let err = Config::from_toml("cookie_secret = 'short'")
+            .unwrap()
+            .key_ring()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cookie_secret"), "{err}");
+        let err = Config::from_toml("[expiry]\nidle_timeout_secs = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idle_timeout_secs"), "{err}");
+        let err = Config::from_toml("[storage]\nport = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port") || err.contains("u16"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("cloakroom-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cloakroom.toml");
+        std::fs::write(&path, "engine = 'memory'\n[storage]\nport = 1\n").unwrap();
+        let env = [
+            ("CLOAKROOM_ENGINE", "redis"),
+            ("CLOAKROOM_STORAGE_PORT", "6390"),
+            ("CLOAKROOM_COOKIES_SECURE", "false"),
+            ("CLOAKROOM_COOKIE_SECRETS", &format!("{SECRET}1,{SECRET}2")),
+            ("UNRELATED", "x"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = Config::load_with_env(Some(&path), env).unwrap();
+        assert_eq!(config.engine, Engine::Redis);
+        assert_eq!(config.storage.port, Some(6390));
+        assert_eq!(config.cookies.secure, Some(false));
+        assert_eq!(config.key_ring().unwrap().unwrap().len(), 2);
+
+        let bad = [("CLOAKROOM_STORAGE_PORT".to_owned(), "many".to_owned())];
+        let err = Config::load_with_env(None, bad).unwrap_err().to_string();
+        assert!(err.contains("CLOAKROOM_STORAGE_PORT"), "{err}");
+        let unknown = [("CLOAKROOM_STORAGE_HOTS".to_owned(), "x".to_owned())];
+        let err = Config::load_with_env(None, unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CLOAKROOM_STORAGE_HOTS"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,509 @@
+//! The cookie: its signing key ring, its attributes, and the codec between a
+//! token and a cookie value.
+//!
+//! A cookie value is `TOKEN.SIGNATURE`: 43 base64url characters of token, a
+//! dot, and 43 of HMAC-SHA256 over the cookie name and the token. The value
+//! is checked for length, alphabet and signature before anything else sees
+//! it, so a forged cookie never costs a store round trip.
+
+use crate::error::{Error, Result};
+use crate::token::{TOKEN_B64_LEN, Token};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+use std::time::Duration;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest secret accepted, in bytes. HMAC-SHA256 is only as strong as its
+/// key; 32 bytes gives the full 256 bits when they are random.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Length of an encoded signed value: token, dot, signature.
+pub(crate) const SIGNED_LEN: usize = TOKEN_B64_LEN + 1 + 43;
+
+/// The keys that sign and verify session cookies.
+///
+/// The first key signs; every key verifies. To rotate, put the new secret
+/// first and keep the old one after it until the cookies it signed have
+/// expired; a cookie signed by an old key is re-signed with the first key on
+/// the next response that touches its session. Removing a key invalidates
+/// every cookie it signed.
+///
+/// ```
+/// use cloakroom::KeyRing;
+/// let keys = KeyRing::new(["a new secret of at least 32 bytes!", "the old secret, 32 bytes or more.."])?;
+/// assert_eq!(keys.len(), 2);
+/// assert!(KeyRing::new(["too short"]).is_err());
+/// # Ok::<(), cloakroom::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct KeyRing {
+    keys: Vec<HmacSha256>,
+}
+
+impl KeyRing {
+    /// Builds a key ring from secrets, newest first. Each must be at least
+    /// [`MIN_SECRET_BYTES`] long, and there must be at least one.
+    pub fn new<I, S>(secrets: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut keys = Vec::new();
+        for (i, secret) in secrets.into_iter().enumerate() {
+            let secret = secret.as_ref();
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(Error::config(format!(
+                    "cookie secret #{} is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                    i + 1,
+                    secret.len()
+                )));
+            }
+            // HMAC accepts keys of any length, so this cannot fail.
+            let mac = HmacSha256::new_from_slice(secret)
+                .map_err(|e| Error::config(format!("cookie secret #{}: {e}", i + 1)))?;
+            keys.push(mac);
+        }
+        if keys.is_empty() {
+            return Err(Error::config("at least one cookie secret is required"));
+        }
+        Ok(KeyRing { keys })
+    }
+
+    /// A key ring with one fresh random secret. Sessions signed with it do
+    /// not survive a restart of the process.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("the operating system's random source failed");
+        Self::new([secret]).expect("32 bytes is a valid secret")
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a key ring holds at least one key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn mac(key: &HmacSha256, cookie_name: &str, token: &Token) -> HmacSha256 {
+        let mut mac = key.clone();
+        mac.update(cookie_name.as_bytes());
+        mac.update(&[0]);
+        mac.update(token.as_bytes());
+        mac
+    }
+
+    /// The signed cookie value for `token`.
+    pub(crate) fn sign(&self, cookie_name: &str, token: &Token) -> String {
+        let tag = Self::mac(&self.keys[0], cookie_name, token)
+            .finalize()
+            .into_bytes();
+        let mut out = String::with_capacity(SIGNED_LEN);
+        out.push_str(&token.encode());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        out
+    }
+
+    /// Checks a cookie value. Returns the token and whether it was signed by
+    /// an older key (and so should be re-signed), or `None` for anything that
+    /// is not a value this ring signed.
+    pub(crate) fn verify(&self, cookie_name: &str, value: &[u8]) -> Option<Verified> {
+        if value.len() != SIGNED_LEN || value[TOKEN_B64_LEN] != b'.' {
+            return None;
+        }
+        let token = Token::decode(&value[..TOKEN_B64_LEN])?;
+        let mut tag = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(&value[TOKEN_B64_LEN + 1..], &mut tag) {
+            Ok(32) => {}
+            _ => return None,
+        }
+        self.keys.iter().enumerate().find_map(|(i, key)| {
+            // verify_slice compares in constant time.
+            Self::mac(key, cookie_name, &token)
+                .verify_slice(&tag)
+                .ok()
+                .map(|()| Verified {
+                    token: token.clone(),
+                    stale_key: i > 0,
+                })
+        })
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRing({} keys)", self.keys.len())
+    }
+}
+
+/// A cookie value that passed [`KeyRing::verify`].
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) token: Token,
+    pub(crate) stale_key: bool,
+}
+
+/// The `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    /// Sent on top-level navigations from other sites, not on their
+    /// subrequests. The default: it stops most CSRF and keeps links working.
+    #[default]
+    Lax,
+    /// Never sent on requests started by another site.
+    Strict,
+    /// Sent on every request. Browsers require `Secure` with it, so the
+    /// builder turns `Secure` on.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+
+    /// Parses `lax`, `strict` or `none`, in any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "lax" => Some(SameSite::Lax),
+            "strict" => Some(SameSite::Strict),
+            "none" => Some(SameSite::None),
+            _ => None,
+        }
+    }
+}
+
+/// The session cookie's name and attributes.
+///
+/// The defaults follow the OWASP Session Management Cheat Sheet: a generic
+/// name (`id`), `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`,
+/// and no `Max-Age`, so the cookie ends with the browser session.
+///
+/// ```
+/// use cloakroom::{CookieConfig, SameSite};
+/// let cookie = CookieConfig::default()
+///     .name("__Host-id")
+///     .same_site(SameSite::Strict)
+///     .expires_days(Some(7.0));
+/// assert!(cookie.validate().is_ok());
+/// assert!(CookieConfig::default().name("__Host-id").domain(Some("example.com")).validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CookieConfig {
+    name: String,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: String,
+    domain: Option<String>,
+    max_age: Option<Duration>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            name: "id".to_owned(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+            max_age: None,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The cookie name. A name starting with `__Host-` requires `Secure`,
+    /// `Path=/` and no `Domain`; one starting with `__Secure-` requires
+    /// `Secure`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The `Secure` attribute (default on).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// The `HttpOnly` attribute (default on). Turning it off lets page
+    /// scripts read the cookie; there is rarely a reason to.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// The `SameSite` attribute (default `Lax`). `SameSite::None` also
+    /// turns `Secure` on, as browsers require.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        if same_site == SameSite::None {
+            self.secure = true;
+        }
+        self
+    }
+
+    /// The `Path` attribute (default `/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The `Domain` attribute (default none: the cookie goes only to the
+    /// host that set it).
+    pub fn domain(mut self, domain: Option<impl Into<String>>) -> Self {
+        self.domain = domain.map(Into::into);
+        self
+    }
+
+    /// Make the cookie persistent for this many days, as pycket's
+    /// `expires_days`. `None` (the default) gives a browser-session cookie.
+    /// The server-side timeouts still decide how long the session lives.
+    pub fn expires_days(mut self, days: Option<f64>) -> Self {
+        self.max_age = days
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(|d| Duration::from_secs_f64((d * 86_400.0).min(400.0 * 86_400.0)));
+        self
+    }
+
+    /// The cookie name.
+    pub fn cookie_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `Secure` is set.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Checks that the attributes agree with each other and with RFC 6265.
+    pub fn validate(&self) -> Result<()> {
+        let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if self.name.is_empty() || !self.name.chars().all(token_char) {
+            return Err(Error::config(format!(
+                "cookies.name {:?} is not a valid cookie name",
+                self.name
+            )));
+        }
+        let attr_ok = |v: &str| v.chars().all(|c| c.is_ascii_graphic() && c != ';');
+        if !self.path.starts_with('/') || !attr_ok(&self.path) {
+            return Err(Error::config(format!(
+                "cookies.path {:?} must start with '/' and contain no ';' or spaces",
+                self.path
+            )));
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || !attr_ok(domain))
+        {
+            return Err(Error::config(format!(
+                "cookies.domain {domain:?} is not a valid domain"
+            )));
+        }
+        if self.name.starts_with("__Host-") {
+            if !self.secure {
+                return Err(Error::config(
+                    "cookies.name has the __Host- prefix, which requires cookies.secure = true",
+                ));
+            }
+            if self.path != "/" {
+                return Err(Error::config(
+                    "cookies.name has the __Host- prefix, which requires cookies.path = \"/\"",
+                ));
+            }
+            if self.domain.is_some() {
+                return Err(Error::config(
+                    "cookies.name has the __Host- prefix, which forbids cookies.domain",
+                ));
+            }
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(Error::config(
+                "cookies.name has the __Secure- prefix, which requires cookies.secure = true",
+            ));
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(Error::config(
+                "cookies.same_site = \"none\" requires cookies.secure = true",
+            ));
+        }
+        Ok(())
+    }
+
+    fn push_attributes(&self, out: &mut String) {
+        out.push_str("; Path=");
+        out.push_str(&self.path);
+        if let Some(domain) = &self.domain {
+            out.push_str("; Domain=");
+            out.push_str(domain);
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.same_site.as_str());
+        if self.secure {
+            out.push_str("; Secure");
+        }
+    }
+
+    /// The `Set-Cookie` value that stores `value`.
+    pub(crate) fn set_cookie(&self, value: &str) -> String {
+        let mut out = String::with_capacity(160);
+        out.push_str(&self.name);
+        out.push('=');
+        out.push_str(value);
+        if let Some(max_age) = self.max_age {
+            out.push_str("; Max-Age=");
+            out.push_str(&max_age.as_secs().to_string());
+        }
+        self.push_attributes(&mut out);
+        out
+    }
+
+    /// The `Set-Cookie` value that removes the cookie.
+    pub(crate) fn clear_cookie(&self) -> String {
+        let mut out = String::with_capacity(160);
+        out.push_str(&self.name);
+        out.push_str("=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        self.push_attributes(&mut out);
+        out
+    }
+
+    /// The values of every cookie named like ours in a `Cookie` header,
+    /// at most `limit` of them. Works on bytes, so a non-UTF-8 neighbour
+    /// does not hide a good cookie.
+    pub(crate) fn find_values<'a>(
+        &self,
+        header: &'a [u8],
+        limit: usize,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, '_> {
+        let name = self.name.as_bytes();
+        header
+            .split(|b| *b == b';')
+            .filter_map(move |pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|b| *b == b'=')?;
+                (pair[..eq].trim_ascii() == name).then(|| {
+                    let v = pair[eq + 1..].trim_ascii();
+                    v.strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
+                        .unwrap_or(v)
+                })
+            })
+            .take(limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S1: &str = "first secret, at least thirty-two bytes";
+    const S2: &str = "second secret, at least thirty-two bytes";
+
+    #[test]
+    fn sign_then_verify_round_trips() {
+        let ring = KeyRing::new([S1]).unwrap();
+        let t = Token::generate();
+        let value = ring.sign("id", &t);
+        assert_eq!(value.len(), SIGNED_LEN);
+        let v = ring.verify("id", value.as_bytes()).unwrap();
+        assert_eq!(v.token, t);
+        assert!(!v.stale_key);
+    }
+
+    #[test]
+    fn one_changed_character_is_rejected() {
+        let ring = KeyRing::new([S1]).unwrap();
+        let value = ring.sign("id", &Token::generate()).into_bytes();
+        for i in 0..value.len() {
+            let mut forged = value.clone();
+            forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+            assert!(ring.verify("id", &forged).is_none(), "position {i}");
+        }
+    }
+
+    #[test]
+    fn signature_binds_the_cookie_name() {
+        let ring = KeyRing::new([S1]).unwrap();
+        let value = ring.sign("id", &Token::generate());
+        assert!(ring.verify("other", value.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn old_keys_verify_and_are_flagged_for_resigning() {
+        let old = KeyRing::new([S1]).unwrap();
+        let rotated = KeyRing::new([S2, S1]).unwrap();
+        let value = old.sign("id", &Token::generate());
+        assert!(rotated.verify("id", value.as_bytes()).unwrap().stale_key);
+        let removed = KeyRing::new([S2]).unwrap();
+        assert!(removed.verify("id", value.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn key_ring_rejects_short_or_no_secrets() {
+        assert!(KeyRing::new(["short"]).is_err());
+        assert!(KeyRing::new(Vec::<String>::new()).is_err());
+    }
+
+    #[test]
+    fn default_attributes_are_secure() {
+        let c = CookieConfig::default();
+        assert_eq!(
+            c.set_cookie("v"),
+            "id=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            c.clear_cookie(),
+            "id=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let persistent = c.expires_days(Some(2.0));
+        assert!(persistent.set_cookie("v").contains("Max-Age=172800;"));
+    }
+
+    #[test]
+    fn prefix_conflicts_are_rejected() {
+        let host = CookieConfig::default().name("__Host-id");
+        assert!(host.clone().validate().is_ok());
+        assert!(host.clone().secure(false).validate().is_err());
+        assert!(host.clone().path("/app").validate().is_err());
+        assert!(host.domain(Some("a.example")).validate().is_err());
+        assert!(
+            CookieConfig::default()
+                .name("__Secure-id")
+                .secure(false)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            CookieConfig::default()
+                .same_site(SameSite::None)
+                .secure(false)
+                .validate()
+                .is_err()
+        );
+        assert!(CookieConfig::default().name("a b").validate().is_err());
+        assert!(CookieConfig::default().path("x").validate().is_err());
+    }
+
+    #[test]
+    fn finds_our_cookie_among_others() {
+        let c = CookieConfig::default();
+        let header = b"a=1; id=first;\xff\xfe=junk; id=\"second\";id";
+        let found: Vec<&[u8]> = c.find_values(header, 8).collect();
+        assert_eq!(found, vec![&b"first"[..], &b"second"[..]]);
+        assert_eq!(c.find_values(header, 1).count(), 1);
+    }
+}

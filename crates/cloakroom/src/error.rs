@@ -1,0 +1,92 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// A boxed error from a store's client library.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong with a session.
+///
+/// Store failures are [`Error::Unavailable`] or [`Error::Timeout`]. With the
+/// `axum` feature, `Error` implements `IntoResponse`, so a handler can use `?`
+/// and a store outage becomes a `503 Service Unavailable`.
+///
+/// No variant ever carries a session token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not be reached or refused the command.
+    #[error("session store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+
+    /// The store did not answer within the configured timeout.
+    #[error("session store timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// The store answered with something that is not a valid session record.
+    #[error("session store returned a malformed reply: {0}")]
+    Corrupt(String),
+
+    /// A value, a name or the whole session is over a configured limit.
+    /// Nothing was stored.
+    #[error("{what} is too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// What was too large, for example `value of "cart"`.
+        what: String,
+        /// Its size in bytes (or entries, for a count).
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// A value could not be serialized to JSON, or a stored value could not
+    /// be deserialized into the requested type.
+    #[error("session value {name:?} could not be (de)serialized: {source}")]
+    Serde {
+        /// The session name whose value failed.
+        name: String,
+        /// The underlying serde_json error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Invalid configuration: the message names the offending key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// True for errors caused by the store being down or slow, which should
+    /// become `503 Service Unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::Timeout(_))
+    }
+
+    /// Wraps any client error as [`Error::Unavailable`].
+    pub fn unavailable(err: impl Into<BoxError>) -> Self {
+        Error::Unavailable(err.into())
+    }
+
+    pub(crate) fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        use http::StatusCode;
+        let (status, body) = match &self {
+            Error::Unavailable(_) | Error::Timeout(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
+            }
+            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error"),
+        };
+        tracing::error!(error = %self, "session error returned by handler");
+        (status, body).into_response()
+    }
+}

@@ -1,0 +1,297 @@
+//! The tower layer: one [`Session`] per request, committed before the
+//! response head leaves.
+
+use crate::cookie::{CookieConfig, KeyRing, SIGNED_LEN};
+use crate::error::{Error, Result};
+use crate::expiry::{Clock, Expiry, ExpiryPolicy, SystemClock};
+use crate::limits::Limits;
+use crate::session::{CookieAction, Session};
+use crate::store::{DynStore, Store};
+use crate::token::Token;
+use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// At most this many cookies with our name are considered per request.
+const MAX_CANDIDATES: usize = 4;
+/// At most one warning about rejected tokens per this interval.
+const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Settings shared by every request of one layer.
+pub(crate) struct Shared {
+    pub(crate) store: Box<dyn DynStore>,
+    pub(crate) keys: KeyRing,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: ExpiryPolicy,
+    pub(crate) limits: Limits,
+    clock: Box<dyn Clock>,
+    rejected: AtomicU64,
+    last_warning: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    pub(crate) fn expiry(&self) -> Expiry {
+        self.expiry.at(self.clock.now())
+    }
+
+    pub(crate) fn sign(&self, token: &Token) -> String {
+        self.keys.sign(self.cookie.cookie_name(), token)
+    }
+
+    /// Counts a cookie that failed verification, and warns now and then:
+    /// a stream of them is a sign of someone guessing.
+    pub(crate) fn reject_token(&self) {
+        let total = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REJECT_WARN_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                rejected_total = total,
+                "rejected a session cookie that failed verification"
+            );
+        }
+    }
+
+    fn candidates(&self, headers: &http::HeaderMap) -> Vec<Box<[u8]>> {
+        let mut out = Vec::new();
+        for header in headers.get_all(COOKIE) {
+            for value in self.cookie.find_values(header.as_bytes(), MAX_CANDIDATES) {
+                if out.len() == MAX_CANDIDATES {
+                    return out;
+                }
+                if value.len() == SIGNED_LEN {
+                    out.push(value.into());
+                } else {
+                    // Wrong size: not ours, whatever it holds.
+                    out.push(Box::default());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Counters of one [`SessionLayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Session cookies that failed verification (forged, malformed, signed
+    /// by a removed key) since the layer was built.
+    pub rejected_tokens: u64,
+}
+
+/// The tower layer that gives each request a [`Session`].
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use cloakroom::{KeyRing, MemoryStore, Session, SessionLayer};
+///
+/// async fn handler(session: Session) -> cloakroom::Result<&'static str> {
+///     session.set("seen", true).await?;
+///     Ok("hello")
+/// }
+///
+/// # fn main() -> cloakroom::Result<()> {
+/// let keys = KeyRing::new([std::env::var("SECRET").unwrap_or_else(|_| "x".repeat(32))])?;
+/// let sessions = SessionLayer::builder(MemoryStore::new(), keys).build()?;
+/// let app: Router = Router::new().route("/", get(handler)).layer(sessions);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+impl SessionLayer {
+    /// Starts building a layer over `store`, signing with `keys`.
+    pub fn builder(store: impl Store, keys: KeyRing) -> SessionLayerBuilder {
+        SessionLayerBuilder {
+            store: Box::new(store),
+            keys,
+            cookie: CookieConfig::default(),
+            expiry: ExpiryPolicy::default(),
+            limits: Limits::default(),
+            clock: Box::new(SystemClock),
+        }
+    }
+
+    /// The layer's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            rejected_tokens: self.shared.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cookie settings in force.
+    pub fn cookie(&self) -> &CookieConfig {
+        &self.shared.cookie
+    }
+}
+
+impl fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie", &self.shared.cookie)
+            .field("expiry", &self.shared.expiry)
+            .field("keys", &self.shared.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SessionLayer`]; [`build`](Self::build) checks the settings.
+pub struct SessionLayerBuilder {
+    store: Box<dyn DynStore>,
+    keys: KeyRing,
+    cookie: CookieConfig,
+    expiry: ExpiryPolicy,
+    limits: Limits,
+    clock: Box<dyn Clock>,
+}
+
+impl SessionLayerBuilder {
+    /// The cookie's name and attributes.
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// The idle timeout and absolute lifetime.
+    pub fn expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Size limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The clock; tests use a [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<SessionLayer> {
+        self.cookie.validate()?;
+        self.expiry.validate()?;
+        Ok(SessionLayer {
+            shared: Arc::new(Shared {
+                store: self.store,
+                keys: self.keys,
+                cookie: self.cookie,
+                expiry: self.expiry,
+                limits: self.limits,
+                clock: self.clock,
+                rejected: AtomicU64::new(0),
+                last_warning: std::sync::Mutex::new(None),
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<&'static str> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let session = Session::new(self.shared.clone(), self.shared.candidates(req.headers()));
+        req.extensions_mut().insert(session.clone());
+        // Call the clone that poll_ready readied, and leave a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let mut response = inner.call(req).await?;
+            match session.commit().await {
+                Ok(action) => {
+                    set_cookie_headers(&shared, action, response.headers_mut());
+                    Ok(response)
+                }
+                Err(err) => Ok(store_failure(&err)),
+            }
+        })
+    }
+}
+
+fn set_cookie_headers(shared: &Shared, action: CookieAction, headers: &mut http::HeaderMap) {
+    let line = match action {
+        CookieAction::Keep => return,
+        CookieAction::Set(value) => shared.cookie.set_cookie(&value),
+        CookieAction::Clear => shared.cookie.clear_cookie(),
+    };
+    // The cookie config was validated to hold only visible ASCII.
+    match HeaderValue::try_from(line) {
+        Ok(value) => {
+            headers.append(SET_COOKIE, value);
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Err(_) => tracing::error!("session cookie is not a valid header value"),
+    }
+}
+
+fn store_failure<B: From<&'static str>>(err: &Error) -> Response<B> {
+    tracing::error!(error = %err, "session was not saved");
+    let (status, body) = if err.is_unavailable() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session store unavailable\n",
+        )
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "session error\n")
+    };
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,191 @@
+//! What one request changed: the unit a store applies atomically.
+//!
+//! A patch names what changed instead of carrying the whole record. That is
+//! what keeps concurrent requests from losing each other's updates: two
+//! requests that set different names both keep their change. For the same
+//! name, the last patch applied wins.
+
+use crate::token::SessionId;
+use std::collections::BTreeMap;
+
+/// One change to one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Store this JSON text under the name.
+    Set(&'a str),
+    /// Remove the name.
+    Remove,
+}
+
+/// The changes one request made to one session, applied by
+/// [`Store::apply`](crate::Store::apply) in one atomic step, in this order:
+///
+/// 1. if [`creates`](Patch::creates): the session must not exist, and is
+///    created; otherwise it must exist, or the store answers
+///    [`Applied::Gone`](crate::Applied::Gone);
+/// 2. if [`clears`](Patch::clears): every name is removed (notifications
+///    stay);
+/// 3. each [`change`](Patch::changes) is applied;
+/// 4. each [notification](Patch::notifications) is stored;
+/// 5. if [`renames_to`](Patch::renames_to) is set, the session and its
+///    notifications move to the new id, keeping the creation time and the
+///    absolute deadline; the old id stops existing;
+/// 6. the idle deadline is pushed to `now + idle`, capped by the absolute
+///    deadline.
+///
+/// An empty patch only does step 6: it is a touch.
+///
+/// ```
+/// use cloakroom::{Change, Patch};
+/// let mut patch = Patch::default();
+/// patch.set("login", r#""alice""#.to_owned());
+/// patch.remove("cart");
+/// let changes: Vec<_> = patch.changes().collect();
+/// assert_eq!(changes, [("cart", Change::Remove), ("login", Change::Set(r#""alice""#))]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patch {
+    create: bool,
+    clear: bool,
+    changes: BTreeMap<String, Option<String>>,
+    notifications: BTreeMap<String, String>,
+    rename_to: Option<SessionId>,
+}
+
+impl Patch {
+    /// A patch that only renames the session.
+    pub fn rename(to: SessionId) -> Self {
+        Patch {
+            rename_to: Some(to),
+            ..Patch::default()
+        }
+    }
+
+    /// Records `name = json`; `json` must be valid JSON text.
+    pub fn set(&mut self, name: impl Into<String>, json: String) {
+        self.changes.insert(name.into(), Some(json));
+    }
+
+    /// Records the removal of `name`.
+    pub fn remove(&mut self, name: impl Into<String>) {
+        self.changes.insert(name.into(), None);
+    }
+
+    /// Records removing every name, and drops earlier changes.
+    pub fn clear(&mut self) {
+        self.clear = true;
+        self.changes.clear();
+    }
+
+    /// Records a notification (a read-once value).
+    pub fn notify(&mut self, name: impl Into<String>, json: String) {
+        self.notifications.insert(name.into(), json);
+    }
+
+    /// Marks the patch as creating a new session.
+    pub fn create(&mut self) {
+        self.create = true;
+    }
+
+    /// Marks the patch as renaming the session to `to`.
+    pub fn rename_to(&mut self, to: SessionId) {
+        self.rename_to = Some(to);
+    }
+
+    /// Whether the session must be created (and must not exist yet).
+    pub fn creates(&self) -> bool {
+        self.create
+    }
+
+    /// Whether every existing name is removed first.
+    pub fn clears(&self) -> bool {
+        self.clear
+    }
+
+    /// The per-name changes, in name order.
+    pub fn changes(&self) -> impl ExactSizeIterator<Item = (&str, Change<'_>)> {
+        self.changes.iter().map(|(k, v)| {
+            let change = match v {
+                Some(json) => Change::Set(json),
+                None => Change::Remove,
+            };
+            (k.as_str(), change)
+        })
+    }
+
+    /// The notifications to store, in name order.
+    pub fn notifications(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.notifications
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The id the session moves to, if the patch renames it.
+    pub fn renames_to(&self) -> Option<&SessionId> {
+        self.rename_to.as_ref()
+    }
+
+    /// True when the patch changes no data: applying it only touches (or,
+    /// with `creates`/`renames_to`, creates or renames) the session.
+    pub fn is_empty(&self) -> bool {
+        !self.clear && self.changes.is_empty() && self.notifications.is_empty()
+    }
+
+    /// The pending change to `name`: `Some(Some(json))` when set,
+    /// `Some(None)` when removed (or cleared), `None` when this patch says
+    /// nothing about it.
+    pub(crate) fn lookup(&self, name: &str) -> Option<Option<&str>> {
+        match self.changes.get(name) {
+            Some(v) => Some(v.as_deref()),
+            None if self.clear => Some(None),
+            None => None,
+        }
+    }
+
+    /// Removes and returns a notification recorded in this patch.
+    pub(crate) fn take_notification(&mut self, name: &str) -> Option<String> {
+        self.notifications.remove(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_change_to_a_name_replaces_the_earlier() {
+        let mut p = Patch::default();
+        p.set("a", "1".into());
+        p.remove("a");
+        assert_eq!(p.lookup("a"), Some(None));
+        p.set("a", "2".into());
+        assert_eq!(p.lookup("a"), Some(Some("2")));
+        assert_eq!(p.changes().len(), 1);
+    }
+
+    #[test]
+    fn clear_drops_earlier_changes_and_hides_stored_names() {
+        let mut p = Patch::default();
+        p.set("a", "1".into());
+        p.clear();
+        assert!(p.clears());
+        assert_eq!(p.changes().len(), 0);
+        assert_eq!(p.lookup("a"), Some(None));
+        assert_eq!(p.lookup("stored"), Some(None));
+        p.set("b", "2".into());
+        assert_eq!(p.lookup("b"), Some(Some("2")));
+        assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn empty_patch_is_a_touch() {
+        let p = Patch::default();
+        assert!(p.is_empty());
+        assert_eq!(p.lookup("a"), None);
+        let mut n = Patch::default();
+        n.notify("flash", "\"hi\"".into());
+        assert!(!n.is_empty());
+        assert_eq!(n.take_notification("flash").as_deref(), Some("\"hi\""));
+        assert!(n.is_empty());
+    }
+}

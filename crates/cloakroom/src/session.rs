@@ -1,0 +1,479 @@
+//! The per-request session handle.
+//!
+//! A [`Session`] starts untouched: it has not even checked the cookie's
+//! signature. It loads from the store at most once, only when a read needs
+//! it, and records writes in a [`Patch`]. When the response is ready, the
+//! layer commits: at most one `apply`, and only if something changed.
+
+use crate::cookie::Verified;
+use crate::error::{Error, Result};
+use crate::layer::Shared;
+use crate::patch::Patch;
+use crate::store::{Applied, Record};
+use crate::token::{SessionId, Token};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::OnceCell;
+
+/// The session of the current request.
+///
+/// Get it as an axum extractor, or from the request's extensions when
+/// using the tower layer directly. Clones share the same state, so every
+/// extractor in one request sees the same session.
+///
+/// Every method is async and returns [`Result`]: a store failure is an
+/// [`Error`], never a panic.
+///
+/// ```
+/// use cloakroom::Session;
+///
+/// async fn handler(session: Session) -> cloakroom::Result<String> {
+///     let visits: u64 = session.get("visits").await?.unwrap_or(0);
+///     session.set("visits", visits + 1).await?;
+///     Ok(format!("visit number {}", visits + 1))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    loaded: OnceCell<Option<Record>>,
+}
+
+#[derive(Default)]
+struct State {
+    incoming: Incoming,
+    patch: Patch,
+    /// The token a new session will be created under.
+    fresh: Option<Token>,
+    /// The token the incoming session will be renamed to.
+    renamed: Option<Token>,
+    /// The incoming session is to be deleted.
+    destroyed: bool,
+}
+
+/// The session cookie of the request, checked lazily.
+#[derive(Default)]
+enum Incoming {
+    /// Values of cookies with our name, not yet verified.
+    Unchecked(Vec<Box<[u8]>>),
+    #[default]
+    Absent,
+    Valid(Verified),
+}
+
+/// What the response must do with the cookie.
+pub(crate) enum CookieAction {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>, candidates: Vec<Box<[u8]>>) -> Self {
+        let incoming = if candidates.is_empty() {
+            Incoming::Absent
+        } else {
+            Incoming::Unchecked(candidates)
+        };
+        Session {
+            inner: Arc::new(Inner {
+                shared,
+                state: Mutex::new(State {
+                    incoming,
+                    ..State::default()
+                }),
+                loaded: OnceCell::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code under this lock panics mid-change; see MemoryStore::lock.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token of the incoming session, if it may still exist: its cookie
+    /// verified, it was not destroyed, and a load did not find it missing.
+    fn existing(&self, st: &mut State) -> Option<Token> {
+        if st.destroyed || matches!(self.inner.loaded.get(), Some(None)) {
+            return None;
+        }
+        self.verify(st).map(|v| v.token.clone())
+    }
+
+    fn verify<'s>(&self, st: &'s mut State) -> Option<&'s Verified> {
+        if let Incoming::Unchecked(candidates) = &st.incoming {
+            let shared = &self.inner.shared;
+            let name = shared.cookie.cookie_name();
+            st.incoming = match candidates.iter().find_map(|c| shared.keys.verify(name, c)) {
+                Some(v) => Incoming::Valid(v),
+                None => {
+                    shared.reject_token();
+                    Incoming::Absent
+                }
+            };
+        }
+        match &st.incoming {
+            Incoming::Valid(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Loads the incoming session once; later calls reuse the result.
+    async fn load(&self, token: &Token) -> Result<Option<&Record>> {
+        let shared = &self.inner.shared;
+        let record = self
+            .inner
+            .loaded
+            .get_or_try_init(|| async {
+                let expiry = shared.expiry();
+                let record = shared.store.load(&token.id(), &expiry).await?;
+                // Enforced here too, whatever the store's clock says.
+                Ok::<_, Error>(record.filter(|r| expiry.now < r.deadline))
+            })
+            .await?;
+        Ok(record.as_ref())
+    }
+
+    /// The stored JSON of `name`, with this request's changes applied.
+    async fn raw(&self, name: &str) -> Result<Option<String>> {
+        let token = {
+            let mut st = self.state();
+            if let Some(pending) = st.patch.lookup(name) {
+                return Ok(pending.map(str::to_owned));
+            }
+            match self.existing(&mut st) {
+                Some(token) => token,
+                None => return Ok(None),
+            }
+        };
+        let record = self.load(&token).await?;
+        // Another clone may have written while this one loaded.
+        let mut st = self.state();
+        if let Some(pending) = st.patch.lookup(name) {
+            return Ok(pending.map(str::to_owned));
+        }
+        if self.existing(&mut st).is_none() {
+            return Ok(None);
+        }
+        Ok(record.and_then(|r| r.values.get(name).cloned()))
+    }
+
+    /// The value of `name`, or `None` if it is not set.
+    ///
+    /// The first read in a request loads the session (one store round
+    /// trip); later reads use that copy. A value that does not deserialize
+    /// as `T` is an [`Error::Serde`].
+    pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self.raw(name).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|source| Error::Serde {
+                    name: name.to_owned(),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `name` is set.
+    pub async fn contains(&self, name: &str) -> Result<bool> {
+        Ok(self.raw(name).await?.is_some())
+    }
+
+    /// Sets `name` to `value`, stored as JSON.
+    ///
+    /// It costs no round trip now: the change is written when the response
+    /// is ready, together with the request's other changes. Setting the
+    /// value a loaded session already holds records nothing.
+    pub async fn set(&self, name: &str, value: impl Serialize) -> Result<()> {
+        let json = serde_json::to_string(&value).map_err(|source| Error::Serde {
+            name: name.to_owned(),
+            source,
+        })?;
+        self.inner.shared.limits.check(name, &json)?;
+        let mut st = self.state();
+        let unchanged = st.patch.lookup(name).is_none()
+            && self.existing(&mut st).is_some()
+            && matches!(self.inner.loaded.get(), Some(Some(r)) if r.values.get(name) == Some(&json));
+        if !unchanged {
+            st.patch.set(name, json);
+            self.ensure_target(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Removes `name`.
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let mut st = self.state();
+        if self.existing(&mut st).is_some() {
+            let absent = st.patch.lookup(name).is_none()
+                && matches!(self.inner.loaded.get(), Some(Some(r)) if !r.values.contains_key(name));
+            if !absent {
+                st.patch.remove(name);
+            }
+        } else if st.fresh.is_some() {
+            st.patch.remove(name);
+        }
+        Ok(())
+    }
+
+    /// Removes every name. Notifications are kept.
+    pub async fn clear(&self) -> Result<()> {
+        let mut st = self.state();
+        if self.existing(&mut st).is_some() || st.fresh.is_some() {
+            st.patch.clear();
+        }
+        Ok(())
+    }
+
+    /// The names that are set, sorted.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        let token = self.existing(&mut self.state());
+        let record = match &token {
+            Some(token) => self.load(token).await?,
+            None => None,
+        };
+        let mut st = self.state();
+        let mut keys: Vec<String> = match record {
+            Some(r) if !st.patch.clears() && self.existing(&mut st).is_some() => {
+                r.values.keys().cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        let patch = &st.patch;
+        keys.retain(|k| patch.lookup(k).is_none());
+        keys.extend(patch.changes().filter_map(|(k, change)| {
+            matches!(change, crate::Change::Set(_)).then(|| k.to_owned())
+        }));
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The id of the live session, or `None` when there is none (yet).
+    ///
+    /// This is the [`SessionId`], a hash of the cookie's token: safe to log
+    /// and to store, useless as a cookie. After [`cycle_id`](Self::cycle_id)
+    /// it is the new id.
+    pub async fn id(&self) -> Result<Option<SessionId>> {
+        let token = self.existing(&mut self.state());
+        if let Some(token) = token
+            && self.load(&token).await?.is_some()
+        {
+            let st = self.state();
+            if !st.destroyed {
+                return Ok(Some(st.renamed.as_ref().unwrap_or(&token).id()));
+            }
+        }
+        Ok(self.state().fresh.as_ref().map(Token::id))
+    }
+
+    /// Gives the session a new id and keeps its data and absolute deadline.
+    /// The old id stops working when the response is ready.
+    ///
+    /// Call it at login and at every change of privilege, so that an id
+    /// planted or seen before the change is worthless after it.
+    pub async fn cycle_id(&self) -> Result<()> {
+        let mut st = self.state();
+        if self.existing(&mut st).is_some() {
+            st.renamed = Some(Token::generate());
+        } else if st.fresh.is_some() {
+            st.fresh = Some(Token::generate());
+        }
+        Ok(())
+    }
+
+    /// Ends the session: it is deleted from the store and the cookie is
+    /// cleared when the response is ready. Writes after this start a new,
+    /// empty session under a new id.
+    pub async fn destroy(&self) -> Result<()> {
+        let mut st = self.state();
+        if self.verify(&mut st).is_some() {
+            st.destroyed = true;
+        }
+        st.patch = Patch::default();
+        st.fresh = None;
+        st.renamed = None;
+        Ok(())
+    }
+
+    /// The session's notifications: values that can be read once.
+    pub fn notifications(&self) -> Notifications {
+        Notifications {
+            session: self.clone(),
+        }
+    }
+
+    /// Makes sure a write has a session to land in.
+    fn ensure_target(&self, st: &mut State) {
+        if self.existing(st).is_none() && st.fresh.is_none() {
+            st.fresh = Some(Token::generate());
+        }
+    }
+
+    /// Writes this request's changes. Called once, by the layer, when the
+    /// response is ready.
+    pub(crate) async fn commit(&self) -> Result<CookieAction> {
+        let shared = &self.inner.shared;
+        let (existing, stale_key, destroyed, patch, fresh, renamed) = {
+            let mut st = self.state();
+            if matches!(st.incoming, Incoming::Unchecked(_)) && st.fresh.is_none() {
+                return Ok(CookieAction::Keep); // never touched
+            }
+            let existing = self.existing(&mut st);
+            let stale_key = matches!(&st.incoming, Incoming::Valid(v) if v.stale_key);
+            let destroyed = st
+                .destroyed
+                .then(|| self.verify(&mut st).map(|v| v.token.id()));
+            (
+                existing,
+                stale_key,
+                destroyed.flatten(),
+                std::mem::take(&mut st.patch),
+                st.fresh.take(),
+                st.renamed.take(),
+            )
+        };
+        let mut action = CookieAction::Keep;
+        if let Some(old) = destroyed {
+            shared.store.delete(&old).await?;
+            action = CookieAction::Clear;
+        }
+        let expiry = shared.expiry();
+        if let Some(token) = existing {
+            if patch.is_empty() && renamed.is_none() {
+                // Nothing to write; re-sign a cookie from an old key once
+                // we know its session is alive.
+                if stale_key && matches!(self.inner.loaded.get(), Some(Some(_))) {
+                    action = CookieAction::Set(shared.sign(&token));
+                }
+                return Ok(action);
+            }
+            let mut write = patch.clone();
+            if let Some(new) = &renamed {
+                write.rename_to(new.id());
+            }
+            match shared.store.apply(&token.id(), &write, &expiry).await? {
+                Applied::Done => {
+                    if let Some(new) = renamed {
+                        action = CookieAction::Set(shared.sign(&new));
+                    } else if stale_key {
+                        action = CookieAction::Set(shared.sign(&token));
+                    }
+                    return Ok(action);
+                }
+                // Destroyed or expired meanwhile: strict mode, so the
+                // changes go to a new session under a new id.
+                Applied::Gone => {}
+            }
+        }
+        let has_data = patch.changes().len() > 0 || patch.notifications().len() > 0;
+        if !has_data {
+            return Ok(action);
+        }
+        let mut create = patch;
+        create.create();
+        let mut token = fresh.unwrap_or_else(Token::generate);
+        for _ in 0..3 {
+            match shared.store.apply(&token.id(), &create, &expiry).await? {
+                Applied::Done => return Ok(CookieAction::Set(shared.sign(&token))),
+                // A 256-bit collision; draw again.
+                Applied::Gone => token = Token::generate(),
+            }
+        }
+        Err(Error::Corrupt(
+            "the store refused to create a session under three fresh ids".to_owned(),
+        ))
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state();
+        let incoming = match &st.incoming {
+            Incoming::Unchecked(_) => "unchecked".to_owned(),
+            Incoming::Absent => "none".to_owned(),
+            Incoming::Valid(v) => v.token.id().short(),
+        };
+        f.debug_struct("Session")
+            .field("incoming", &incoming)
+            .field("changes", &st.patch.changes().len())
+            .field("destroyed", &st.destroyed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read-once values, like pycket's `NotificationMixin`: a notification set
+/// in one request is returned by the first `take` in a later one, and then
+/// it is gone. Two concurrent requests never both receive it.
+///
+/// ```
+/// use cloakroom::Session;
+///
+/// async fn after_login(session: Session) -> cloakroom::Result<()> {
+///     session.notifications().set("welcome", "Welcome back, alice").await
+/// }
+///
+/// async fn next_page(session: Session) -> cloakroom::Result<String> {
+///     let welcome: Option<String> = session.notifications().take("welcome").await?;
+///     Ok(welcome.unwrap_or_default())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    session: Session,
+}
+
+impl Notifications {
+    /// Stores a notification under `name`, replacing any unread one.
+    pub async fn set(&self, name: &str, value: impl Serialize) -> Result<()> {
+        let json = serde_json::to_string(&value).map_err(|source| Error::Serde {
+            name: name.to_owned(),
+            source,
+        })?;
+        let s = &self.session;
+        s.inner.shared.limits.check(name, &json)?;
+        let mut st = s.state();
+        st.patch.notify(name, json);
+        s.ensure_target(&mut st);
+        Ok(())
+    }
+
+    /// Returns the notification `name` and removes it, or `None`. This is
+    /// one store round trip of its own, so that the removal is atomic.
+    pub async fn take<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let s = &self.session;
+        let pending_or_token = {
+            let mut st = s.state();
+            match st.patch.take_notification(name) {
+                Some(json) => Ok(json),
+                None => Err(s.existing(&mut st)),
+            }
+        };
+        let json = match pending_or_token {
+            Ok(json) => Some(json),
+            Err(None) => None,
+            Err(Some(token)) => {
+                let shared = &s.inner.shared;
+                shared
+                    .store
+                    .take_notification(&token.id(), name, &shared.expiry())
+                    .await?
+            }
+        };
+        json.map(|json| {
+            serde_json::from_str(&json).map_err(|source| Error::Serde {
+                name: name.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,263 @@
+//! The embedded store: a bounded map in this process.
+
+use super::{Applied, Record, Store};
+use crate::error::Result;
+use crate::expiry::{Expiry, Timestamp};
+use crate::patch::{Change, Patch};
+use crate::token::SessionId;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+/// Sessions kept in this process's memory.
+///
+/// It needs nothing installed, so it is the default for the demo and for
+/// tests. Sessions do not survive a restart and are not shared between
+/// processes: use the Redis or Memcached store for that.
+///
+/// It holds at most `max_sessions` sessions. Ended sessions are swept out
+/// as new ones arrive; when the store is full of live sessions, those
+/// closest to their idle deadline (the least recently used) are evicted.
+/// Every operation runs under one short lock that is never held across an
+/// `.await`.
+///
+/// ```
+/// use cloakroom::MemoryStore;
+/// let store = MemoryStore::new().max_sessions(50_000);
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_sessions: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<SessionId, Entry>,
+    writes_since_sweep: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: Record,
+    expires_at: Timestamp,
+    notifications: BTreeMap<String, String>,
+}
+
+/// Sweep ended sessions at least this often, counted in creations.
+const SWEEP_EVERY: usize = 4096;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store holding at most 100 000 sessions.
+    pub fn new() -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            max_sessions: 100_000,
+        }
+    }
+
+    /// Sets the maximum number of sessions (at least 1).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max.max(1);
+        self
+    }
+
+    /// The number of sessions held, including ended ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether the store holds no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing under this lock can panic half-way through a change, so
+        // a poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Entry {
+    fn live(&self, now: Timestamp) -> bool {
+        now < self.expires_at && now < self.record.deadline
+    }
+}
+
+impl Inner {
+    /// The live entry under `id`; an ended one is removed on the way.
+    fn live(&mut self, id: &SessionId, now: Timestamp) -> Option<&mut Entry> {
+        if self.sessions.get(id).is_some_and(|e| !e.live(now)) {
+            self.sessions.remove(id);
+        }
+        self.sessions.get_mut(id)
+    }
+
+    fn sweep(&mut self, now: Timestamp) {
+        self.sessions.retain(|_, e| e.live(now));
+        self.writes_since_sweep = 0;
+    }
+
+    /// Makes room for one more session.
+    fn reserve(&mut self, now: Timestamp, max: usize) {
+        self.writes_since_sweep += 1;
+        if self.sessions.len() < max && self.writes_since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.sweep(now);
+        if self.sessions.len() < max {
+            return;
+        }
+        // Evict the 1/64 closest to expiry, so a full store pays this scan
+        // once per many insertions rather than on each.
+        let evict = (self.sessions.len() / 64).max(self.sessions.len() + 1 - max);
+        let mut by_expiry: Vec<(Timestamp, SessionId)> = self
+            .sessions
+            .iter()
+            .map(|(id, e)| (e.expires_at, *id))
+            .collect();
+        by_expiry.select_nth_unstable(evict - 1);
+        for (_, id) in &by_expiry[..evict] {
+            self.sessions.remove(id);
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
+        let mut inner = self.lock();
+        Ok(inner.live(id, expiry.now).map(|entry| {
+            entry.expires_at = expiry.expires_at(entry.record.deadline);
+            entry.record.clone()
+        }))
+    }
+
+    async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+        let now = expiry.now;
+        let mut inner = self.lock();
+        if let Some(to) = patch.renames_to()
+            && inner.live(to, now).is_some()
+        {
+            return Ok(Applied::Gone);
+        }
+        let exists = inner.live(id, now).is_some();
+        if exists == patch.creates() {
+            return Ok(Applied::Gone);
+        }
+        if patch.creates() {
+            inner.reserve(now, self.max_sessions);
+            let deadline = expiry.new_deadline();
+            inner.sessions.insert(
+                *id,
+                Entry {
+                    record: Record {
+                        values: BTreeMap::new(),
+                        created: now,
+                        deadline,
+                    },
+                    expires_at: deadline,
+                    notifications: BTreeMap::new(),
+                },
+            );
+        }
+        let Some(entry) = inner.sessions.get_mut(id) else {
+            return Ok(Applied::Gone);
+        };
+        if patch.clears() {
+            entry.record.values.clear();
+        }
+        for (name, change) in patch.changes() {
+            match change {
+                Change::Set(json) => {
+                    entry.record.values.insert(name.to_owned(), json.to_owned());
+                }
+                Change::Remove => {
+                    entry.record.values.remove(name);
+                }
+            }
+        }
+        for (name, json) in patch.notifications() {
+            entry.notifications.insert(name.to_owned(), json.to_owned());
+        }
+        entry.expires_at = expiry.expires_at(entry.record.deadline);
+        if let Some(to) = patch.renames_to()
+            && let Some(entry) = inner.sessions.remove(id)
+        {
+            inner.sessions.insert(*to, entry);
+        }
+        Ok(Applied::Done)
+    }
+
+    async fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        expiry: &Expiry,
+    ) -> Result<Option<String>> {
+        let mut inner = self.lock();
+        Ok(inner
+            .live(id, expiry.now)
+            .and_then(|entry| entry.notifications.remove(name)))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        self.lock().sessions.remove(id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::ExpiryPolicy;
+    use crate::token::Token;
+    use std::time::Duration;
+
+    fn at(ms: u64) -> Expiry {
+        ExpiryPolicy::default()
+            .idle(Duration::from_secs(10))
+            .absolute(Duration::from_secs(100))
+            .at(Timestamp(ms))
+    }
+
+    async fn create(store: &MemoryStore, now: u64) -> SessionId {
+        let id = Token::generate().id();
+        let mut p = Patch::default();
+        p.create();
+        p.set("n", "1".into());
+        assert_eq!(store.apply(&id, &p, &at(now)).await.unwrap(), Applied::Done);
+        id
+    }
+
+    #[tokio::test]
+    async fn full_store_evicts_least_recently_used() {
+        let store = MemoryStore::new().max_sessions(3);
+        let oldest = create(&store, 0).await;
+        let b = create(&store, 1_000).await;
+        let c = create(&store, 2_000).await;
+        let d = create(&store, 3_000).await;
+        assert_eq!(store.len(), 3);
+        assert!(store.load(&oldest, &at(3_000)).await.unwrap().is_none());
+        for id in [b, c, d] {
+            assert!(store.load(&id, &at(3_000)).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_are_swept_before_live_ones_are_evicted() {
+        let store = MemoryStore::new().max_sessions(2);
+        let _ended = create(&store, 0).await;
+        let live = create(&store, 15_000).await;
+        // At 20s the first has passed its 10s idle window; the second has not.
+        let _new = create(&store, 20_000).await;
+        assert_eq!(store.len(), 2);
+        assert!(store.load(&live, &at(20_000)).await.unwrap().is_some());
+    }
+}

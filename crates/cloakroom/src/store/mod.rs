@@ -1,0 +1,193 @@
+//! The store contract, and the stores that ship with this crate.
+//!
+//! A store keeps session records under a [`SessionId`]. It is written to
+//! only through [`Store::apply`], which applies a [`Patch`] atomically, so a
+//! store never needs to read a whole record back to change one name.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::error::Result;
+use crate::expiry::{Expiry, Timestamp};
+use crate::patch::Patch;
+use crate::token::SessionId;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A session as a store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Each name's value, as JSON text.
+    pub values: BTreeMap<String, String>,
+    /// When the session was created.
+    pub created: Timestamp,
+    /// The absolute deadline, fixed at creation.
+    pub deadline: Timestamp,
+}
+
+/// What [`Store::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Applied {
+    /// The patch was applied.
+    Done,
+    /// Nothing was written: the patch expected an existing session and there
+    /// is none (destroyed or expired in the meantime), or it creates or
+    /// renames to an id that is already taken.
+    Gone,
+}
+
+/// Where sessions live: the contract every store meets.
+///
+/// The contract, which the conformance tests check on every store:
+/// - **No resurrection.** `apply` writes to an existing session only if it
+///   exists and has not expired at `expiry.now`; otherwise it writes nothing
+///   and returns [`Applied::Gone`]. Only a patch that
+///   [creates](Patch::creates) makes a session, and only under an unused id.
+/// - **Atomic per call.** Concurrent `apply` calls on one session behave as
+///   if run one after the other, so patches to different names all survive.
+/// - **Expiry.** A session ends at `min(idle deadline, absolute deadline)`,
+///   computed with [`Expiry`]'s methods. `load` and `apply` return and write
+///   nothing for an ended session.
+/// - **Notifications** are separate from the data: `load` does not return
+///   them, `clear` does not remove them, and `take_notification` hands each
+///   one out once, even to concurrent callers.
+///
+/// Stores implement `load`, `apply`, `take_notification` and `delete`;
+/// `cycle` and `touch` are patches and have default implementations.
+pub trait Store: Send + Sync + 'static {
+    /// The live session under `id`, or `None`. A store may push the idle
+    /// deadline forward here when [`Expiry::refresh_due`] says so, as long
+    /// as it costs no extra round trip.
+    fn load(
+        &self,
+        id: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<Record>>> + Send;
+
+    /// Applies `patch` to the session `id`, atomically. See [`Patch`] for the
+    /// order of its steps.
+    fn apply(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send;
+
+    /// Removes and returns the notification `name` of session `id`.
+    fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Deletes the session and its notifications. Deleting a missing
+    /// session is not an error.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Moves the session from `old` to `new`, keeping its data, creation
+    /// time and absolute deadline.
+    fn cycle(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send {
+        let patch = Patch::rename(*new);
+        async move { self.apply(old, &patch, expiry).await }
+    }
+
+    /// Pushes the idle deadline forward.
+    fn touch(
+        &self,
+        id: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send {
+        async move { self.apply(id, &Patch::default(), expiry).await }
+    }
+}
+
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn load(
+        &self,
+        id: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<Record>>> + Send {
+        (**self).load(id, expiry)
+    }
+    fn apply(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send {
+        (**self).apply(id, patch, expiry)
+    }
+    fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<String>>> + Send {
+        (**self).take_notification(id, name, expiry)
+    }
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<()>> + Send {
+        (**self).delete(id)
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Store`] made object-safe, so the layer is not generic over the store.
+pub(crate) trait DynStore: Send + Sync + 'static {
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<Record>>>;
+    fn apply<'a>(
+        &'a self,
+        id: &'a SessionId,
+        patch: &'a Patch,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Applied>>;
+    fn take_notification<'a>(
+        &'a self,
+        id: &'a SessionId,
+        name: &'a str,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<String>>>;
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>>;
+}
+
+impl<S: Store> DynStore for S {
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<Record>>> {
+        Box::pin(Store::load(self, id, e))
+    }
+    fn apply<'a>(
+        &'a self,
+        id: &'a SessionId,
+        patch: &'a Patch,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(Store::apply(self, id, patch, e))
+    }
+    fn take_notification<'a>(
+        &'a self,
+        id: &'a SessionId,
+        name: &'a str,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(Store::take_notification(self, id, name, e))
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Store::delete(self, id))
+    }
+}

@@ -1,0 +1,163 @@
+//! Session tokens (the secret the browser holds) and session ids (the key the
+//! store uses, derived from the token).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Bytes of entropy in a token: 256 bits.
+pub(crate) const TOKEN_BYTES: usize = 32;
+/// Length of a token encoded as unpadded base64url.
+pub(crate) const TOKEN_B64_LEN: usize = 43;
+/// Bytes of SHA-256 kept in a [`SessionId`]: 128 bits.
+const ID_BYTES: usize = 16;
+
+/// The secret half of a session: 256 random bits from the OS CSPRNG.
+///
+/// It travels only inside the signed cookie. It is never logged: its `Debug`
+/// shows the short hash of its [`SessionId`] instead.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Token([u8; TOKEN_BYTES]);
+
+impl Token {
+    /// Draws a new token from the operating system's CSPRNG.
+    pub(crate) fn generate() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        // The OS RNG failing is not recoverable and not caused by input.
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        Token(bytes)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; TOKEN_BYTES] {
+        &self.0
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Decodes exactly [`TOKEN_B64_LEN`] base64url characters.
+    pub(crate) fn decode(text: &[u8]) -> Option<Self> {
+        if text.len() != TOKEN_B64_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; TOKEN_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(TOKEN_BYTES) => Some(Token(bytes)),
+            _ => None,
+        }
+    }
+
+    /// The store key of this token.
+    pub(crate) fn id(&self) -> SessionId {
+        let digest = Sha256::digest(self.0);
+        let mut id = [0u8; ID_BYTES];
+        id.copy_from_slice(&digest[..ID_BYTES]);
+        SessionId(id)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token(id={})", self.id().short())
+    }
+}
+
+/// The server-side id of a session: the first 128 bits of SHA-256 of its
+/// token, shown as 22 base64url characters.
+///
+/// Stores use it as their key, so a dump of the store yields no cookie
+/// anyone could replay: going back from an id to its token means inverting
+/// SHA-256. It is safe to log and to keep in an application's own tables.
+///
+/// ```
+/// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
+/// if let Some(id) = session.id().await? {
+///     tracing::info!(session = %id, "user logged in");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl SessionId {
+    /// The id as 22 base64url characters, the form stores put in their keys.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses the 22-character form back, for admin tools.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut id = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut id) {
+            Ok(ID_BYTES) if text.len() == 22 => Some(SessionId(id)),
+            _ => None,
+        }
+    }
+
+    /// The raw 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.0
+    }
+
+    /// The first 8 characters, enough to tell sessions apart in a log.
+    pub fn short(&self) -> String {
+        let mut s = self.encode();
+        s.truncate(8);
+        s
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bits_and_distinct() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.encode().len(), TOKEN_B64_LEN);
+        assert_eq!(Token::decode(a.encode().as_bytes()), Some(a));
+    }
+
+    #[test]
+    fn id_is_derived_not_equal() {
+        let t = Token::generate();
+        let id = t.id();
+        assert_ne!(&t.as_bytes()[..16], id.as_bytes());
+        assert_eq!(id, t.id());
+        assert_eq!(SessionId::decode(&id.encode()), Some(id));
+        assert_eq!(id.encode().len(), 22);
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let t = Token::generate();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains(&t.encode()));
+        assert!(shown.contains(&t.id().short()));
+    }
+
+    #[test]
+    fn decode_rejects_wrong_lengths_and_alphabet() {
+        assert_eq!(Token::decode(b""), None);
+        assert_eq!(Token::decode(&[b'A'; 42]), None);
+        assert_eq!(Token::decode(&[b'A'; 44]), None);
+        assert_eq!(Token::decode(&[b'+'; 43]), None);
+        assert_eq!(SessionId::decode("short"), None);
+    }
+}

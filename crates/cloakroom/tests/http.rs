@@ -1,0 +1,444 @@
+//! The session layer over a real TCP listener, with a cookie-keeping client.
+
+mod common;
+
+use cloakroom::{CookieConfig, KeyRing, MemoryStore, SessionLayer};
+use cloakroom_testkit::TestServer;
+use common::{OLD_SECRET, SECRET, app, builder};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+async fn server() -> (
+    TestServer,
+    std::sync::Arc<common::Counts>,
+    cloakroom::ManualClock,
+) {
+    let (b, counts, clock) = builder();
+    (
+        TestServer::start(app(b.build().unwrap())).await,
+        counts,
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn seed_flow_stores_and_reads_login() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    let r = c.get("/?name=alice").await;
+    assert_eq!(r.body, "index get ok!");
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("id="), "{set:?}");
+    assert!(set[0].contains("HttpOnly") && set[0].contains("SameSite=Lax"));
+    assert!(set[0].contains("Path=/"));
+    assert!(
+        !set[0].contains("Max-Age"),
+        "browser-session cookie by default"
+    );
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+#[tokio::test]
+async fn untouched_request_makes_no_store_call_and_sets_no_cookie() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let before = counts.total();
+    let r = c.get("/untouched").await;
+    assert_eq!(r.status, 200);
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(counts.total(), before);
+}
+
+#[tokio::test]
+async fn detail_without_cookie_sets_no_cookie_and_calls_no_store() {
+    let (srv, counts, _) = server().await;
+    let r = srv.client().get("/detail").await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert!(r.set_cookies().is_empty());
+    assert!(r.header("cache-control").is_none());
+    assert_eq!(counts.total(), 0);
+}
+
+#[tokio::test]
+async fn one_changed_character_is_no_session_and_no_store_call() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let value = c.cookie("id").unwrap();
+    let loads = counts.loads();
+    for i in [0, 10, 43, 50, value.len() - 1] {
+        let mut forged = value.clone().into_bytes();
+        forged[i] = if forged[i] == b'x' { b'y' } else { b'x' };
+        let forged = String::from_utf8(forged).unwrap();
+        let r = srv
+            .client()
+            .get_raw("/detail", Some(format!("id={forged}").as_bytes()))
+            .await;
+        assert_eq!(r.body, "detail get ok! None", "position {i}");
+    }
+    assert_eq!(
+        counts.loads(),
+        loads,
+        "a bad signature must not reach the store"
+    );
+}
+
+#[tokio::test]
+async fn junk_cookies_never_cause_a_server_error() {
+    let (srv, counts, _) = server().await;
+    let good = {
+        let c = srv.client();
+        c.get("/?name=alice").await;
+        c.cookie("id").unwrap()
+    };
+    let huge = format!("id={}", "A".repeat(16 * 1024));
+    let dots = format!("id={good}.extra");
+    let many = format!("id=1; id=2; id=3; id=4; id=5; id={good}");
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"id=".to_vec(),
+        b"id".to_vec(),
+        b"=; ;;; id==".to_vec(),
+        huge.into_bytes(),
+        b"id=\xff\xfe\x80abc".to_vec(),
+        b"id=....".to_vec(),
+        dots.into_bytes(),
+        b"id=\"\"".to_vec(),
+        many.into_bytes(),
+    ];
+    for cookie in &junk {
+        let c = srv.client();
+        let r = c.get_raw("/detail", Some(cookie)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "cookie {:?}",
+            String::from_utf8_lossy(cookie)
+        );
+        assert_eq!(r.body, "detail get ok! None");
+        let r = c.get_raw("/?name=bob", Some(cookie)).await;
+        assert_eq!(r.status, 200);
+    }
+    // A good cookie beside non-UTF-8 junk still works.
+    let mixed = [b"x=\xff\xfe; ".as_slice(), format!("id={good}").as_bytes()].concat();
+    let r = srv.client().get_raw("/detail", Some(&mixed)).await;
+    assert_eq!(r.body, "detail get ok! alice");
+    assert!(counts.loads() >= 1);
+    // And the server is still up.
+    assert_eq!(srv.client().get("/untouched").await.status, 200);
+}
+
+#[tokio::test]
+async fn loads_at_most_once_and_writes_without_reading() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    // A first write creates the session without loading anything.
+    c.get("/set?a=1&b=2").await;
+    assert_eq!((counts.loads(), counts.applies()), (0, 1));
+    // Writing to an existing session, without a read: no load.
+    c.get("/set?a=3").await;
+    assert_eq!((counts.loads(), counts.applies()), (0, 2));
+    // Three reads, one load, no write.
+    let r = c.get("/get-many").await;
+    assert_eq!(r.body, r#"Some("3") Some("2") None"#);
+    assert_eq!((counts.loads(), counts.applies()), (1, 2));
+    assert!(r.set_cookies().is_empty());
+    // Read then write: one load, one apply.
+    c.get("/read-write").await;
+    assert_eq!((counts.loads(), counts.applies()), (2, 3));
+}
+
+#[tokio::test]
+async fn setting_the_value_already_stored_writes_nothing() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let applies = counts.applies();
+    let r = c.get("/same").await;
+    assert_eq!(r.body, "alice");
+    assert_eq!(counts.applies(), applies);
+    assert!(r.set_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn keys_remove_and_clear() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/set?a=1&b=2&c=3").await;
+    assert_eq!(c.get("/keys").await.body, "a,b,c");
+    c.get("/remove?b").await;
+    assert_eq!(c.get("/keys").await.body, "a,c");
+    c.get("/clear").await;
+    assert_eq!(c.get("/keys").await.body, "");
+    c.get("/set?d=4").await;
+    assert_eq!(c.get("/keys").await.body, "d");
+}
+
+#[tokio::test]
+async fn concurrent_requests_setting_different_names_all_survive() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/set?seed=1").await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = c.get(&format!("/set?name{i:03}={i}")).await;
+            assert_eq!(r.status, 200);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let keys = c.get("/keys").await.body;
+    let names: Vec<&str> = keys.split(',').collect();
+    assert_eq!(names.len(), 101, "{keys}");
+    for i in 0..100 {
+        assert!(names.contains(&format!("name{i:03}").as_str()));
+    }
+}
+
+#[tokio::test]
+async fn cycle_id_issues_a_new_cookie_and_kills_the_old_one() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=anon").await;
+    let before = c.cookie("id").unwrap();
+    let id_before = c.get("/id").await.body;
+    let r = c.get("/login?name=alice").await;
+    let after = c.cookie("id").unwrap();
+    assert_ne!(before, after);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    assert_ne!(c.get("/id").await.body, id_before);
+    let old = srv.client();
+    old.set_cookie("id", &before);
+    assert_eq!(old.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn destroy_deletes_the_session_and_clears_the_cookie() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let cookie = c.cookie("id").unwrap();
+    let r = c.get("/logout").await;
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("id=;") && set[0].contains("Max-Age=0"));
+    assert!(set[0].contains("Expires=Thu, 01 Jan 1970"));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(counts.deletes.load(Ordering::SeqCst), 1);
+    assert!(c.cookie("id").is_none());
+    let replay = srv.client();
+    replay.set_cookie("id", &cookie);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn writes_under_a_dead_cookie_create_a_fresh_id() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let old = c.cookie("id").unwrap();
+    c.fork().get("/logout").await;
+    // `c` still holds the dead cookie and writes blindly.
+    let r = c.get("/?name=mallory").await;
+    assert_eq!(r.set_cookies().len(), 1, "a new cookie is issued");
+    let new = c.cookie("id").unwrap();
+    assert_ne!(old, new);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! mallory");
+    let replay = srv.client();
+    replay.set_cookie("id", &old);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn notifications_are_read_once() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/notify?welcome=hello").await;
+    assert_eq!(c.get("/take?name=welcome").await.body, "hello");
+    assert_eq!(c.get("/take?name=welcome").await.body, "None");
+}
+
+#[tokio::test]
+async fn concurrent_takes_hand_a_notification_out_once() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/notify?flash=once").await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(
+            async move { c.get("/take?name=flash").await.body },
+        ));
+    }
+    let mut got = 0;
+    for t in tasks {
+        if t.await.unwrap() == "once" {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
+}
+
+#[tokio::test]
+async fn clear_keeps_notifications() {
+    let (srv, _, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    c.get("/notify?flash=still-here").await;
+    c.get("/clear").await;
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(c.get("/take?name=flash").await.body, "still-here");
+}
+
+#[tokio::test]
+async fn idle_timeout_is_enforced_on_the_server() {
+    let (b, _, clock) = builder();
+    let layer = b
+        .expiry(
+            cloakroom::ExpiryPolicy::default()
+                .idle(Duration::from_secs(60))
+                .absolute(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    // Activity within the window keeps it alive.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(50));
+        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    }
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn absolute_lifetime_is_enforced_even_when_active() {
+    let (b, _, clock) = builder();
+    let layer = b
+        .expiry(
+            cloakroom::ExpiryPolicy::default()
+                .idle(Duration::from_secs(60))
+                .absolute(Duration::from_secs(300)),
+        )
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(55));
+        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    }
+    // Cycling keeps the original deadline.
+    c.get("/login?name=alice").await;
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn older_keys_verify_and_are_resigned_with_the_current_key() {
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let cookie = CookieConfig::default().secure(false);
+    let old_layer = SessionLayer::builder(store.clone(), KeyRing::new([OLD_SECRET]).unwrap())
+        .cookie(cookie.clone())
+        .build()
+        .unwrap();
+    let rotated = SessionLayer::builder(store.clone(), KeyRing::new([SECRET, OLD_SECRET]).unwrap())
+        .cookie(cookie.clone())
+        .build()
+        .unwrap();
+    let removed = SessionLayer::builder(store, KeyRing::new([SECRET]).unwrap())
+        .cookie(cookie)
+        .build()
+        .unwrap();
+    let old_srv = TestServer::start(app(old_layer)).await;
+    let c = old_srv.client();
+    c.get("/?name=alice").await;
+    let old_cookie = c.cookie("id").unwrap();
+
+    let rot_srv = TestServer::start(app(rotated)).await;
+    let c = rot_srv.client();
+    c.set_cookie("id", &old_cookie);
+    // Untouched: no cookie. Touched: re-signed.
+    assert!(c.get("/untouched").await.set_cookies().is_empty());
+    let r = c.get("/detail").await;
+    assert_eq!(r.body, "detail get ok! alice");
+    assert_eq!(r.set_cookies().len(), 1);
+    let resigned = c.cookie("id").unwrap();
+    assert_ne!(resigned, old_cookie);
+    assert_eq!(
+        resigned[..43],
+        old_cookie[..43],
+        "same token, new signature"
+    );
+    assert!(c.get("/detail").await.set_cookies().is_empty());
+
+    let rem_srv = TestServer::start(app(removed)).await;
+    let c = rem_srv.client();
+    c.set_cookie("id", &old_cookie);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+    let c = rem_srv.client();
+    c.set_cookie("id", &resigned);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+#[tokio::test]
+async fn forged_tokens_are_counted() {
+    let (b, counts, _) = builder();
+    let layer = b.build().unwrap();
+    let srv = TestServer::start(app(layer.clone())).await;
+    let token = "A".repeat(43);
+    for i in 0..10 {
+        let forged = format!("id={token}.{:0>43}", i);
+        srv.client()
+            .get_raw("/detail", Some(forged.as_bytes()))
+            .await;
+    }
+    assert_eq!(layer.stats().rejected_tokens, 10);
+    assert_eq!(counts.total(), 0);
+}
+
+#[tokio::test]
+async fn store_outage_becomes_503_and_recovers() {
+    let (srv, counts, _) = server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    counts.down.store(true, Ordering::SeqCst);
+    // The handler's read fails and it returns the error: 503.
+    let r = c.get("/detail").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "session store unavailable");
+    // The handler's write fails at commit: 503, and no cookie.
+    let r = srv.client().get("/?name=bob").await;
+    assert_eq!(r.status, 503);
+    assert!(r.set_cookies().is_empty());
+    // An untouched route is not affected.
+    assert_eq!(c.get("/untouched").await.status, 200);
+    counts.down.store(false, Ordering::SeqCst);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+#[tokio::test]
+async fn persistent_cookie_with_expires_days() {
+    let (b, _, _) = builder();
+    let layer = b
+        .cookie(
+            CookieConfig::default()
+                .secure(false)
+                .expires_days(Some(30.0)),
+        )
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let r = srv.client().get("/?name=alice").await;
+    assert!(r.set_cookies()[0].contains("Max-Age=2592000"));
+}
