@@ -506,4 +506,42 @@ mod tests {
         assert_eq!(found, vec![&b"first"[..], &b"second"[..]]);
         assert_eq!(c.find_values(header, 1).count(), 1);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn ring() -> KeyRing {
+            KeyRing::new([S1, S2]).unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn verify_never_panics_and_rejects_arbitrary_bytes(value in proptest::collection::vec(any::<u8>(), 0..200)) {
+                prop_assert!(ring().verify("id", &value).is_none());
+            }
+
+            #[test]
+            fn verify_rejects_near_misses(prefix in "[A-Za-z0-9_-]{43}", sig in "[A-Za-z0-9_-]{43}") {
+                let value = format!("{prefix}.{sig}");
+                prop_assert!(ring().verify("id", value.as_bytes()).is_none());
+            }
+
+            #[test]
+            fn sign_verify_round_trips(bytes in any::<[u8; 32]>(), name in "[a-z_]{1,12}") {
+                let token = Token(bytes);
+                let ring = ring();
+                let value = ring.sign(&name, &token);
+                let verified = ring.verify(&name, value.as_bytes()).unwrap();
+                prop_assert_eq!(verified.token, token);
+                prop_assert!(!verified.stale_key);
+            }
+
+            #[test]
+            fn header_scan_never_panics(header in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let found = CookieConfig::default().find_values(&header, 4).count();
+                prop_assert!(found <= 4);
+            }
+        }
+    }
 }

@@ -250,9 +250,12 @@ impl Session {
         };
         let patch = &st.patch;
         keys.retain(|k| patch.lookup(k).is_none());
-        keys.extend(patch.changes().filter_map(|(k, change)| {
-            matches!(change, crate::Change::Set(_)).then(|| k.to_owned())
-        }));
+        keys.extend(
+            patch
+                .changes()
+                .filter(|(_, change)| matches!(change, crate::Change::Set(_)))
+                .map(|(k, _)| k.to_owned()),
+        );
         keys.sort_unstable();
         Ok(keys)
     }

@@ -18,7 +18,7 @@ const ID_BYTES: usize = 16;
 /// It travels only inside the signed cookie. It is never logged: its `Debug`
 /// shows the short hash of its [`SessionId`] instead.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Token([u8; TOKEN_BYTES]);
+pub(crate) struct Token(pub(crate) [u8; TOKEN_BYTES]);
 
 impl Token {
     /// Draws a new token from the operating system's CSPRNG.

@@ -1,0 +1,167 @@
+//! The `cloakroom` binary itself: started as a process, driven over HTTP.
+
+use cloakroom_testkit::Client;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Demo {
+    async fn start(extra: &[&str], env: &[(&str, &str)]) -> Demo {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloakroom"));
+        cmd.args(["serve", "--listen", &addr.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLOAKROOM_")) {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the cloakroom binary");
+        let demo = Demo { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the demo did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        demo
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    /// Stops the server and returns what it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut log);
+        }
+        log
+    }
+}
+
+#[tokio::test]
+async fn seed_demo_round_trip_on_the_default_store() {
+    let demo = Demo::start(&[], &[]).await;
+    let c = demo.client();
+    let r = c.get("/?name=alice").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "index get ok!"));
+    assert!(
+        !r.set_cookies()[0].contains("Secure"),
+        "loopback demo turns Secure off"
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    let fresh = demo.client().get("/detail").await;
+    assert_eq!(fresh.body, "detail get ok! None");
+    assert!(fresh.set_cookies().is_empty());
+    let log = demo.stop();
+    assert!(log.contains("Secure flag is OFF"), "{log}");
+    assert!(log.contains("no cookie_secret configured"), "{log}");
+}
+
+#[tokio::test]
+async fn missing_name_is_a_400_with_a_message() {
+    let demo = Demo::start(&[], &[]).await;
+    for path in ["/", "/?name=", "/login"] {
+        let r = demo.client().get(path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(r.body.contains("missing query parameter: name"), "{path}");
+        assert!(r.set_cookies().is_empty());
+    }
+    demo.stop();
+}
+
+#[tokio::test]
+async fn login_cycles_the_id_and_logout_kills_it() {
+    let demo = Demo::start(&[], &[]).await;
+    let c = demo.client();
+    c.get("/?name=guest").await;
+    let pre_login = c.cookie("id").unwrap();
+    let r = c.get("/login?name=alice").await;
+    assert_eq!(r.body, "login ok!");
+    let logged_in = c.cookie("id").unwrap();
+    assert_ne!(pre_login, logged_in);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+
+    let replay = demo.client();
+    replay.set_cookie("id", &pre_login);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+
+    let r = c.get("/logout").await;
+    assert!(r.set_cookies()[0].contains("Max-Age=0"));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert!(c.cookie("id").is_none());
+    let replay = demo.client();
+    replay.set_cookie("id", &logged_in);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+    demo.stop();
+}
+
+#[tokio::test]
+async fn configured_secret_survives_a_restart_of_the_client_side() {
+    let secret = (
+        "CLOAKROOM_COOKIE_SECRET",
+        "a demo secret that is long enough!!",
+    );
+    let demo = Demo::start(&[], &[secret, ("CLOAKROOM_COOKIES_NAME", "sid")]).await;
+    let c = demo.client();
+    let r = c.get("/?name=alice").await;
+    assert!(r.set_cookies()[0].starts_with("sid="));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    let log = demo.stop();
+    assert!(!log.contains("no cookie_secret configured"), "{log}");
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("[storage]\nhots = 'x'\n", "hots"),
+        ("[cookies]\nsame_site = 'often'\n", "cookies.same_site"),
+        ("engine = 'mysql'\n", "mysql"),
+        ("cookie_secret = 'short'\n", "cookie_secret"),
+        (
+            "[expiry]\nidle_timeout_secs = 'ten'\n",
+            "expiry.idle_timeout_secs",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "expected {key:?} in {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "ftp://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ftp"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
