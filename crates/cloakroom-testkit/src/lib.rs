@@ -1,9 +1,12 @@
 //! Test fixtures shared by the cloakroom crates: real servers on free
 //! loopback ports, and an HTTP/1.1 client that keeps cookies like a browser.
 
+pub mod conformance;
 mod http_client;
+mod servers;
 
 pub use http_client::{Client, TestResponse};
+pub use servers::{MemcachedServer, RedisServer, free_port};
 
 use std::net::SocketAddr;
 

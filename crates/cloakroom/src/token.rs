@@ -109,6 +109,13 @@ impl SessionId {
     }
 }
 
+impl From<[u8; ID_BYTES]> for SessionId {
+    /// An id from its raw bytes, for stores and admin tools that keep them.
+    fn from(bytes: [u8; ID_BYTES]) -> Self {
+        SessionId(bytes)
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.encode())

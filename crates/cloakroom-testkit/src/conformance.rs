@@ -1,0 +1,378 @@
+//! The store contract, written once and run against every store.
+//!
+//! Each check is a function taking a fresh store. [`conformance_tests!`]
+//! turns them into one `#[tokio::test]` each, so a failure names the rule
+//! that broke. Time is real (stores such as Redis expire keys on their own
+//! clock), with windows of about a second.
+//!
+//! [`conformance_tests!`]: crate::conformance_tests
+
+use cloakroom::{Applied, Clock, Expiry, ExpiryPolicy, Patch, SessionId, Store, SystemClock};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A fresh random session id.
+pub fn new_id() -> SessionId {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("OS random source");
+    SessionId::from(bytes)
+}
+
+/// Expiry at the current time with the given windows.
+pub fn at_now(idle: Duration, absolute: Duration) -> Expiry {
+    ExpiryPolicy::default()
+        .idle(idle)
+        .absolute(absolute)
+        .at(SystemClock.now())
+}
+
+fn long() -> Expiry {
+    at_now(Duration::from_secs(600), Duration::from_secs(3600))
+}
+
+fn creating(pairs: &[(&str, &str)]) -> Patch {
+    let mut p = Patch::default();
+    p.create();
+    for (k, v) in pairs {
+        p.set(*k, (*v).to_owned());
+    }
+    p
+}
+
+async fn create<S: Store>(store: &S, pairs: &[(&str, &str)], e: &Expiry) -> SessionId {
+    let id = new_id();
+    let applied = store.apply(&id, &creating(pairs), e).await.expect("create");
+    assert_eq!(applied, Applied::Done, "creating a new session");
+    id
+}
+
+async fn values<S: Store>(store: &S, id: &SessionId) -> Option<Vec<(String, String)>> {
+    store
+        .load(id, &long())
+        .await
+        .expect("load")
+        .map(|r| r.values.into_iter().collect())
+}
+
+fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    Some(
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Create, load, and apply changes.
+pub async fn load_and_apply<S: Store>(store: S) {
+    let e = long();
+    assert_eq!(values(&store, &new_id()).await, None);
+    let id = create(&store, &[("login", "\"alice\""), ("n", "1")], &e).await;
+    let record = store.load(&id, &e).await.unwrap().expect("created");
+    assert_eq!(record.created, e.now);
+    assert_eq!(record.deadline, e.new_deadline());
+    let mut p = Patch::default();
+    p.set("n", "2".into());
+    p.set("cart", "[1,2]".into());
+    assert_eq!(store.apply(&id, &p, &e).await.unwrap(), Applied::Done);
+    assert_eq!(
+        values(&store, &id).await,
+        pairs(&[("cart", "[1,2]"), ("login", "\"alice\""), ("n", "2")])
+    );
+}
+
+/// Names that look like internal fields are stored like any other.
+pub async fn unusual_names_round_trip<S: Store>(store: S) {
+    let e = long();
+    let odd = [
+        ("@c", "1"),
+        ("@@d", "2"),
+        ("", "3"),
+        ("a:b{c}", "4"),
+        ("ünï", "\"ç\""),
+    ];
+    let id = create(&store, &odd, &e).await;
+    let mut expected: Vec<(String, String)> = odd
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(values(&store, &id).await, Some(expected));
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.deadline, e.new_deadline(), "meta fields intact");
+}
+
+/// `Change::Remove` removes one name.
+pub async fn removal<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
+    let mut p = Patch::default();
+    p.remove("a");
+    p.remove("never-set");
+    assert_eq!(store.apply(&id, &p, &e).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &id).await, pairs(&[("b", "2")]));
+}
+
+/// `clear` removes every name, keeps the session and its notifications,
+/// and changes after it in the same patch apply.
+pub async fn clear<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
+    let mut n = Patch::default();
+    n.notify("flash", "\"kept\"".into());
+    assert_eq!(store.apply(&id, &n, &e).await.unwrap(), Applied::Done);
+    let mut p = Patch::default();
+    p.clear();
+    p.set("c", "3".into());
+    assert_eq!(store.apply(&id, &p, &e).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &id).await, pairs(&[("c", "3")]));
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.deadline, e.new_deadline());
+    assert_eq!(
+        store.take_notification(&id, "flash", &e).await.unwrap(),
+        Some("\"kept\"".into())
+    );
+}
+
+/// `cycle` moves data, notifications and the absolute deadline; the old id
+/// is gone at once.
+pub async fn cycle_keeps_data_and_deadline<S: Store>(store: S) {
+    let e = long();
+    let old = create(&store, &[("login", "\"alice\"")], &e).await;
+    let mut n = Patch::default();
+    n.notify("flash", "\"hi\"".into());
+    assert_eq!(store.apply(&old, &n, &e).await.unwrap(), Applied::Done);
+    let before = store.load(&old, &e).await.unwrap().unwrap();
+
+    let later = at_now(Duration::from_secs(600), Duration::from_secs(7200));
+    let new = new_id();
+    assert_eq!(
+        store.cycle(&old, &new, &later).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(store.load(&old, &later).await.unwrap(), None);
+    let after = store.load(&new, &later).await.unwrap().unwrap();
+    assert_eq!(after.values, before.values);
+    assert_eq!(after.created, before.created);
+    assert_eq!(after.deadline, before.deadline, "cycle keeps the deadline");
+    assert_eq!(
+        store
+            .take_notification(&new, "flash", &later)
+            .await
+            .unwrap(),
+        Some("\"hi\"".into())
+    );
+    // A rename with changes in the same patch (login: cycle + set).
+    let newer = new_id();
+    let mut p = Patch::rename(newer);
+    p.set("login", "\"bob\"".into());
+    assert_eq!(store.apply(&new, &p, &later).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &newer).await, pairs(&[("login", "\"bob\"")]));
+    assert_eq!(values(&store, &new).await, None);
+}
+
+/// `delete` removes the session and its notifications; deleting twice is
+/// fine.
+pub async fn destroy<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[("a", "1")], &e).await;
+    let mut n = Patch::default();
+    n.notify("flash", "1".into());
+    assert_eq!(store.apply(&id, &n, &e).await.unwrap(), Applied::Done);
+    store.delete(&id).await.unwrap();
+    store.delete(&id).await.unwrap();
+    assert_eq!(values(&store, &id).await, None);
+    assert_eq!(
+        store.take_notification(&id, "flash", &e).await.unwrap(),
+        None
+    );
+}
+
+/// Nothing brings a missing, deleted or expired session back, and a create
+/// never overwrites.
+pub async fn no_resurrection<S: Store>(store: S) {
+    let e = long();
+    let mut p = Patch::default();
+    p.set("a", "1".into());
+    let missing = new_id();
+    assert_eq!(store.apply(&missing, &p, &e).await.unwrap(), Applied::Gone);
+    assert_eq!(store.touch(&missing, &e).await.unwrap(), Applied::Gone);
+    assert_eq!(
+        store.cycle(&missing, &new_id(), &e).await.unwrap(),
+        Applied::Gone
+    );
+    assert_eq!(values(&store, &missing).await, None);
+
+    let id = create(&store, &[("a", "1")], &e).await;
+    assert_eq!(
+        store
+            .apply(&id, &creating(&[("b", "2")]), &e)
+            .await
+            .unwrap(),
+        Applied::Gone,
+        "create must not overwrite"
+    );
+    assert_eq!(values(&store, &id).await, pairs(&[("a", "1")]));
+    store.delete(&id).await.unwrap();
+    assert_eq!(store.apply(&id, &p, &e).await.unwrap(), Applied::Gone);
+    assert_eq!(values(&store, &id).await, None);
+
+    // Renaming onto a live id is refused too.
+    let a = create(&store, &[("a", "1")], &e).await;
+    let b = create(&store, &[("b", "2")], &e).await;
+    assert_eq!(store.cycle(&a, &b, &e).await.unwrap(), Applied::Gone);
+    assert_eq!(values(&store, &b).await, pairs(&[("b", "2")]));
+}
+
+/// The idle timeout ends an unused session, and use pushes it forward.
+pub async fn idle_expiry<S: Store>(store: S) {
+    let idle = Duration::from_millis(1500);
+    let absolute = Duration::from_secs(60);
+    let kept = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    let dropped = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            store.touch(&kept, &at_now(idle, absolute)).await.unwrap(),
+            Applied::Done
+        );
+    }
+    // 2.1 s after creation: past `dropped`'s idle window, not `kept`'s.
+    assert!(
+        store
+            .load(&dropped, &at_now(idle, absolute))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .load(&kept, &at_now(idle, absolute))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut p = Patch::default();
+    p.set("b", "2".into());
+    assert_eq!(
+        store
+            .apply(&dropped, &p, &at_now(idle, absolute))
+            .await
+            .unwrap(),
+        Applied::Gone
+    );
+}
+
+/// A read pushes the idle deadline forward once enough of the window has
+/// passed, so a session that is only read stays alive.
+pub async fn reads_refresh_idle<S: Store>(store: S) {
+    let idle = Duration::from_millis(1500);
+    let absolute = Duration::from_secs(60);
+    let id = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            store
+                .load(&id, &at_now(idle, absolute))
+                .await
+                .unwrap()
+                .is_some(),
+            "a session read every 0.6 s must outlive its 1.5 s idle window"
+        );
+    }
+}
+
+/// The absolute deadline ends a session however active it is.
+pub async fn absolute_expiry<S: Store>(store: S) {
+    let idle = Duration::from_millis(1500);
+    let absolute = Duration::from_millis(2000);
+    let id = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let _ = store.touch(&id, &at_now(idle, absolute)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 2.1 s: past the absolute deadline, within the idle window.
+    assert!(
+        store
+            .load(&id, &at_now(idle, absolute))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.touch(&id, &at_now(idle, absolute)).await.unwrap(),
+        Applied::Gone
+    );
+}
+
+/// A notification is handed out once, even to concurrent takers.
+pub async fn read_once_notifications<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[], &e).await;
+    assert_eq!(
+        store.take_notification(&id, "none", &e).await.unwrap(),
+        None
+    );
+    let mut n = Patch::default();
+    n.notify("flash", "\"once\"".into());
+    assert_eq!(store.apply(&id, &n, &e).await.unwrap(), Applied::Done);
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move { store.take_notification(&id, "flash", &long()).await });
+    }
+    let mut got = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().unwrap().is_some() {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
+    assert!(store.load(&id, &e).await.unwrap().is_some());
+}
+
+/// Concurrent patches to different names all survive.
+pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[], &e).await;
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut p = Patch::default();
+            p.set(format!("name{i:03}"), i.to_string());
+            store.apply(&id, &p, &long()).await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), Applied::Done);
+    }
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.values.len(), 200);
+    for i in 0..200 {
+        assert_eq!(record.values[&format!("name{i:03}")], i.to_string());
+    }
+}
+
+/// One `#[tokio::test]` per contract rule, for a store made by `$make`
+/// (an async expression).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            load_and_apply, unusual_names_round_trip, removal, clear,
+            cycle_keeps_data_and_deadline, destroy, no_resurrection,
+            idle_expiry, reads_refresh_idle, absolute_expiry,
+            read_once_notifications, concurrent_patches_all_survive);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::conformance::$name($make).await;
+            }
+        )*
+    };
+}
