@@ -2,6 +2,7 @@
 
 use clap::Args;
 use cloakroom::{Config, Engine, Error, KeyRing, MemoryStore, SessionLayer};
+use cloakroom_redis::{RedisConfig, RedisStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -25,7 +26,7 @@ pub struct ServeArgs {
 /// `listen` decides one default: on a loopback address, where the demo
 /// speaks plain HTTP, the cookie's `Secure` flag is off unless the
 /// configuration sets it.
-pub fn build_layer(
+pub async fn build_layer(
     config: &Config,
     store_url: Option<&str>,
     listen: SocketAddr,
@@ -53,22 +54,31 @@ pub fn build_layer(
         Some(url) => engine_of(url)?,
         None => config.engine,
     };
-    let store = match engine {
+    let builder = match engine {
         Engine::Memory => {
             let mut store = MemoryStore::new();
             if let Some(max) = config.storage.max_sessions {
                 store = store.max_sessions(max);
             }
-            store
+            SessionLayer::builder(store, keys)
         }
-        other => {
-            return Err(Error::Config(format!(
-                "engine {other:?} is not available in this build yet; use engine = \"memory\""
-            )));
+        Engine::Redis => {
+            let mut storage = config.storage.clone();
+            if let Some(url) = url {
+                storage.url = Some(url.to_owned());
+            }
+            let redis = RedisConfig::from_storage(&storage)?;
+            tracing::info!(config = ?redis, "connecting to redis");
+            SessionLayer::builder(RedisStore::connect(redis).await?, keys)
+        }
+        Engine::Memcached => {
+            return Err(Error::Config(
+                "engine memcached is not available in this build yet".to_owned(),
+            ));
         }
     };
     tracing::info!(?engine, "session store ready");
-    SessionLayer::builder(store, keys)
+    builder
         .cookie(cookie)
         .expiry(config.expiry_policy())
         .limits(config.limits())
@@ -90,7 +100,7 @@ fn engine_of(url: &str) -> Result<Engine, Error> {
 /// Runs the demo server until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     let config = Config::load(args.config.as_deref())?;
-    let layer = build_layer(&config, args.store.as_deref(), args.listen)?;
+    let layer = build_layer(&config, args.store.as_deref(), args.listen).await?;
     let app = crate::seed::app(layer);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -165,3 +165,42 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ftp"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn seed_demo_on_redis_via_store_url_and_config() {
+    let redis = cloakroom_testkit::RedisServer::start();
+    let demo = Demo::start(&["--store", &format!("{}/3", redis.url())], &[]).await;
+    let c = demo.client();
+    assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    assert_eq!(redis.cli(&["-n", "3", "DBSIZE"]), "1");
+    demo.stop();
+
+    // pycket-style: engine + [storage] keys, from the environment.
+    let port = redis.port.to_string();
+    let env = [
+        ("CLOAKROOM_ENGINE", "redis"),
+        ("CLOAKROOM_STORAGE_PORT", port.as_str()),
+        ("CLOAKROOM_STORAGE_DB_SESSIONS", "5"),
+    ];
+    let demo = Demo::start(&[], &env).await;
+    let c = demo.client();
+    c.get("/?name=bob").await;
+    assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
+    assert_eq!(redis.cli(&["-n", "5", "DBSIZE"]), "1");
+    demo.stop();
+}
+
+#[test]
+fn unreachable_redis_stops_start_up_with_a_clear_error() {
+    let port = cloakroom_testkit::free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(format!("redis://127.0.0.1:{port}"))
+        .env("CLOAKROOM_STORAGE_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session store"), "{err}");
+}

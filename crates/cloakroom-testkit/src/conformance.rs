@@ -356,8 +356,9 @@ pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
     }
 }
 
-/// One `#[tokio::test]` per contract rule, for a store made by `$make`
-/// (an async expression).
+/// One `#[tokio::test]` per contract rule. `$make` is an expression
+/// (it may `.await`) giving `(guard, store)`: the guard, such as the server
+/// process, lives until the test ends.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
@@ -371,7 +372,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::conformance::$name($make).await;
+                let (_guard, store) = $make;
+                $crate::conformance::$name(store).await;
             }
         )*
     };

@@ -1,3 +1,3 @@
 //! The store contract on the embedded memory store.
 
-cloakroom_testkit::conformance_tests!(cloakroom::MemoryStore::new());
+cloakroom_testkit::conformance_tests!(((), cloakroom::MemoryStore::new()));

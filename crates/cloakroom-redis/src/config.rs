@@ -1,0 +1,164 @@
+//! How to reach Redis: a URL or pycket's `[storage]` keys.
+
+use cloakroom::{Error, Result, StorageConfig};
+use redis::IntoConnectionInfo;
+use std::fmt;
+use std::time::Duration;
+
+/// Connection settings for [`RedisStore`](crate::RedisStore).
+///
+/// ```
+/// use cloakroom_redis::RedisConfig;
+/// use std::time::Duration;
+/// let config = RedisConfig::from_url("redis://:secret@127.0.0.1:6379/2")?
+///     .prefix("myapp")
+///     .timeout(Duration::from_millis(500))
+///     .max_connections(8);
+/// assert_eq!(config.key_prefix(), "myapp");
+/// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok::<(), cloakroom::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    info: redis::ConnectionInfo,
+    db_notifications: Option<i64>,
+    prefix: String,
+    timeout: Duration,
+    max_connections: usize,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addr", &self.info.addr().to_string())
+            .field("db", &self.info.redis_settings().db())
+            .field("db_notifications", &self.db_notifications)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Settings from a URL: `redis://[USER][:PASSWORD@]HOST[:PORT][/DB]`,
+    /// `rediss://…` (TLS, with the `tls` feature) or
+    /// `redis+unix:///path/to/socket`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| Error::Config(format!("storage.url: {e}")))?;
+        Ok(RedisConfig {
+            info,
+            db_notifications: None,
+            prefix: "cr".to_owned(),
+            timeout: Duration::from_secs(2),
+            max_connections: 4,
+        })
+    }
+
+    /// Settings from pycket's `[storage]` section: `url`, or `host` and
+    /// `port`; then `db_sessions`, `db_notifications`, `username`,
+    /// `password`, `max_connections`, `prefix` and `timeout_ms`.
+    pub fn from_storage(storage: &StorageConfig) -> Result<Self> {
+        let url = match &storage.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "redis://{}:{}",
+                storage.host.as_deref().unwrap_or("127.0.0.1"),
+                storage.port.unwrap_or(6379)
+            ),
+        };
+        let mut config = Self::from_url(&url)?;
+        let mut settings = config.info.redis_settings().clone();
+        if let Some(db) = storage.db_sessions {
+            settings = settings.set_db(i64::from(db));
+        }
+        if let Some(user) = &storage.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &storage.password {
+            settings = settings.set_password(password);
+        }
+        config.info = config.info.set_redis_settings(settings);
+        config.db_notifications = storage.db_notifications.map(i64::from);
+        if let Some(prefix) = &storage.prefix {
+            config = config.prefix(prefix);
+        }
+        if let Some(ms) = storage.timeout_ms {
+            if ms == 0 {
+                return Err(Error::Config(
+                    "storage.timeout_ms must be greater than 0".to_owned(),
+                ));
+            }
+            config = config.timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = storage.max_connections {
+            if n == 0 {
+                return Err(Error::Config(
+                    "storage.max_connections must be at least 1".to_owned(),
+                ));
+            }
+            config = config.max_connections(n as usize);
+        }
+        Ok(config)
+    }
+
+    /// The key prefix (default `cr`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The bound on every store call, connecting included (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many connections the store opens (default 4). Each is
+    /// multiplexed, so a few serve many concurrent requests.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Keeps notifications in another database, as pycket did (its default
+    /// was db 1). Costs one more round trip when a request writes
+    /// notifications, cycles or destroys its session. `None`, the default,
+    /// keeps them in the session's database under their own key.
+    pub fn db_notifications(mut self, db: Option<i64>) -> Self {
+        self.db_notifications = db;
+        self
+    }
+
+    /// The key prefix in force.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Clients for the data database and, when it differs, the
+    /// notifications database.
+    pub(crate) fn clients(&self) -> Result<(redis::Client, Option<redis::Client>)> {
+        let open = |info: redis::ConnectionInfo| {
+            redis::Client::open(info).map_err(|e| Error::Config(format!("storage: {e}")))
+        };
+        let data = open(self.info.clone())?;
+        let notes = match self.db_notifications {
+            Some(db) if db != self.info.redis_settings().db() => {
+                let settings = self.info.redis_settings().clone().set_db(db);
+                Some(open(self.info.clone().set_redis_settings(settings))?)
+            }
+            _ => None,
+        };
+        Ok((data, notes))
+    }
+}
