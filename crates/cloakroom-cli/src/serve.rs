@@ -2,6 +2,7 @@
 
 use clap::Args;
 use cloakroom::{Config, Engine, Error, KeyRing, MemoryStore, SessionLayer};
+use cloakroom_memcached::{MemcachedConfig, MemcachedStore};
 use cloakroom_redis::{RedisConfig, RedisStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,9 +73,15 @@ pub async fn build_layer(
             SessionLayer::builder(RedisStore::connect(redis).await?, keys)
         }
         Engine::Memcached => {
-            return Err(Error::Config(
-                "engine memcached is not available in this build yet".to_owned(),
-            ));
+            let mut storage = config.storage.clone();
+            if let Some(url) = url {
+                storage.url = Some(url.to_owned());
+            }
+            let memcached = MemcachedConfig::from_storage(&storage)?;
+            tracing::info!(config = ?memcached, "connecting to memcached");
+            let store = MemcachedStore::new(memcached);
+            store.ping().await?;
+            SessionLayer::builder(store, keys)
         }
     };
     tracing::info!(?engine, "session store ready");

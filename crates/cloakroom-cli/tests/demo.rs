@@ -168,7 +168,7 @@ fn bad_configuration_stops_start_up_naming_the_key() {
 
 #[tokio::test]
 async fn seed_demo_on_redis_via_store_url_and_config() {
-    let redis = cloakroom_testkit::RedisServer::start();
+    let mut redis = cloakroom_testkit::RedisServer::start();
     let demo = Demo::start(&["--store", &format!("{}/3", redis.url())], &[]).await;
     let c = demo.client();
     assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
@@ -188,6 +188,31 @@ async fn seed_demo_on_redis_via_store_url_and_config() {
     c.get("/?name=bob").await;
     assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
     assert_eq!(redis.cli(&["-n", "5", "DBSIZE"]), "1");
+
+    // An outage: 503s with a short body, and a log line for each.
+    redis.kill();
+    let r = c.get("/detail").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "session store unavailable\n")
+    );
+    let r = demo.client().get("/?name=carol").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "session store unavailable\n")
+    );
+    let log = demo.stop();
+    assert!(log.contains("session error returned by handler"), "{log}");
+    assert!(log.contains("session was not saved"), "{log}");
+}
+
+#[tokio::test]
+async fn seed_demo_on_memcached() {
+    let memcached = cloakroom_testkit::MemcachedServer::start();
+    let demo = Demo::start(&["--store", &memcached.url()], &[]).await;
+    let c = demo.client();
+    assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
     demo.stop();
 }
 

@@ -1,10 +1,13 @@
 //! Test fixtures shared by the cloakroom crates: real servers on free
 //! loopback ports, and an HTTP/1.1 client that keeps cookies like a browser.
 
+mod app;
 pub mod conformance;
 mod http_client;
+pub mod scenarios;
 mod servers;
 
+pub use app::app;
 pub use http_client::{Client, TestResponse};
 pub use servers::{MemcachedServer, RedisServer, free_port};
 

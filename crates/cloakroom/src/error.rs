@@ -70,6 +70,19 @@ impl Error {
     pub(crate) fn config(msg: impl Into<String>) -> Self {
         Error::Config(msg.into())
     }
+
+    /// The status and short text body this error becomes in a response.
+    pub fn status_and_body(&self) -> (http::StatusCode, &'static str) {
+        use http::StatusCode;
+        match self {
+            Error::Unavailable(_) | Error::Timeout(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session store unavailable\n",
+            ),
+            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large\n"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error\n"),
+        }
+    }
 }
 
 /// `Result` with [`Error`].
@@ -78,14 +91,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
-        use http::StatusCode;
-        let (status, body) = match &self {
-            Error::Unavailable(_) | Error::Timeout(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
-            }
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error"),
-        };
+        let (status, body) = self.status_and_body();
         tracing::error!(error = %self, "session error returned by handler");
         (status, body).into_response()
     }

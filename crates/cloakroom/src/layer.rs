@@ -9,7 +9,7 @@ use crate::session::{CookieAction, Session};
 use crate::store::{DynStore, Store};
 use crate::token::Token;
 use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, SET_COOKIE};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -279,14 +279,7 @@ fn set_cookie_headers(shared: &Shared, action: CookieAction, headers: &mut http:
 
 fn store_failure<B: From<&'static str>>(err: &Error) -> Response<B> {
     tracing::error!(error = %err, "session was not saved");
-    let (status, body) = if err.is_unavailable() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session store unavailable\n",
-        )
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "session error\n")
-    };
+    let (status, body) = err.status_and_body();
     let mut response = Response::new(B::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -416,7 +416,7 @@ async fn store_outage_becomes_503_and_recovers() {
     // The handler's read fails and it returns the error: 503.
     let r = c.get("/detail").await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.body, "session store unavailable");
+    assert_eq!(r.body, "session store unavailable\n");
     // The handler's write fails at commit: 503, and no cookie.
     let r = srv.client().get("/?name=bob").await;
     assert_eq!(r.status, 503);

@@ -1,15 +1,12 @@
-//! Shared by the HTTP tests: a demo app, and a store wrapper that counts
-//! calls to the real store underneath and can be switched off.
+//! Shared by the HTTP tests: a store wrapper that counts calls to the real
+//! store underneath and can be switched off.
 #![allow(dead_code)]
 
-use axum::Router;
-use axum::extract::Query;
-use axum::routing::get;
 use cloakroom::{
-    Applied, Error, Expiry, KeyRing, ManualClock, MemoryStore, Patch, Record, Session, SessionId,
+    Applied, Error, Expiry, KeyRing, ManualClock, MemoryStore, Patch, Record, SessionId,
     SessionLayer, SessionLayerBuilder, Store,
 };
-use std::collections::HashMap;
+pub use cloakroom_testkit::app;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -86,126 +83,6 @@ impl<S: Store> Store for Counted<S> {
         self.check(&self.counts.deletes)?;
         self.inner.delete(id).await
     }
-}
-
-type Params = Query<HashMap<String, String>>;
-
-/// The seed routes plus a few that exercise the rest of the API.
-pub fn app(layer: SessionLayer) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|s: Session, Query(q): Params| async move {
-                s.set("login", q.get("name").cloned().unwrap_or_default())
-                    .await?;
-                Ok::<_, Error>("index get ok!")
-            }),
-        )
-        .route(
-            "/detail",
-            get(|s: Session| async move {
-                let login: Option<String> = s.get("login").await?;
-                Ok::<_, Error>(format!(
-                    "detail get ok! {}",
-                    login.as_deref().unwrap_or("None")
-                ))
-            }),
-        )
-        .route("/untouched", get(|| async { "nothing" }))
-        .route(
-            "/same",
-            get(|s: Session| async move {
-                let login: String = s.get("login").await?.unwrap_or_default();
-                s.set("login", &login).await?;
-                Ok::<_, Error>(login)
-            }),
-        )
-        .route(
-            "/set",
-            get(|s: Session, Query(q): Params| async move {
-                for (k, v) in q {
-                    s.set(&k, v).await?;
-                }
-                Ok::<_, Error>("set")
-            }),
-        )
-        .route(
-            "/get-many",
-            get(|s: Session| async move {
-                let a: Option<String> = s.get("a").await?;
-                let b: Option<String> = s.get("b").await?;
-                let login: Option<String> = s.get("login").await?;
-                Ok::<_, Error>(format!("{a:?} {b:?} {login:?}"))
-            }),
-        )
-        .route(
-            "/read-write",
-            get(|s: Session| async move {
-                let n: u64 = s.get("n").await?.unwrap_or(0);
-                s.set("n", n + 1).await?;
-                Ok::<_, Error>((n + 1).to_string())
-            }),
-        )
-        .route(
-            "/keys",
-            get(|s: Session| async move { Ok::<_, Error>(s.keys().await?.join(",")) }),
-        )
-        .route(
-            "/remove",
-            get(|s: Session, Query(q): Params| async move {
-                for k in q.keys() {
-                    s.remove(k).await?;
-                }
-                Ok::<_, Error>("removed")
-            }),
-        )
-        .route(
-            "/clear",
-            get(|s: Session| async move {
-                s.clear().await?;
-                Ok::<_, Error>("cleared")
-            }),
-        )
-        .route(
-            "/login",
-            get(|s: Session, Query(q): Params| async move {
-                s.cycle_id().await?;
-                s.set("login", q.get("name").cloned().unwrap_or_default())
-                    .await?;
-                Ok::<_, Error>("login ok!")
-            }),
-        )
-        .route(
-            "/logout",
-            get(|s: Session| async move {
-                s.destroy().await?;
-                Ok::<_, Error>("logout ok!")
-            }),
-        )
-        .route(
-            "/id",
-            get(|s: Session| async move {
-                Ok::<_, Error>(s.id().await?.map(|id| id.to_string()).unwrap_or_default())
-            }),
-        )
-        .route(
-            "/notify",
-            get(|s: Session, Query(q): Params| async move {
-                for (k, v) in q {
-                    s.notifications().set(&k, v).await?;
-                }
-                Ok::<_, Error>("notified")
-            }),
-        )
-        .route(
-            "/take",
-            get(|s: Session, Query(q): Params| async move {
-                let name = q.get("name").cloned().unwrap_or_default();
-                let v: Option<String> = s.notifications().take(&name).await?;
-                Ok::<_, Error>(v.unwrap_or_else(|| "None".to_owned()))
-            }),
-        )
-        .layer(layer)
 }
 
 pub fn keys() -> KeyRing {

@@ -1,0 +1,163 @@
+//! A small connection pool over `async-memcached`, and the handful of
+//! meta-protocol commands the store needs.
+//!
+//! A connection goes back to the pool only while it is healthy: the client
+//! closes itself after an I/O error or a cancelled call (a timeout), and a
+//! closed one is dropped, so the next call dials again. That is how the
+//! store recovers after memcached restarts.
+
+use async_memcached::{Client, MetaProtocol, Status};
+use cloakroom::{Error, Result};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub(crate) struct Pool {
+    addr: String,
+    idle: Mutex<Vec<Client>>,
+    permits: std::sync::Arc<Semaphore>,
+    timeout: Duration,
+}
+
+/// A connection borrowed from the pool; returned on drop if healthy.
+pub(crate) struct Conn<'a> {
+    client: Option<Client>,
+    pool: &'a Pool,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn unavailable(e: async_memcached::Error) -> Error {
+    Error::unavailable(format!("memcached: {e}"))
+}
+
+impl Pool {
+    pub(crate) fn new(addr: String, size: usize, timeout: Duration) -> Pool {
+        Pool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            permits: std::sync::Arc::new(Semaphore::new(size)),
+            timeout,
+        }
+    }
+
+    pub(crate) async fn get(&self) -> Result<Conn<'_>> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::unavailable("memcached pool closed"))?;
+        let reused = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+        };
+        let client = match reused {
+            Some(client) => client,
+            None => tokio::time::timeout(self.timeout, Client::new(format!("tcp://{}", self.addr)))
+                .await
+                .map_err(|_| Error::Timeout(self.timeout))?
+                .map_err(unavailable)?,
+        };
+        Ok(Conn {
+            client: Some(client),
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+        {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push(client);
+        }
+    }
+}
+
+impl Conn<'_> {
+    fn client(&mut self) -> &mut Client {
+        // Only `drop` takes it out.
+        self.client.as_mut().expect("connection present until drop")
+    }
+
+    pub(crate) async fn version(&mut self) -> Result<String> {
+        self.client().version().await.map_err(unavailable)
+    }
+
+    /// The value and CAS token of `key`.
+    pub(crate) async fn get_with_cas(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>> {
+        let found = self
+            .client()
+            .meta_get(key, false, None, Some(&["v", "c"]))
+            .await
+            .map_err(unavailable)?;
+        match found {
+            None => Ok(None),
+            Some(v) => match (v.data, v.cas) {
+                (Some(data), Some(cas)) => Ok(Some((data, cas))),
+                _ => Err(Error::Corrupt(
+                    "memcached answered a get without value or CAS".to_owned(),
+                )),
+            },
+        }
+    }
+
+    /// Stores `key` only if it does not exist.
+    pub(crate) async fn add(&mut self, key: &str, value: &[u8], ttl: u64) -> Result<bool> {
+        let ttl = format!("T{ttl}");
+        match self
+            .client()
+            .meta_set(key, value, false, None, Some(&["ME", &ttl]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(async_memcached::Error::Protocol(Status::NotStored | Status::Exists)) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Stores `key` only if its CAS token is still `cas`.
+    pub(crate) async fn replace_if(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: u64,
+        ttl: u64,
+    ) -> Result<bool> {
+        let (cas, ttl) = (format!("C{cas}"), format!("T{ttl}"));
+        match self
+            .client()
+            .meta_set(key, value, false, None, Some(&[&cas, &ttl]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(async_memcached::Error::Protocol(Status::Exists | Status::NotFound)) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Deletes `key` only if its CAS token is still `cas`.
+    pub(crate) async fn delete_if(&mut self, key: &str, cas: u64) -> Result<bool> {
+        let cas = format!("C{cas}");
+        match self
+            .client()
+            .meta_delete(key, false, None, Some(&[&cas]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(async_memcached::Error::Protocol(Status::Exists | Status::NotFound)) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Deletes `key`; a missing key is fine.
+    pub(crate) async fn delete(&mut self, key: &str) -> Result<()> {
+        match self.client().meta_delete(key, false, None, None).await {
+            Ok(_) | Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! One app that exercises the whole session API, for HTTP tests on every
+//! store. Each route does one thing, so a test can count store calls.
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::get;
+use cloakroom::{Error, Session, SessionLayer};
+use std::collections::HashMap;
+
+type Params = Query<HashMap<String, String>>;
+
+/// The seed routes (`/`, `/detail`) plus one route per API call:
+/// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/keys`,
+/// `/remove?k`, `/clear`, `/login?name=`, `/logout`, `/id`, `/notify?k=v`,
+/// `/take?name=`.
+pub fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|s: Session, Query(q): Params| async move {
+                s.set("login", q.get("name").cloned().unwrap_or_default())
+                    .await?;
+                Ok::<_, Error>("index get ok!")
+            }),
+        )
+        .route(
+            "/detail",
+            get(|s: Session| async move {
+                let login: Option<String> = s.get("login").await?;
+                Ok::<_, Error>(format!(
+                    "detail get ok! {}",
+                    login.as_deref().unwrap_or("None")
+                ))
+            }),
+        )
+        .route("/untouched", get(|| async { "nothing" }))
+        .route(
+            "/same",
+            get(|s: Session| async move {
+                let login: String = s.get("login").await?.unwrap_or_default();
+                s.set("login", &login).await?;
+                Ok::<_, Error>(login)
+            }),
+        )
+        .route(
+            "/set",
+            get(|s: Session, Query(q): Params| async move {
+                for (k, v) in q {
+                    s.set(&k, v).await?;
+                }
+                Ok::<_, Error>("set")
+            }),
+        )
+        .route(
+            "/get-many",
+            get(|s: Session| async move {
+                let a: Option<String> = s.get("a").await?;
+                let b: Option<String> = s.get("b").await?;
+                let login: Option<String> = s.get("login").await?;
+                Ok::<_, Error>(format!("{a:?} {b:?} {login:?}"))
+            }),
+        )
+        .route(
+            "/read-write",
+            get(|s: Session| async move {
+                let n: u64 = s.get("n").await?.unwrap_or(0);
+                s.set("n", n + 1).await?;
+                Ok::<_, Error>((n + 1).to_string())
+            }),
+        )
+        .route(
+            "/keys",
+            get(|s: Session| async move { Ok::<_, Error>(s.keys().await?.join(",")) }),
+        )
+        .route(
+            "/remove",
+            get(|s: Session, Query(q): Params| async move {
+                for k in q.keys() {
+                    s.remove(k).await?;
+                }
+                Ok::<_, Error>("removed")
+            }),
+        )
+        .route(
+            "/clear",
+            get(|s: Session| async move {
+                s.clear().await?;
+                Ok::<_, Error>("cleared")
+            }),
+        )
+        .route(
+            "/login",
+            get(|s: Session, Query(q): Params| async move {
+                s.cycle_id().await?;
+                s.set("login", q.get("name").cloned().unwrap_or_default())
+                    .await?;
+                Ok::<_, Error>("login ok!")
+            }),
+        )
+        .route(
+            "/logout",
+            get(|s: Session| async move {
+                s.destroy().await?;
+                Ok::<_, Error>("logout ok!")
+            }),
+        )
+        .route(
+            "/id",
+            get(|s: Session| async move {
+                Ok::<_, Error>(s.id().await?.map(|id| id.to_string()).unwrap_or_default())
+            }),
+        )
+        .route(
+            "/notify",
+            get(|s: Session, Query(q): Params| async move {
+                for (k, v) in q {
+                    s.notifications().set(&k, v).await?;
+                }
+                Ok::<_, Error>("notified")
+            }),
+        )
+        .route(
+            "/take",
+            get(|s: Session, Query(q): Params| async move {
+                let name = q.get("name").cloned().unwrap_or_default();
+                let v: Option<String> = s.notifications().take(&name).await?;
+                Ok::<_, Error>(v.unwrap_or_else(|| "None".to_owned()))
+            }),
+        )
+        .layer(layer)
+}

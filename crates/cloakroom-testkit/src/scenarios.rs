@@ -1,0 +1,98 @@
+//! HTTP scenarios run the same way on every networked store.
+
+use crate::{MemcachedServer, RedisServer, TestServer, app};
+use cloakroom::SessionLayer;
+use std::time::{Duration, Instant};
+
+/// A store server a test can crash and bring back.
+pub trait Restartable {
+    /// Kills the server, as a crash would.
+    fn kill(&mut self);
+    /// Starts it again on the same port, empty.
+    fn restart(&mut self);
+}
+
+impl Restartable for RedisServer {
+    fn kill(&mut self) {
+        RedisServer::kill(self);
+    }
+    fn restart(&mut self) {
+        RedisServer::restart(self);
+    }
+}
+
+impl Restartable for MemcachedServer {
+    fn kill(&mut self) {
+        MemcachedServer::kill(self);
+    }
+    fn restart(&mut self) {
+        MemcachedServer::restart(self);
+    }
+}
+
+/// `n` concurrent requests on one session, each setting its own name,
+/// leave all `n` names.
+pub async fn concurrent_names_survive(layer: SessionLayer, n: usize) {
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/set?seed=1").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let c = c.clone();
+        tasks.spawn(async move { c.get(&format!("/set?name{i:03}={i}")).await.status });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("request task"), 200);
+    }
+    let keys = c.get("/keys").await.body;
+    assert_eq!(keys.split(',').count(), n + 1, "{keys}");
+    for i in 0..n {
+        assert!(keys.contains(&format!("name{i:03}")), "name{i:03} lost");
+    }
+}
+
+/// With the store down, session calls fail with a 503 within the store
+/// timeout (reads from the handler's `?`, writes from the commit), no
+/// cookie is set, and routes that do not use the session still work. After
+/// a restart, sessions work again without restarting the app.
+pub async fn outage_and_recovery(
+    server: &mut impl Restartable,
+    layer: SessionLayer,
+    timeout: Duration,
+) {
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    server.kill();
+
+    for path in ["/detail", "/?name=bob", "/read-write", "/take?name=x"] {
+        let started = Instant::now();
+        let r = c.get(path).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{path}: {}", r.body);
+        assert!(
+            r.body.starts_with("session store unavailable"),
+            "{}",
+            r.body
+        );
+        assert!(r.set_cookies().is_empty(), "{path} set a cookie");
+        assert!(took < timeout * 3, "{path} took {took:?}");
+    }
+    assert_eq!(c.get("/untouched").await.status, 200);
+
+    server.restart();
+    // The restarted server is empty: the old session is gone, new ones work.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.get("/detail").await;
+        if r.status == 200 {
+            assert_eq!(r.body, "detail get ok! None");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", r.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.get("/?name=carol").await.status, 200);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! carol");
+}
