@@ -95,6 +95,11 @@ impl Item {
         self.n.remove(name).map(|v| v.get().to_owned())
     }
 
+    /// Each name and its JSON value.
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.v.iter().map(|(k, v)| (k.as_str(), v.get()))
+    }
+
     pub(crate) fn record(&self) -> Record {
         Record {
             values: self

@@ -28,7 +28,9 @@
 mod item;
 mod pool;
 
-use cloakroom::{Applied, Error, Expiry, Patch, Record, Result, SessionId, StorageConfig, Store};
+use cloakroom::{
+    Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, StorageConfig, Store,
+};
 use item::{Item, exptime};
 use pool::{Conn, Pool};
 use std::collections::hash_map::RandomState;
@@ -250,6 +252,11 @@ impl MemcachedStore {
             (Some((item, cas)), false) => (item, Some(cas)),
         };
         item.apply(patch, expiry)?;
+        if let Some(limits) = patch.size_limits()
+            && patch.changes().any(|(_, c)| c != Change::Remove)
+        {
+            limits.check(item.values())?;
+        }
         let bytes = item.encode()?;
         let ttl = exptime(expiry.now, item.expires_at());
         let Some(cas) = cas else {

@@ -266,6 +266,9 @@ impl cloakroom::Store for RedisStore {
             .arg(sets.len())
             .arg(removals.len())
             .arg(inline_notes);
+        let limits = patch.size_limits();
+        call.arg(limits.map_or(-1, |l| l.max_names as i64))
+            .arg(limits.map_or(0, |l| l.max_bytes));
         for (name, change) in &sets {
             if let Change::Set(json) = change {
                 call.arg(field(name).as_ref()).arg(*json);
@@ -280,10 +283,26 @@ impl cloakroom::Store for RedisStore {
             }
         }
         let mut conn = self.data.get();
-        let ttl: i64 = self.bounded(call.invoke_async(&mut conn)).await?;
-        if ttl <= 0 {
-            return Ok(Applied::Gone);
-        }
+        let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        let ttl = match (reply.as_slice(), limits) {
+            ([1, ttl], _) => *ttl,
+            ([0], _) => return Ok(Applied::Gone),
+            ([2, names], Some(limits)) => {
+                limits.check_totals(usize::try_from(*names).unwrap_or(usize::MAX), 0)?;
+                return Err(Error::Corrupt(
+                    "apply script reported a limit not exceeded".into(),
+                ));
+            }
+            ([3, bytes], Some(limits)) => {
+                limits.check_totals(0, usize::try_from(*bytes).unwrap_or(usize::MAX))?;
+                return Err(Error::Corrupt(
+                    "apply script reported a limit not exceeded".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(Error::Corrupt(format!("apply script answered {other:?}")));
+            }
+        };
         if let Some(notes) = &self.notes
             && (patch.notifications().len() > 0 || renamed.is_some())
         {

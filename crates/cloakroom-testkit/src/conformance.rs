@@ -356,6 +356,59 @@ pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
     }
 }
 
+/// Size limits carried by a patch are checked before anything is written.
+pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S) {
+    let e = long();
+    let limits = cloakroom::SizeLimits {
+        max_names: 2,
+        max_bytes: 20,
+    };
+    let mut too_many = creating(&[("a", "1"), ("b", "2"), ("c", "3")]);
+    too_many.limit(limits);
+    let id = new_id();
+    assert!(matches!(
+        store.apply(&id, &too_many, &e).await,
+        Err(cloakroom::Error::TooLarge { .. })
+    ));
+    assert_eq!(values(&store, &id).await, None, "no session was created");
+
+    let mut ok = creating(&[("a", "1")]);
+    ok.limit(limits);
+    assert_eq!(store.apply(&id, &ok, &e).await.unwrap(), Applied::Done);
+    let mut third = Patch::default();
+    third.set("b", "2".into());
+    third.set("c", "3".into());
+    third.limit(limits);
+    assert!(matches!(
+        store.apply(&id, &third, &e).await,
+        Err(cloakroom::Error::TooLarge { .. })
+    ));
+    let mut big = Patch::default();
+    big.set("b", "\"0123456789012345678\"".into());
+    big.limit(limits);
+    assert!(matches!(
+        store.apply(&id, &big, &e).await,
+        Err(cloakroom::Error::TooLarge { .. })
+    ));
+    assert_eq!(
+        values(&store, &id).await,
+        pairs(&[("a", "1")]),
+        "nothing partial"
+    );
+    // Replacing a name does not count it twice; clearing frees room.
+    let mut swap = Patch::default();
+    swap.clear();
+    swap.set("x", "1".into());
+    swap.set("y", "2".into());
+    swap.limit(limits);
+    assert_eq!(store.apply(&id, &swap, &e).await.unwrap(), Applied::Done);
+    let mut again = Patch::default();
+    again.set("x", "3".into());
+    again.limit(limits);
+    assert_eq!(store.apply(&id, &again, &e).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &id).await, pairs(&[("x", "3"), ("y", "2")]));
+}
+
 /// One `#[tokio::test]` per contract rule. `$make` is an expression
 /// (it may `.await`) giving `(guard, store)`: the guard, such as the server
 /// process, lives until the test ends.
@@ -366,7 +419,8 @@ macro_rules! conformance_tests {
             load_and_apply, unusual_names_round_trip, removal, clear,
             cycle_keeps_data_and_deadline, destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
-            read_once_notifications, concurrent_patches_all_survive);
+            read_once_notifications, concurrent_patches_all_survive,
+            size_limits_write_nothing_when_exceeded);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::header::{COOKIE, HOST, HeaderMap, HeaderValue, SET_COOKIE};
+use hyper::header::{HOST, HeaderMap, HeaderValue, SET_COOKIE};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -100,6 +100,22 @@ impl Client {
     /// `GET path` with exactly this `Cookie` header (any bytes), or none;
     /// the jar is neither used nor updated.
     pub async fn get_raw(&self, path: &str, cookie: Option<&[u8]>) -> TestResponse {
+        let headers: Vec<(String, Vec<u8>)> = cookie
+            .map(|c| vec![("cookie".to_owned(), c.to_vec())])
+            .unwrap_or_default();
+        self.send(path, &headers).await
+    }
+
+    /// `GET path` with these extra headers and no cookies.
+    pub async fn get_with(&self, path: &str, headers: &[(String, String)]) -> TestResponse {
+        let headers: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        self.send(path, &headers).await
+    }
+
+    async fn send(&self, path: &str, headers: &[(String, Vec<u8>)]) -> TestResponse {
         let stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect to the test server");
@@ -108,10 +124,10 @@ impl Client {
             .expect("HTTP handshake");
         tokio::spawn(conn);
         let mut request = Request::get(path).header(HOST, self.addr.to_string());
-        if let Some(cookie) = cookie {
+        for (name, value) in headers {
             request = request.header(
-                COOKIE,
-                HeaderValue::from_bytes(cookie).expect("a header-safe cookie"),
+                name.as_str(),
+                HeaderValue::from_bytes(value).expect("a header-safe value"),
             );
         }
         let response = sender

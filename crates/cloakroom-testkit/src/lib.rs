@@ -3,8 +3,10 @@
 
 mod app;
 pub mod conformance;
+pub mod counted;
 mod http_client;
 pub mod scenarios;
+pub mod security;
 mod servers;
 
 pub use app::app;

@@ -142,6 +142,12 @@ pub struct LimitsConfig {
     pub max_name_bytes: Option<usize>,
     /// Largest value, as JSON (default 65536).
     pub max_value_bytes: Option<usize>,
+    /// Most names per session (default 256).
+    pub max_names: Option<usize>,
+    /// Most bytes of names and values per session (default 262144).
+    pub max_session_bytes: Option<usize>,
+    /// Longest `Cookie` header read (default 8192).
+    pub max_cookie_header_bytes: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -181,6 +187,9 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("expiry", "absolute_timeout_secs", Kind::Int),
     ("limits", "max_name_bytes", Kind::Int),
     ("limits", "max_value_bytes", Kind::Int),
+    ("limits", "max_names", Kind::Int),
+    ("limits", "max_session_bytes", Kind::Int),
+    ("limits", "max_cookie_header_bytes", Kind::Int),
 ];
 
 const ENV_PREFIX: &str = "CLOAKROOM_";
@@ -319,6 +328,15 @@ impl Config {
         }
         if let Some(n) = self.limits.max_value_bytes {
             limits = limits.max_value_bytes(n);
+        }
+        if let Some(n) = self.limits.max_names {
+            limits = limits.max_names(n);
+        }
+        if let Some(n) = self.limits.max_session_bytes {
+            limits = limits.max_session_bytes(n);
+        }
+        if let Some(n) = self.limits.max_cookie_header_bytes {
+            limits = limits.max_cookie_header_bytes(n);
         }
         limits
     }

@@ -1,14 +1,15 @@
 //! The tower layer: one [`Session`] per request, committed before the
 //! response head leaves.
 
-use crate::cookie::{CookieConfig, KeyRing, SIGNED_LEN};
+use crate::cookie::{CookieConfig, KeyRing};
 use crate::error::{Error, Result};
 use crate::expiry::{Clock, Expiry, ExpiryPolicy, SystemClock};
 use crate::limits::Limits;
-use crate::session::{CookieAction, Session};
+use crate::session::Session;
 use crate::store::{DynStore, Store};
 use crate::token::Token;
-use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, SET_COOKIE};
+use crate::transport::Transport;
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
@@ -20,8 +21,6 @@ use std::time::{Duration, Instant};
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// At most this many cookies with our name are considered per request.
-const MAX_CANDIDATES: usize = 4;
 /// At most one warning about rejected tokens per this interval.
 const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -29,7 +28,7 @@ const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) struct Shared {
     pub(crate) store: Box<dyn DynStore>,
     pub(crate) keys: KeyRing,
-    pub(crate) cookie: CookieConfig,
+    pub(crate) transport: Transport,
     pub(crate) expiry: ExpiryPolicy,
     pub(crate) limits: Limits,
     clock: Box<dyn Clock>,
@@ -43,7 +42,7 @@ impl Shared {
     }
 
     pub(crate) fn sign(&self, token: &Token) -> String {
-        self.keys.sign(self.cookie.cookie_name(), token)
+        self.keys.sign(self.transport.name(), token)
     }
 
     /// Counts a cookie that failed verification, and warns now and then:
@@ -58,24 +57,6 @@ impl Shared {
                 "rejected a session cookie that failed verification"
             );
         }
-    }
-
-    fn candidates(&self, headers: &http::HeaderMap) -> Vec<Box<[u8]>> {
-        let mut out = Vec::new();
-        for header in headers.get_all(COOKIE) {
-            for value in self.cookie.find_values(header.as_bytes(), MAX_CANDIDATES) {
-                if out.len() == MAX_CANDIDATES {
-                    return out;
-                }
-                if value.len() == SIGNED_LEN {
-                    out.push(value.into());
-                } else {
-                    // Wrong size: not ours, whatever it holds.
-                    out.push(Box::default());
-                }
-            }
-        }
-        out
     }
 }
 
@@ -116,7 +97,7 @@ impl SessionLayer {
         SessionLayerBuilder {
             store: Box::new(store),
             keys,
-            cookie: CookieConfig::default(),
+            transport: Transport::Cookie(CookieConfig::default()),
             expiry: ExpiryPolicy::default(),
             limits: Limits::default(),
             clock: Box::new(SystemClock),
@@ -129,17 +110,12 @@ impl SessionLayer {
             rejected_tokens: self.shared.rejected.load(Ordering::Relaxed),
         }
     }
-
-    /// The cookie settings in force.
-    pub fn cookie(&self) -> &CookieConfig {
-        &self.shared.cookie
-    }
 }
 
 impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("cookie", &self.shared.cookie)
+            .field("transport", &self.shared.transport)
             .field("expiry", &self.shared.expiry)
             .field("keys", &self.shared.keys)
             .finish_non_exhaustive()
@@ -150,7 +126,7 @@ impl fmt::Debug for SessionLayer {
 pub struct SessionLayerBuilder {
     store: Box<dyn DynStore>,
     keys: KeyRing,
-    cookie: CookieConfig,
+    transport: Transport,
     expiry: ExpiryPolicy,
     limits: Limits,
     clock: Box<dyn Clock>,
@@ -159,7 +135,25 @@ pub struct SessionLayerBuilder {
 impl SessionLayerBuilder {
     /// The cookie's name and attributes.
     pub fn cookie(mut self, cookie: CookieConfig) -> Self {
-        self.cookie = cookie;
+        self.transport = Transport::Cookie(cookie);
+        self
+    }
+
+    /// Carries the token in a request and response header instead of a
+    /// cookie, for API clients (like Spring Session's `X-Auth-Token`). The
+    /// client sends back the value it last received; an empty value in a
+    /// response means the session ended.
+    ///
+    /// ```
+    /// use cloakroom::{KeyRing, MemoryStore, SessionLayer};
+    /// use http::HeaderName;
+    /// let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::random())
+    ///     .header(HeaderName::from_static("x-auth-token"))
+    ///     .build()?;
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.transport = Transport::Header(name);
         self
     }
 
@@ -183,13 +177,15 @@ impl SessionLayerBuilder {
 
     /// Checks the settings and builds the layer.
     pub fn build(self) -> Result<SessionLayer> {
-        self.cookie.validate()?;
+        if let Transport::Cookie(cookie) = &self.transport {
+            cookie.validate()?;
+        }
         self.expiry.validate()?;
         Ok(SessionLayer {
             shared: Arc::new(Shared {
                 store: self.store,
                 keys: self.keys,
-                cookie: self.cookie,
+                transport: self.transport,
                 expiry: self.expiry,
                 limits: self.limits,
                 clock: self.clock,
@@ -242,7 +238,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let session = Session::new(self.shared.clone(), self.shared.candidates(req.headers()));
+        let shared = &self.shared;
+        let candidates = shared
+            .transport
+            .candidates(req.headers(), shared.limits.cookie_header_bytes());
+        let session = Session::new(shared.clone(), candidates);
         req.extensions_mut().insert(session.clone());
         // Call the clone that poll_ready readied, and leave a fresh clone.
         let clone = self.inner.clone();
@@ -252,28 +252,12 @@ where
             let mut response = inner.call(req).await?;
             match session.commit().await {
                 Ok(action) => {
-                    set_cookie_headers(&shared, action, response.headers_mut());
+                    shared.transport.write(action, response.headers_mut());
                     Ok(response)
                 }
                 Err(err) => Ok(store_failure(&err)),
             }
         })
-    }
-}
-
-fn set_cookie_headers(shared: &Shared, action: CookieAction, headers: &mut http::HeaderMap) {
-    let line = match action {
-        CookieAction::Keep => return,
-        CookieAction::Set(value) => shared.cookie.set_cookie(&value),
-        CookieAction::Clear => shared.cookie.clear_cookie(),
-    };
-    // The cookie config was validated to hold only visible ASCII.
-    match HeaderValue::try_from(line) {
-        Ok(value) => {
-            headers.append(SET_COOKIE, value);
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
-        Err(_) => tracing::error!("session cookie is not a valid header value"),
     }
 }
 

@@ -56,6 +56,46 @@ mod patch;
 mod session;
 pub mod store;
 mod token;
+mod transport;
+
+/// Entry points for the fuzz targets in `fuzz/`; not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::cookie::{CookieConfig, KeyRing};
+    use crate::token::Token;
+
+    /// Scans an arbitrary `Cookie` header for session cookies and verifies
+    /// each, as the layer does. Returns how many verified.
+    pub fn decode_cookie_header(header: &[u8]) -> usize {
+        let keys = KeyRing::new([
+            "fuzzing secret, long enough to be a key",
+            "an older fuzzing secret, long enough",
+        ])
+        .expect("valid secrets");
+        let cookie = CookieConfig::default();
+        cookie
+            .find_values(header, 4)
+            .filter(|v| keys.verify(cookie.cookie_name(), v).is_some())
+            .count()
+    }
+
+    /// Signs a token made of `bytes` and checks it verifies, and that the
+    /// value with any one byte changed does not.
+    pub fn sign_and_tamper(bytes: [u8; 32], flip: usize) {
+        let keys = KeyRing::new(["fuzzing secret, long enough to be a key"]).expect("valid secret");
+        let token = Token(bytes);
+        let value = keys.sign("id", &token);
+        assert_eq!(
+            keys.verify("id", value.as_bytes()).map(|v| v.token),
+            Some(token)
+        );
+        let mut tampered = value.into_bytes();
+        let i = flip % tampered.len();
+        tampered[i] ^= 0x01;
+        assert!(keys.verify("id", &tampered).is_none());
+    }
+}
 
 pub use config::{Config, CookiesConfig, Engine, ExpiryConfig, StorageConfig};
 pub use cookie::{CookieConfig, KeyRing, MIN_SECRET_BYTES, SameSite};
@@ -64,7 +104,7 @@ pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SystemClock, Timestam
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
 pub use layer::{SessionLayer, SessionLayerBuilder, SessionService, Stats};
-pub use limits::Limits;
+pub use limits::{Limits, SizeLimits};
 pub use patch::{Change, Patch};
 pub use session::{Notifications, Session};
 pub use store::{Applied, MemoryStore, Record, Store};

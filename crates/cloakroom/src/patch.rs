@@ -5,6 +5,7 @@
 //! requests that set different names both keep their change. For the same
 //! name, the last patch applied wins.
 
+use crate::limits::SizeLimits;
 use crate::token::SessionId;
 use std::collections::BTreeMap;
 
@@ -33,7 +34,10 @@ pub enum Change<'a> {
 /// 6. the idle deadline is pushed to `now + idle`, capped by the absolute
 ///    deadline.
 ///
-/// An empty patch only does step 6: it is a touch.
+/// An empty patch only does step 6: it is a touch. A patch that sets names
+/// and carries [`size_limits`](Patch::size_limits) is refused with
+/// [`Error::TooLarge`](crate::Error::TooLarge), writing nothing, if the
+/// session would go over them.
 ///
 /// ```
 /// use cloakroom::{Change, Patch};
@@ -50,6 +54,7 @@ pub struct Patch {
     changes: BTreeMap<String, Option<String>>,
     notifications: BTreeMap<String, String>,
     rename_to: Option<SessionId>,
+    limits: Option<SizeLimits>,
 }
 
 impl Patch {
@@ -90,6 +95,16 @@ impl Patch {
     /// Marks the patch as renaming the session to `to`.
     pub fn rename_to(&mut self, to: SessionId) {
         self.rename_to = Some(to);
+    }
+
+    /// Bounds the session must stay within after this patch.
+    pub fn limit(&mut self, limits: SizeLimits) {
+        self.limits = Some(limits);
+    }
+
+    /// The bounds to check, if any.
+    pub fn size_limits(&self) -> Option<SizeLimits> {
+        self.limits
     }
 
     /// Whether the session must be created (and must not exist yet).

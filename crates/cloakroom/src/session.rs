@@ -11,6 +11,7 @@ use crate::layer::Shared;
 use crate::patch::Patch;
 use crate::store::{Applied, Record};
 use crate::token::{SessionId, Token};
+use crate::transport::TokenAction;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -68,13 +69,6 @@ enum Incoming {
     Valid(Verified),
 }
 
-/// What the response must do with the cookie.
-pub(crate) enum CookieAction {
-    Keep,
-    Set(String),
-    Clear,
-}
-
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, candidates: Vec<Box<[u8]>>) -> Self {
         let incoming = if candidates.is_empty() {
@@ -111,7 +105,7 @@ impl Session {
     fn verify<'s>(&self, st: &'s mut State) -> Option<&'s Verified> {
         if let Incoming::Unchecked(candidates) = &st.incoming {
             let shared = &self.inner.shared;
-            let name = shared.cookie.cookie_name();
+            let name = shared.transport.name();
             st.incoming = match candidates.iter().find_map(|c| shared.keys.verify(name, c)) {
                 Some(v) => Incoming::Valid(v),
                 None => {
@@ -323,12 +317,12 @@ impl Session {
 
     /// Writes this request's changes. Called once, by the layer, when the
     /// response is ready.
-    pub(crate) async fn commit(&self) -> Result<CookieAction> {
+    pub(crate) async fn commit(&self) -> Result<TokenAction> {
         let shared = &self.inner.shared;
         let (existing, stale_key, destroyed, patch, fresh, renamed) = {
             let mut st = self.state();
             if matches!(st.incoming, Incoming::Unchecked(_)) && st.fresh.is_none() {
-                return Ok(CookieAction::Keep); // never touched
+                return Ok(TokenAction::Keep); // never touched
             }
             let existing = self.existing(&mut st);
             let stale_key = matches!(&st.incoming, Incoming::Valid(v) if v.stale_key);
@@ -344,10 +338,12 @@ impl Session {
                 st.renamed.take(),
             )
         };
-        let mut action = CookieAction::Keep;
+        let mut patch = patch;
+        patch.limit(shared.limits.session());
+        let mut action = TokenAction::Keep;
         if let Some(old) = destroyed {
             shared.store.delete(&old).await?;
-            action = CookieAction::Clear;
+            action = TokenAction::Clear;
         }
         let expiry = shared.expiry();
         if let Some(token) = existing {
@@ -355,7 +351,7 @@ impl Session {
                 // Nothing to write; re-sign a cookie from an old key once
                 // we know its session is alive.
                 if stale_key && matches!(self.inner.loaded.get(), Some(Some(_))) {
-                    action = CookieAction::Set(shared.sign(&token));
+                    action = TokenAction::Set(shared.sign(&token));
                 }
                 return Ok(action);
             }
@@ -366,9 +362,9 @@ impl Session {
             match shared.store.apply(&token.id(), &write, &expiry).await? {
                 Applied::Done => {
                     if let Some(new) = renamed {
-                        action = CookieAction::Set(shared.sign(&new));
+                        action = TokenAction::Set(shared.sign(&new));
                     } else if stale_key {
-                        action = CookieAction::Set(shared.sign(&token));
+                        action = TokenAction::Set(shared.sign(&token));
                     }
                     return Ok(action);
                 }
@@ -386,7 +382,7 @@ impl Session {
         let mut token = fresh.unwrap_or_else(Token::generate);
         for _ in 0..3 {
             match shared.store.apply(&token.id(), &create, &expiry).await? {
-                Applied::Done => return Ok(CookieAction::Set(shared.sign(&token))),
+                Applied::Done => return Ok(TokenAction::Set(shared.sign(&token))),
                 // A 256-bit collision; draw again.
                 Applied::Gone => token = Token::generate(),
             }

@@ -147,42 +147,50 @@ impl Store for MemoryStore {
         {
             return Ok(Applied::Gone);
         }
-        let exists = inner.live(id, now).is_some();
-        if exists == patch.creates() {
+        let existing = inner.live(id, now);
+        if existing.is_some() == patch.creates() {
             return Ok(Applied::Gone);
+        }
+        // Work on a copy of the values, so a patch over the limits changes
+        // nothing.
+        let mut values = match (&existing, patch.clears()) {
+            (Some(entry), false) => entry.record.values.clone(),
+            _ => BTreeMap::new(),
+        };
+        for (name, change) in patch.changes() {
+            match change {
+                Change::Set(json) => {
+                    values.insert(name.to_owned(), json.to_owned());
+                }
+                Change::Remove => {
+                    values.remove(name);
+                }
+            }
+        }
+        if let Some(limits) = patch.size_limits()
+            && patch.changes().any(|(_, c)| c != Change::Remove)
+        {
+            limits.check(values.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         }
         if patch.creates() {
             inner.reserve(now, self.max_sessions);
             let deadline = expiry.new_deadline();
-            inner.sessions.insert(
-                *id,
-                Entry {
-                    record: Record {
-                        values: BTreeMap::new(),
-                        created: now,
-                        deadline,
-                    },
-                    expires_at: deadline,
-                    notifications: BTreeMap::new(),
-                },
-            );
+            let record = Record {
+                values: BTreeMap::new(),
+                created: now,
+                deadline,
+            };
+            let entry = Entry {
+                record,
+                expires_at: deadline,
+                notifications: BTreeMap::new(),
+            };
+            inner.sessions.insert(*id, entry);
         }
         let Some(entry) = inner.sessions.get_mut(id) else {
             return Ok(Applied::Gone);
         };
-        if patch.clears() {
-            entry.record.values.clear();
-        }
-        for (name, change) in patch.changes() {
-            match change {
-                Change::Set(json) => {
-                    entry.record.values.insert(name.to_owned(), json.to_owned());
-                }
-                Change::Remove => {
-                    entry.record.values.remove(name);
-                }
-            }
-        }
+        entry.record.values = values;
         for (name, json) in patch.notifications() {
             entry.notifications.insert(name.to_owned(), json.to_owned());
         }

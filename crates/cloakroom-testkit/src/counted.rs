@@ -1,0 +1,89 @@
+//! A real store with a call counter and an off switch.
+//!
+//! It wraps a real store rather than imitating one: every call goes to the
+//! store underneath, unless the test switched it off to play an outage.
+
+use cloakroom::{Applied, Error, Expiry, Patch, Record, SessionId, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Calls made to the store, by kind.
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct Counts {
+    pub loads: AtomicUsize,
+    pub applies: AtomicUsize,
+    pub takes: AtomicUsize,
+    pub deletes: AtomicUsize,
+    pub down: AtomicBool,
+}
+
+impl Counts {
+    pub fn total(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+            + self.applies.load(Ordering::SeqCst)
+            + self.takes.load(Ordering::SeqCst)
+            + self.deletes.load(Ordering::SeqCst)
+    }
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+    pub fn applies(&self) -> usize {
+        self.applies.load(Ordering::SeqCst)
+    }
+}
+
+/// A real store, counted; `down` makes every call fail as an outage would.
+pub struct Counted<S> {
+    pub inner: Arc<S>,
+    pub counts: Arc<Counts>,
+}
+
+impl<S> Clone for Counted<S> {
+    fn clone(&self) -> Self {
+        Counted {
+            inner: self.inner.clone(),
+            counts: self.counts.clone(),
+        }
+    }
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Self {
+        Counted {
+            inner: Arc::new(inner),
+            counts: Arc::default(),
+        }
+    }
+    fn check(&self, counter: &AtomicUsize) -> Result<(), Error> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.counts.down.load(Ordering::SeqCst) {
+            return Err(Error::unavailable("store switched off by the test"));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store> Store for Counted<S> {
+    async fn load(&self, id: &SessionId, e: &Expiry) -> Result<Option<Record>, Error> {
+        self.check(&self.counts.loads)?;
+        self.inner.load(id, e).await
+    }
+    async fn apply(&self, id: &SessionId, p: &Patch, e: &Expiry) -> Result<Applied, Error> {
+        self.check(&self.counts.applies)?;
+        self.inner.apply(id, p, e).await
+    }
+    async fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        e: &Expiry,
+    ) -> Result<Option<String>, Error> {
+        self.check(&self.counts.takes)?;
+        self.inner.take_notification(id, name, e).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        self.check(&self.counts.deletes)?;
+        self.inner.delete(id).await
+    }
+}

@@ -1,0 +1,273 @@
+//! The OWASP Session Management / ASVS V7 checklist, one test per point
+//! (numbered as in SECURITY.md). Store-dependent points run here on the
+//! memory store and, in the store crates, on Redis and Memcached.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloakroom::{CookieConfig, KeyRing, MemoryStore, SameSite, SessionLayer};
+use cloakroom_testkit::counted::Counted;
+use cloakroom_testkit::security::{Fixture, SECRET};
+use cloakroom_testkit::{TestServer, app};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+
+fn memory() -> ((), Fixture) {
+    let store = Counted::new(MemoryStore::new());
+    let counts = store.counts.clone();
+    let fixture = Fixture {
+        make: Arc::new(move |keys| SessionLayer::builder(store.clone(), keys)),
+        round_trips: Arc::new(move || counts.total() as u64),
+    };
+    ((), fixture)
+}
+
+cloakroom_testkit::security_tests!(memory());
+
+fn layer() -> SessionLayer {
+    SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+        .cookie(CookieConfig::default().secure(false))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn p01_ids_are_256_random_bits_and_store_keys_are_derived() {
+    let srv = TestServer::start(app(layer())).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let c = srv.client();
+        c.get("/?name=x").await;
+        let cookie = c.cookie("id").unwrap();
+        let (token, _sig) = cookie.split_once('.').unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(token).unwrap();
+        assert_eq!(bytes.len(), 32, "256 bits");
+        assert!(seen.insert(bytes.clone()), "ids never repeat");
+        // The id the store uses is a hash of the token, not the token.
+        let store_id = c.get("/id").await.body;
+        let expected = URL_SAFE_NO_PAD.encode(&Sha256::digest(&bytes)[..16]);
+        assert_eq!(store_id, expected);
+        assert!(!cookie.contains(&store_id));
+    }
+}
+
+/// Redis and Memcached measure idle time on their own clocks, so there the
+/// idle timeout is checked by the conformance suite with a short real
+/// window; here the clock is injected.
+#[tokio::test]
+async fn p04_idle_timeout_is_enforced_on_the_server() {
+    let clock = cloakroom::ManualClock::starting_now();
+    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+        .cookie(
+            CookieConfig::default()
+                .secure(false)
+                .expires_days(Some(30.0)),
+        )
+        .expiry(
+            cloakroom::ExpiryPolicy::default()
+                .idle(std::time::Duration::from_secs(60))
+                .absolute(std::time::Duration::from_secs(3600)),
+        )
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    for _ in 0..5 {
+        clock.advance(std::time::Duration::from_secs(50));
+        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    }
+    clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+}
+
+#[tokio::test]
+async fn p05_cookie_attributes_are_secure_by_default() {
+    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let r = srv.client().get("/?name=x").await;
+    let set = &r.set_cookies()[0];
+    for attr in ["; Path=/", "; HttpOnly", "; SameSite=Lax", "; Secure"] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    assert!(!set.contains("Max-Age"), "browser-session cookie: {set}");
+}
+
+#[test]
+fn p05_same_site_none_forces_secure_and_strict_is_available() {
+    let none = CookieConfig::default()
+        .secure(false)
+        .same_site(SameSite::None);
+    assert!(none.is_secure());
+    assert!(none.validate().is_ok());
+    assert!(none.secure(false).validate().is_err());
+    let keys = || KeyRing::new([SECRET]).unwrap();
+    let strict = CookieConfig::default().same_site(SameSite::Strict);
+    assert!(
+        SessionLayer::builder(MemoryStore::new(), keys())
+            .cookie(strict)
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
+fn p05_host_prefix_conflicts_are_rejected_by_the_builder() {
+    let keys = || KeyRing::new([SECRET]).unwrap();
+    let build = |cookie: CookieConfig| {
+        SessionLayer::builder(MemoryStore::new(), keys())
+            .cookie(cookie)
+            .build()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let host = CookieConfig::default().name("__Host-id");
+    assert_eq!(build(host.clone()), Ok(()));
+    for (bad, needle) in [
+        (host.clone().secure(false), "secure"),
+        (host.clone().path("/app"), "path"),
+        (host.clone().domain(Some("example.com")), "domain"),
+    ] {
+        let err = build(bad).unwrap_err();
+        assert!(err.contains("__Host-") && err.contains(needle), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn p06_responses_that_set_or_clear_the_cookie_are_not_cached() {
+    let srv = TestServer::start(app(layer())).await;
+    let c = srv.client();
+    for path in ["/?name=a", "/login?name=b", "/logout"] {
+        let r = c.get(path).await;
+        assert_eq!(r.set_cookies().len(), 1, "{path}");
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{path}"
+        );
+    }
+    let r = c.get("/untouched").await;
+    assert!(r.header("cache-control").is_none());
+}
+
+/// A `MakeWriter` into a shared buffer, to read what was logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn p09_no_raw_token_in_logs_errors_or_debug_output() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = Counted::new(MemoryStore::new());
+    let counts = store.counts.clone();
+    let layer = SessionLayer::builder(store, KeyRing::new([SECRET]).unwrap())
+        .cookie(CookieConfig::default().secure(false))
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer.clone())).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let first = c.cookie("id").unwrap();
+    c.get("/login?name=alice").await;
+    let second = c.cookie("id").unwrap();
+    c.get("/detail").await;
+    // A forged cookie and a store outage, which both log.
+    let mut forged = second.clone().into_bytes();
+    forged[50] ^= 1;
+    srv.client()
+        .get_raw("/detail", Some(&[b"id=", forged.as_slice()].concat()))
+        .await;
+    counts.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = c.get("/detail").await;
+    assert_eq!(failed.status, 503);
+    c.get("/?name=bob").await;
+    counts
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("rejected a session cookie"), "{logged}");
+    assert!(logged.contains("session was not saved"), "{logged}");
+    let debug = format!("{layer:?}");
+    for cookie in [&first, &second] {
+        let token = &cookie[..43];
+        let signature = &cookie[44..];
+        for (what, text) in [
+            ("logs", &logged),
+            ("layer Debug", &debug),
+            ("body", &failed.body),
+        ] {
+            assert!(!text.contains(token), "token in {what}");
+            assert!(!text.contains(signature), "signature in {what}");
+        }
+    }
+    assert!(!debug.contains(SECRET), "secret in layer Debug: {debug}");
+}
+
+#[tokio::test]
+async fn p10_header_token_mode_carries_the_same_sessions() {
+    use cloakroom_testkit::Client;
+    let header = http::HeaderName::from_static("x-auth-token");
+    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+        .header(header)
+        .build()
+        .unwrap();
+    let srv = TestServer::start(app(layer)).await;
+    let c: Client = srv.client();
+    let r = c.get("/?name=alice").await;
+    assert!(r.set_cookies().is_empty(), "no cookie in header mode");
+    let token = r.header("x-auth-token").expect("token header");
+    assert_eq!(token.len(), 87);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let with = |t: &str| vec![("x-auth-token".to_owned(), t.to_owned())];
+    assert_eq!(
+        c.get_with("/detail", &with(&token)).await.body,
+        "detail get ok! alice"
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+    // The cookie does not carry the session in header mode.
+    assert_eq!(
+        c.get_raw("/detail", Some(format!("id={token}").as_bytes()))
+            .await
+            .body,
+        "detail get ok! None"
+    );
+    let r = c.get_with("/login?name=bob", &with(&token)).await;
+    let rotated = r.header("x-auth-token").expect("new token");
+    assert_ne!(rotated, token);
+    assert_eq!(
+        c.get_with("/detail", &with(&token)).await.body,
+        "detail get ok! None"
+    );
+    let r = c.get_with("/logout", &with(&rotated)).await;
+    assert_eq!(r.header("x-auth-token").as_deref(), Some(""));
+    assert_eq!(
+        c.get_with("/detail", &with(&rotated)).await.body,
+        "detail get ok! None"
+    );
+}
