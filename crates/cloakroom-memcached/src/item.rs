@@ -91,6 +91,13 @@ impl Item {
         Ok(())
     }
 
+    /// Adds `by` to the integer under `name` and returns the new value.
+    pub(crate) fn increment(&mut self, name: &str, by: i64) -> Result<i64> {
+        let value = cloakroom::store::add_to(self.v.get(name).map(|v| v.get()), name, by)?;
+        self.v.insert(name.to_owned(), raw(&value.to_string())?);
+        Ok(value)
+    }
+
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
         self.n.remove(name).map(|v| v.get().to_owned())
     }

@@ -395,6 +395,34 @@ impl Store for MemcachedStore {
         .await
     }
 
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> Result<Option<i64>> {
+        let key = self.key(id);
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            let mut n = 0;
+            loop {
+                self.before_attempt(n).await?;
+                let Some((mut item, cas)) = read_live(&mut conn, &key, expiry).await? else {
+                    return Ok(None);
+                };
+                let value = item.increment(name, by)?;
+                item.touch(expiry);
+                let ttl = exptime(expiry.now, item.expires_at());
+                if conn.replace_if(&key, &item.encode()?, cas, ttl).await? {
+                    return Ok(Some(value));
+                }
+                n += 1;
+            }
+        })
+        .await
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<()> {
         let key = self.key(id);
         self.bounded(async {

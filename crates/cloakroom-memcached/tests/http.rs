@@ -51,3 +51,9 @@ async fn memcached_down_gives_503_within_the_timeout_and_recovers() {
     let layer = layer(&server, timeout);
     scenarios::outage_and_recovery(&mut server, layer, timeout).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_all_count() {
+    let server = MemcachedServer::start();
+    scenarios::concurrent_increments_all_count(layer(&server, Duration::from_secs(10)), 100).await;
+}

@@ -80,6 +80,7 @@ struct Scripts {
     apply: Script,
     take: Script,
     notes: Script,
+    increment: Script,
 }
 
 /// Sessions in Redis. Cheap to clone: clones share the connections.
@@ -134,6 +135,7 @@ impl RedisStore {
                 apply: Script::new(include_str!("lua/apply.lua")),
                 take: Script::new(include_str!("lua/take.lua")),
                 notes: Script::new(include_str!("lua/notes.lua")),
+                increment: Script::new(include_str!("lua/increment.lua")),
             }),
             prefix: config.key_prefix().into(),
             timeout: config.timeout_value(),
@@ -343,6 +345,35 @@ impl cloakroom::Store for RedisStore {
         match reply {
             Value::Nil => Ok(None),
             other => text(other, "a notification").map(Some),
+        }
+    }
+
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> Result<Option<i64>> {
+        let keys = self.keys(id);
+        let mut call = self.scripts.increment.prepare_invoke();
+        call.key(&keys.data)
+            .key(&keys.notes)
+            .arg(field(name).as_ref())
+            .arg(by)
+            .arg(expiry.now.0)
+            .arg(millis(expiry.idle));
+        let mut conn = self.data.get();
+        let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        match reply.as_slice() {
+            [1, value] => Ok(Some(*value)),
+            [0] => Ok(None),
+            [2] => Err(Error::Corrupt(format!(
+                "session value {name:?} is not an integer"
+            ))),
+            other => Err(Error::Corrupt(format!(
+                "increment script answered {other:?}"
+            ))),
         }
     }
 

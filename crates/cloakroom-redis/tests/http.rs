@@ -98,3 +98,10 @@ async fn redis_down_gives_503_within_the_timeout_and_recovers() {
     let layer = layer(&redis, timeout).await;
     scenarios::outage_and_recovery(&mut redis, layer, timeout).await;
 }
+
+#[tokio::test]
+async fn concurrent_increments_all_count() {
+    let redis = RedisServer::start();
+    scenarios::concurrent_increments_all_count(layer(&redis, Duration::from_secs(5)).await, 100)
+        .await;
+}

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 type Params = Query<HashMap<String, String>>;
 
 /// The seed routes (`/`, `/detail`) plus one route per API call:
-/// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/keys`,
+/// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/incr`,
+/// `/keys`,
 /// `/remove?k`, `/clear`, `/login?name=`, `/logout`, `/id`, `/notify?k=v`,
 /// `/take?name=`.
 pub fn app(layer: SessionLayer) -> Router {
@@ -66,6 +67,14 @@ pub fn app(layer: SessionLayer) -> Router {
                 let n: u64 = s.get("n").await?.unwrap_or(0);
                 s.set("n", n + 1).await?;
                 Ok::<_, Error>((n + 1).to_string())
+            }),
+        )
+        .route(
+            "/incr",
+            get(|s: Session| async move {
+                let n = s.increment("counter", 1).await?;
+                let seen: Option<i64> = s.get("counter").await?;
+                Ok::<_, Error>(format!("{n} {}", seen.unwrap_or(-1)))
             }),
         )
         .route(

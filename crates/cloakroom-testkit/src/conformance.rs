@@ -356,6 +356,33 @@ pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
     }
 }
 
+/// Concurrent increments all count; a missing session is not created; a
+/// value that is not an integer is an error.
+pub async fn increments_are_atomic<S: Store>(store: S) {
+    let e = long();
+    assert_eq!(store.increment(&new_id(), "n", 1, &e).await.unwrap(), None);
+    let id = create(&store, &[("text", "\"abc\"")], &e).await;
+    assert!(store.increment(&id, "text", 1, &e).await.is_err());
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let store = store.clone();
+        tasks.spawn(async move { store.increment(&id, "visits", 2, &long()).await });
+    }
+    let mut seen = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        seen.push(r.unwrap().unwrap().expect("live session"));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=100).map(|i| i * 2).collect::<Vec<i64>>());
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.values["visits"], "200");
+    assert_eq!(
+        record.values["text"], "\"abc\"",
+        "a failed increment wrote nothing"
+    );
+}
+
 /// Size limits carried by a patch are checked before anything is written.
 pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S) {
     let e = long();
@@ -420,7 +447,7 @@ macro_rules! conformance_tests {
             cycle_keeps_data_and_deadline, destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,
-            size_limits_write_nothing_when_exceeded);
+            size_limits_write_nothing_when_exceeded, increments_are_atomic);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -82,6 +82,16 @@ impl<S: Store> Store for Counted<S> {
         self.check(&self.counts.takes)?;
         self.inner.take_notification(id, name, e).await
     }
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        e: &Expiry,
+    ) -> Result<Option<i64>, Error> {
+        self.check(&self.counts.applies)?;
+        self.inner.increment(id, name, by, e).await
+    }
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.check(&self.counts.deletes)?;
         self.inner.delete(id).await

@@ -51,6 +51,32 @@ pub async fn concurrent_names_survive(layer: SessionLayer, n: usize) {
     }
 }
 
+/// Concurrent requests incrementing one counter lose no increment, and a
+/// request sees its own increment.
+pub async fn concurrent_increments_all_count(layer: SessionLayer, n: usize) {
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    assert_eq!(
+        c.get("/incr").await.body,
+        "1 1",
+        "first increment on a new session"
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let c = c.clone();
+        tasks.spawn(async move { c.get("/incr").await.body });
+    }
+    let mut values = Vec::new();
+    while let Some(body) = tasks.join_next().await {
+        let body = body.expect("request task");
+        let (n, seen) = body.split_once(' ').expect("two numbers");
+        assert_eq!(n, seen, "a request reads back its own increment");
+        values.push(n.parse::<usize>().expect("a number"));
+    }
+    values.sort_unstable();
+    assert_eq!(values, (2..=n + 1).collect::<Vec<_>>());
+}
+
 /// With the store down, session calls fail with a 503 within the store
 /// timeout (reads from the handler's `?`, writes from the commit), no
 /// cookie is set, and routes that do not use the session still work. After

@@ -14,6 +14,7 @@ use crate::token::{SessionId, Token};
 use crate::transport::TokenAction;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::OnceCell;
@@ -57,6 +58,12 @@ struct State {
     renamed: Option<Token>,
     /// The incoming session is to be deleted.
     destroyed: bool,
+    /// The incoming session turned out not to exist (an atomic call said
+    /// so after it was loaded).
+    gone: bool,
+    /// Values learned from atomic store calls this request, newer than the
+    /// loaded record; never written back.
+    observed: BTreeMap<String, String>,
 }
 
 /// The session cookie of the request, checked lazily.
@@ -96,7 +103,7 @@ impl Session {
     /// The token of the incoming session, if it may still exist: its cookie
     /// verified, it was not destroyed, and a load did not find it missing.
     fn existing(&self, st: &mut State) -> Option<Token> {
-        if st.destroyed || matches!(self.inner.loaded.get(), Some(None)) {
+        if st.destroyed || st.gone || matches!(self.inner.loaded.get(), Some(None)) {
             return None;
         }
         self.verify(st).map(|v| v.token.clone())
@@ -143,6 +150,9 @@ impl Session {
             if let Some(pending) = st.patch.lookup(name) {
                 return Ok(pending.map(str::to_owned));
             }
+            if let Some(seen) = st.observed.get(name) {
+                return Ok(Some(seen.clone()));
+            }
             match self.existing(&mut st) {
                 Some(token) => token,
                 None => return Ok(None),
@@ -153,6 +163,9 @@ impl Session {
         let mut st = self.state();
         if let Some(pending) = st.patch.lookup(name) {
             return Ok(pending.map(str::to_owned));
+        }
+        if let Some(seen) = st.observed.get(name) {
+            return Ok(Some(seen.clone()));
         }
         if self.existing(&mut st).is_none() {
             return Ok(None);
@@ -204,6 +217,64 @@ impl Session {
         Ok(())
     }
 
+    /// Adds `by` to the integer under `name` (0 when unset) and returns the
+    /// new value.
+    ///
+    /// Unlike `get` followed by `set`, the addition happens atomically in
+    /// the store, so concurrent requests (two tabs, say) never lose an
+    /// increment. It is one store round trip of its own when the session
+    /// exists, and free on a new session. A value that is not an integer is
+    /// an error.
+    ///
+    /// ```
+    /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
+    /// let visits = session.increment("visits", 1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn increment(&self, name: &str, by: i64) -> Result<i64> {
+        let not_integer = |source| Error::Serde {
+            name: name.to_owned(),
+            source,
+        };
+        let token = {
+            let mut st = self.state();
+            let local = match st.patch.lookup(name) {
+                Some(Some(json)) => Some(serde_json::from_str::<i64>(json).map_err(not_integer)?),
+                Some(None) => Some(0),
+                None => None,
+            };
+            let existing = self.existing(&mut st);
+            match (local, existing) {
+                (None, Some(token)) => token,
+                (local, _) => {
+                    let value = local.unwrap_or(0).saturating_add(by);
+                    st.patch.set(name, value.to_string());
+                    self.ensure_target(&mut st);
+                    return Ok(value);
+                }
+            }
+        };
+        let shared = &self.inner.shared;
+        let stored = shared
+            .store
+            .increment(&token.id(), name, by, &shared.expiry())
+            .await?;
+        let mut st = self.state();
+        match stored {
+            Some(value) => {
+                st.observed.insert(name.to_owned(), value.to_string());
+                Ok(value)
+            }
+            None => {
+                // Gone meanwhile: the value starts a fresh session.
+                st.gone = true;
+                st.patch.set(name, by.to_string());
+                self.ensure_target(&mut st);
+                Ok(by)
+            }
+        }
+    }
+
     /// Removes `name`.
     pub async fn remove(&self, name: &str) -> Result<()> {
         let mut st = self.state();
@@ -242,6 +313,11 @@ impl Session {
             }
             _ => Vec::new(),
         };
+        for name in st.observed.keys() {
+            if !keys.contains(name) {
+                keys.push(name.clone());
+            }
+        }
         let patch = &st.patch;
         keys.retain(|k| patch.lookup(k).is_none());
         keys.extend(

@@ -419,3 +419,9 @@ async fn persistent_cookie_with_expires_days() {
     let r = srv.client().get("/?name=alice").await;
     assert!(r.set_cookies()[0].contains("Max-Age=2592000"));
 }
+
+#[tokio::test]
+async fn concurrent_increments_all_count() {
+    let (b, _, _) = builder();
+    cloakroom_testkit::scenarios::concurrent_increments_all_count(b.build().unwrap(), 100).await;
+}

@@ -215,10 +215,43 @@ impl Store for MemoryStore {
             .and_then(|entry| entry.notifications.remove(name)))
     }
 
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> Result<Option<i64>> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.live(id, expiry.now) else {
+            return Ok(None);
+        };
+        let value = add_to(entry.record.values.get(name).map(String::as_str), name, by)?;
+        entry
+            .record
+            .values
+            .insert(name.to_owned(), value.to_string());
+        entry.expires_at = expiry.expires_at(entry.record.deadline);
+        Ok(Some(value))
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<()> {
         self.lock().sessions.remove(id);
         Ok(())
     }
+}
+
+/// `current` (JSON, absent meaning 0) plus `by`, saturating. Shared by the
+/// stores that increment in Rust.
+pub fn add_to(current: Option<&str>, name: &str, by: i64) -> Result<i64> {
+    let current = match current {
+        Some(json) => serde_json::from_str::<i64>(json).map_err(|source| crate::Error::Serde {
+            name: name.to_owned(),
+            source,
+        })?,
+        None => 0,
+    };
+    Ok(current.saturating_add(by))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 mod memory;
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, add_to};
 
 use crate::error::Result;
 use crate::expiry::{Expiry, Timestamp};
@@ -55,7 +55,8 @@ pub enum Applied {
 ///   them, `clear` does not remove them, and `take_notification` hands each
 ///   one out once, even to concurrent callers.
 ///
-/// Stores implement `load`, `apply`, `take_notification` and `delete`;
+/// Stores implement `load`, `apply`, `take_notification`, `increment`
+/// and `delete`;
 /// `cycle` and `touch` are patches and have default implementations.
 pub trait Store: Send + Sync + 'static {
     /// The live session under `id`, or `None`. A store may push the idle
@@ -83,6 +84,18 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         expiry: &Expiry,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Adds `by` to the integer under `name` (0 when unset), atomically, and
+    /// pushes the idle deadline. Returns the new value, or `None` when the
+    /// session does not exist (nothing is written then). A value that is
+    /// not an integer is an error.
+    fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
 
     /// Deletes the session and its notifications. Deleting a missing
     /// session is not an error.
@@ -134,6 +147,15 @@ impl<S: Store> Store for std::sync::Arc<S> {
     ) -> impl Future<Output = Result<Option<String>>> + Send {
         (**self).take_notification(id, name, expiry)
     }
+    fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send {
+        (**self).increment(id, name, by, expiry)
+    }
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<()>> + Send {
         (**self).delete(id)
     }
@@ -160,6 +182,13 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         name: &'a str,
         e: &'a Expiry,
     ) -> BoxFuture<'a, Result<Option<String>>>;
+    fn increment<'a>(
+        &'a self,
+        id: &'a SessionId,
+        name: &'a str,
+        by: i64,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<i64>>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>>;
 }
 
@@ -186,6 +215,15 @@ impl<S: Store> DynStore for S {
         e: &'a Expiry,
     ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(Store::take_notification(self, id, name, e))
+    }
+    fn increment<'a>(
+        &'a self,
+        id: &'a SessionId,
+        name: &'a str,
+        by: i64,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Option<i64>>> {
+        Box::pin(Store::increment(self, id, name, by, e))
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::delete(self, id))

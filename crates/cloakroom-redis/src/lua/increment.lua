@@ -1,0 +1,19 @@
+-- Add to an integer field atomically, and push the idle deadline.
+-- Returns {1, value}, {0} when the session is gone, {2} when the field
+-- does not hold an integer.
+-- KEYS[1] data hash, KEYS[2] notifications hash
+-- ARGV[1] field, ARGV[2] amount, ARGV[3] now (ms), ARGV[4] idle (ms)
+local function int(n) return string.format('%d', n) end
+local now = tonumber(ARGV[3])
+local deadline = tonumber(redis.call('HGET', KEYS[1], '@d'))
+if deadline == nil or deadline <= now then
+  return {0}
+end
+local ok, value = pcall(redis.call, 'HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if not ok then
+  return {2}
+end
+local ttl = math.min(tonumber(ARGV[4]), deadline - now)
+redis.call('PEXPIRE', KEYS[1], int(ttl))
+redis.call('PEXPIRE', KEYS[2], int(ttl))
+return {1, value}
