@@ -5,8 +5,9 @@
 
 pub mod seed;
 mod serve;
+pub mod showcase;
 
-pub use serve::{ServeArgs, build_layer, serve};
+pub use serve::{App, ServeArgs, build_layer, serve};
 
 use clap::{Parser, Subcommand};
 

@@ -20,6 +20,18 @@ pub struct ServeArgs {
     /// Configuration file (TOML). `CLOAKROOM_*` variables override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Which app to serve: pycket's seed demo, or the browser showcase.
+    #[arg(long, value_enum, default_value = "seed")]
+    pub app: App,
+}
+
+/// The apps `cloakroom serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum App {
+    /// `/?name=NAME`, `/detail`, `/login`, `/logout`.
+    Seed,
+    /// Sign-in form, visit counter, one-time welcome, sign-out.
+    Showcase,
 }
 
 /// Builds the session layer the configuration describes.
@@ -108,7 +120,10 @@ fn engine_of(url: &str) -> Result<Engine, Error> {
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     let config = Config::load(args.config.as_deref())?;
     let layer = build_layer(&config, args.store.as_deref(), args.listen).await?;
-    let app = crate::seed::app(layer);
+    let app = match args.app {
+        App::Seed => crate::seed::app(layer),
+        App::Showcase => crate::showcase::app(layer),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -1,0 +1,206 @@
+//! The showcase: a few server-rendered pages that use every part of the
+//! session API in a real browser.
+//!
+//! - `GET /` shows who is signed in, a per-session visit counter (an atomic
+//!   [`Session::increment`], so two tabs never lose a visit), and the
+//!   one-time "Welcome back" notification; it offers a sign-in or sign-out
+//!   form.
+//! - `POST /login` cycles the session id, then stores the user.
+//! - `POST /logout` destroys the session.
+//!
+//! Both forms carry a CSRF token that lives in the session and is compared
+//! in constant time; `SameSite=Lax` is the first line of defence, the
+//! token the second. Every page is `Cache-Control: no-store`, so the back
+//! button after sign-out cannot show a signed-in page from the cache.
+
+use axum::Form;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloakroom::{Session, SessionLayer};
+use serde::Deserialize;
+
+/// The showcase app.
+pub fn app(sessions: SessionLayer) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/health", get(|| async { "ok" }))
+        .layer(sessions)
+}
+
+const CSRF: &str = "csrf";
+const USER: &str = "user";
+const VISITS: &str = "visits";
+const WELCOME: &str = "welcome";
+
+fn new_csrf_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The session's CSRF token, made on first use.
+async fn csrf_token(session: &Session) -> cloakroom::Result<String> {
+    if let Some(token) = session.get::<String>(CSRF).await? {
+        return Ok(token);
+    }
+    let token = new_csrf_token();
+    session.set(CSRF, &token).await?;
+    Ok(token)
+}
+
+/// Whether the submitted token is the session's, compared in constant time.
+async fn csrf_ok(session: &Session, submitted: &str) -> cloakroom::Result<bool> {
+    let Some(expected) = session.get::<String>(CSRF).await? else {
+        return Ok(false);
+    };
+    let (a, b) = (expected.as_bytes(), submitted.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+    Ok(diff == 0)
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title} · Cloakroom</title>
+<style>
+  body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 3rem auto; padding: 0 1rem; color: #222; }}
+  h1 {{ font-size: 1.6rem; }}
+  .notice {{ background: #e8f5e9; border: 1px solid #a5d6a7; padding: .6rem 1rem; border-radius: 6px; }}
+  .muted {{ color: #666; font-size: .9rem; }}
+  input, button {{ font: inherit; padding: .3rem .6rem; }}
+</style>
+</head>
+<body>
+<h1>Cloakroom showcase</h1>
+{body}
+</body>
+</html>
+"#
+    );
+    let mut response = Html(html).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn home(session: Session) -> cloakroom::Result<Response> {
+    let visits = session.increment(VISITS, 1).await?;
+    let user: Option<String> = session.get(USER).await?;
+    let csrf = csrf_token(&session).await?;
+    let mut body = String::new();
+    if let Some(welcome) = session.notifications().take::<String>(WELCOME).await? {
+        body.push_str(&format!(
+            r#"<p class="notice" id="welcome">{}</p>"#,
+            escape(&welcome)
+        ));
+    }
+    match &user {
+        Some(user) => body.push_str(&format!(
+            r#"<p id="who">Signed in as <strong id="user">{user}</strong>.</p>
+<p>Visits this session: <span id="visits">{visits}</span></p>
+<form method="post" action="/logout">
+  <input type="hidden" name="csrf" value="{csrf}">
+  <button id="logout" type="submit">Sign out</button>
+</form>
+<p class="muted" id="sessions">My sessions: a list of your other signed-in sessions, each with a button to end it, is planned. Signing out ends this session.</p>"#,
+            user = escape(user),
+        )),
+        None => body.push_str(&format!(
+            r#"<p id="who">Not signed in.</p>
+<p>Visits this session: <span id="visits">{visits}</span></p>
+<form method="post" action="/login">
+  <input type="hidden" name="csrf" value="{csrf}">
+  <label>Name <input id="name" name="name" required maxlength="64" autocomplete="username"></label>
+  <button id="login" type="submit">Sign in</button>
+</form>"#
+        )),
+    }
+    Ok(page("Home", &body))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    csrf: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "invalid or missing CSRF token; reload the page and try again\n",
+    )
+        .into_response()
+}
+
+async fn login(session: Session, Form(form): Form<LoginForm>) -> cloakroom::Result<Response> {
+    if !csrf_ok(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Ok((StatusCode::BAD_REQUEST, "a name of 1 to 64 characters, please\n").into_response());
+    }
+    // A new id at the change of privilege, and a new CSRF token with it.
+    session.cycle_id().await?;
+    session.set(USER, name).await?;
+    session.set(CSRF, new_csrf_token()).await?;
+    session
+        .notifications()
+        .set(WELCOME, format!("Welcome back, {name}"))
+        .await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn logout(session: Session, Form(form): Form<LogoutForm>) -> cloakroom::Result<Response> {
+    if !csrf_ok(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    session.destroy().await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"<b onclick="x">'&'</b>"#),
+            "&lt;b onclick=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;"
+        );
+    }
+}
