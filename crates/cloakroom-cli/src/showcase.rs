@@ -171,7 +171,11 @@ async fn login(session: Session, Form(form): Form<LoginForm>) -> cloakroom::Resu
     }
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Ok((StatusCode::BAD_REQUEST, "a name of 1 to 64 characters, please\n").into_response());
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            "a name of 1 to 64 characters, please\n",
+        )
+            .into_response());
     }
     // A new id at the change of privilege, and a new CSRF token with it.
     session.cycle_id().await?;

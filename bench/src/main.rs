@@ -1,0 +1,260 @@
+//! One server binary for every system the benchmark compares. Each serves
+//! the seed's handlers the same way:
+//!
+//! - `GET /?name=NAME` stores `login` = NAME and answers `index get ok!`;
+//! - `GET /detail` answers `detail get ok! NAME` (or `None`);
+//! - `GET /health` answers `ok` without touching the session (the
+//!   session layer is still installed).
+
+use clap::{Parser, ValueEnum};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum System {
+    /// Cloakroom's demo, on its Redis store.
+    Cloakroom,
+    /// tower-sessions 0.14 with tower-sessions-redis-store 0.16.
+    TowerSessions,
+    /// actix-session 0.11 with its RedisSessionStore.
+    ActixSession,
+    /// axum with no sessions: the ceiling.
+    Axum,
+    /// axum doing one raw Redis GET (or SET) per request: the floor.
+    RawRedis,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, value_enum)]
+    system: System,
+    #[arg(long, default_value = "127.0.0.1:8899")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+}
+
+const SECRET: &str = "benchmark secret, at least thirty-two bytes long";
+
+fn main() {
+    let args = Args::parse();
+    match args.system {
+        System::ActixSession => actix::run(args).expect("actix server"),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(run_axum(args)),
+    }
+}
+
+async fn run_axum(args: Args) {
+    let app = match args.system {
+        System::Cloakroom => cloakroom_app(&args).await,
+        System::TowerSessions => tower::app(&args.redis).await,
+        System::Axum => plain::app(),
+        System::RawRedis => raw::app(&args.redis).await,
+        System::ActixSession => unreachable!("served by actix"),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .expect("bind");
+    eprintln!("{:?} listening on {}", args.system, args.listen);
+    axum::serve(listener, app).await.expect("serve");
+}
+
+async fn cloakroom_app(args: &Args) -> axum::Router {
+    // The store's defaults, as a user would get them.
+    let config = cloakroom::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
+        .expect("config");
+    let layer = cloakroom_cli::build_layer(&config, Some(&args.redis), args.listen)
+        .await
+        .expect("cloakroom layer");
+    cloakroom_cli::seed::app(layer)
+}
+
+fn name_of(q: &HashMap<String, String>) -> Option<String> {
+    q.get("name").filter(|n| !n.is_empty()).cloned()
+}
+
+mod tower {
+    use super::name_of;
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    use tower_sessions::{Expiry, Session, SessionManagerLayer};
+    use tower_sessions_redis_store::RedisStore;
+    use tower_sessions_redis_store::fred::prelude::*;
+
+    async fn index(
+        session: Session,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> (StatusCode, &'static str) {
+        let Some(name) = name_of(&q) else {
+            return (StatusCode::BAD_REQUEST, "missing query parameter: name\n");
+        };
+        match session.insert("login", name).await {
+            Ok(()) => (StatusCode::OK, "index get ok!"),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
+        }
+    }
+
+    async fn detail(session: Session) -> Result<String, StatusCode> {
+        let login: Option<String> = session
+            .get("login")
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+        Ok(format!(
+            "detail get ok! {}",
+            login.as_deref().unwrap_or("None")
+        ))
+    }
+
+    pub async fn app(url: &str) -> axum::Router {
+        let pool = Pool::new(Config::from_url(url).expect("redis url"), None, None, None, 4)
+            .expect("fred pool");
+        let _ = pool.connect();
+        pool.wait_for_connect().await.expect("connect to redis");
+        let layer = SessionManagerLayer::new(RedisStore::new(pool))
+            .with_secure(false)
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)));
+        axum::Router::new()
+            .route("/", get(index))
+            .route("/detail", get(detail))
+            .route("/health", get(|| async { "ok" }))
+            .layer(layer)
+    }
+}
+
+mod actix {
+    use super::{Args, SECRET, name_of};
+    use actix_session::storage::RedisSessionStore;
+    use actix_session::{Session, SessionMiddleware};
+    use actix_web::cookie::Key;
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use std::collections::HashMap;
+
+    async fn index(session: Session, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+        let Some(name) = name_of(&q) else {
+            return HttpResponse::BadRequest().body("missing query parameter: name\n");
+        };
+        match session.insert("login", name) {
+            Ok(()) => HttpResponse::Ok().body("index get ok!"),
+            Err(_) => HttpResponse::ServiceUnavailable().body("session error\n"),
+        }
+    }
+
+    async fn detail(session: Session) -> HttpResponse {
+        match session.get::<String>("login") {
+            Ok(login) => HttpResponse::Ok().body(format!(
+                "detail get ok! {}",
+                login.as_deref().unwrap_or("None")
+            )),
+            Err(_) => HttpResponse::ServiceUnavailable().body("session error\n"),
+        }
+    }
+
+    pub fn run(args: Args) -> std::io::Result<()> {
+        actix_web::rt::System::new().block_on(async move {
+            let store = RedisSessionStore::new(args.redis.clone())
+                .await
+                .expect("connect to redis");
+            let key = Key::derive_from(SECRET.repeat(2).as_bytes());
+            eprintln!("ActixSession listening on {}", args.listen);
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(
+                        SessionMiddleware::builder(store.clone(), key.clone())
+                            .cookie_secure(false)
+                            .build(),
+                    )
+                    .route("/", web::get().to(index))
+                    .route("/detail", web::get().to(detail))
+                    .route("/health", web::get().to(|| async { "ok" }))
+            })
+            .workers(2)
+            .bind(args.listen)?
+            .run()
+            .await
+        })
+    }
+}
+
+mod plain {
+    use super::name_of;
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use std::collections::HashMap;
+
+    pub fn app() -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/",
+                get(|Query(q): Query<HashMap<String, String>>| async move {
+                    match name_of(&q) {
+                        Some(_) => (StatusCode::OK, "index get ok!"),
+                        None => (StatusCode::BAD_REQUEST, "missing query parameter: name\n"),
+                    }
+                }),
+            )
+            .route("/detail", get(|| async { "detail get ok! None" }))
+            .route("/health", get(|| async { "ok" }))
+    }
+}
+
+mod raw {
+    use super::name_of;
+    use axum::extract::{Query, State};
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use redis::aio::ConnectionManager;
+    use std::collections::HashMap;
+
+    const KEY: &str = "bench:floor";
+
+    async fn index(
+        State(mut conn): State<ConnectionManager>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> (StatusCode, &'static str) {
+        let Some(name) = name_of(&q) else {
+            return (StatusCode::BAD_REQUEST, "missing query parameter: name\n");
+        };
+        match redis::cmd("SET")
+            .arg(KEY)
+            .arg(name)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            Ok(()) => (StatusCode::OK, "index get ok!"),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis error\n"),
+        }
+    }
+
+    async fn detail(State(mut conn): State<ConnectionManager>) -> (StatusCode, String) {
+        match redis::cmd("GET")
+            .arg(KEY)
+            .query_async::<Option<String>>(&mut conn)
+            .await
+        {
+            Ok(login) => (
+                StatusCode::OK,
+                format!("detail get ok! {}", login.as_deref().unwrap_or("None")),
+            ),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis error\n".to_owned()),
+        }
+    }
+
+    pub async fn app(url: &str) -> axum::Router {
+        let client = redis::Client::open(url).expect("redis url");
+        let conn = ConnectionManager::new(client)
+            .await
+            .expect("connect to redis");
+        axum::Router::new()
+            .route("/", get(index))
+            .route("/detail", get(detail))
+            .route("/health", get(|| async { "ok" }))
+            .with_state(conn)
+    }
+}
