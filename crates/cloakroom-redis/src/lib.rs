@@ -11,10 +11,9 @@
 //! | writes the session, including creating it | 1 |
 //! | reads, then writes | 2 |
 //!
-//! The idle deadline is the key's TTL. A read is a plain `HGETALL` + `PTTL`
-//! pipeline; once a tenth of the idle window has passed, it also pushes the
-//! TTL forward, so a busy session costs at most ten extra round trips per
-//! idle window, not one per read.
+//! The idle deadline is the key's TTL. A read is one plain pipeline,
+//! `HGETALL` with `PEXPIREAT .. GT`: Redis moves the TTL only once a tenth of
+//! the idle window has passed, so reads do not each cost a write.
 //!
 //! ```no_run
 //! use cloakroom::{KeyRing, SessionLayer};
@@ -220,42 +219,34 @@ fn record_from(reply: Value) -> Result<Option<Record>> {
 impl cloakroom::Store for RedisStore {
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
         // A plain pipeline rather than a script: reads are the hot path, and
-        // a Lua call costs Redis ten times the CPU of HGETALL and PTTL.
+        // a Lua call costs Redis ten times the CPU of these commands.
+        //
+        // The idle deadline is pushed in the same round trip with
+        // `PEXPIREAT .. GT` to `now + idle` rounded down to a tenth of the
+        // window: Redis changes (and replicates) the TTL only when that
+        // step moves, about ten times per window, not on every read.
         let keys = self.keys(id);
-        let mut conn = self.data.get();
+        let idle = millis(expiry.idle);
+        let step = (idle / 10).max(1);
+        let until = (expiry.now.0.saturating_add(idle) / step) * step;
         let mut read = redis::pipe();
         read.cmd("HGETALL")
             .arg(&keys.data)
-            .cmd("PTTL")
-            .arg(&keys.data);
-        let (fields, pttl): (Value, i64) = self.bounded(read.query_async(&mut conn)).await?;
-        let Some(record) = record_from(fields)? else {
-            return Ok(None);
-        };
-        if record.deadline <= expiry.now {
-            return Ok(None);
-        }
-        // Push the idle deadline once a tenth of the window has passed: one
-        // extra round trip then, none on the other reads. A failure here
-        // costs the session some idle time, not the read.
-        let expires_at = Timestamp(expiry.now.0.saturating_add(pttl.max(0) as u64));
-        if pttl >= 0 && expiry.refresh_due(expires_at, record.deadline) {
-            let ttl = expiry.ttl_millis(record.deadline);
-            let mut touch = redis::pipe();
-            touch
-                .cmd("PEXPIRE")
-                .arg(&keys.data)
-                .arg(ttl)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&keys.notes)
-                .arg(ttl)
-                .ignore();
-            if let Err(e) = self.bounded(touch.query_async::<()>(&mut conn)).await {
-                tracing::debug!(error = %e, "idle refresh failed");
-            }
-        }
-        Ok(Some(record))
+            .cmd("PEXPIREAT")
+            .arg(&keys.data)
+            .arg(until)
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&keys.notes)
+            .arg(until)
+            .arg("GT")
+            .ignore();
+        let mut conn = self.data.get();
+        let (fields,): (Value,) = self.bounded(read.query_async(&mut conn)).await?;
+        // The deadline is checked here; a key kept past it by the step
+        // above reads as absent, and the write scripts refuse it too.
+        Ok(record_from(fields)?.filter(|r| expiry.now < r.deadline))
     }
 
     async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {

@@ -10,55 +10,61 @@
 -- ARGV[8] most names (-1: no limits), ARGV[9] most bytes,
 -- then the sets (field, value), the removals (field), the notifications
 -- (field, value).
+--
+-- Every redis.call costs; the common write makes three (HGETALL or HGET,
+-- HSET, PEXPIRE), a create three (EXISTS, HSET, PEXPIRE).
 local function int(n) return string.format('%d', n) end
 local now = tonumber(ARGV[1])
-local idle = tonumber(ARGV[2])
 local flags = ARGV[4]
 local create = string.find(flags, 'c', 1, true) ~= nil
 local clear = string.find(flags, 'x', 1, true) ~= nil
 local rename = string.find(flags, 'r', 1, true) ~= nil
+local nset = tonumber(ARGV[5])
+local ndel = tonumber(ARGV[6])
+local nnote = tonumber(ARGV[7])
+local max_names = tonumber(ARGV[8])
+local check = max_names >= 0 and nset > 0
 
-local deadline = tonumber(redis.call('HGET', KEYS[1], '@d'))
-if deadline ~= nil and deadline <= now then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  deadline = nil
-end
-local created = nil
+local deadline, created
+local size = {}
 if create then
-  if deadline ~= nil or redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
     return {0}
   end
-  deadline = now + tonumber(ARGV[3])
   created = now
-elseif deadline == nil then
+  deadline = now + tonumber(ARGV[3])
+elseif check and not clear then
+  -- One read gives the deadline and the sizes the limits need.
+  local fields = redis.call('HGETALL', KEYS[1])
+  for j = 1, #fields, 2 do
+    local f = fields[j]
+    if f == '@d' then
+      deadline = tonumber(fields[j + 1])
+    elseif f ~= '@c' then
+      size[f] = #f + #fields[j + 1]
+    end
+  end
+else
+  local meta = redis.call('HMGET', KEYS[1], '@c', '@d')
+  deadline = tonumber(meta[2])
+  if clear then
+    created = meta[1] or now
+  end
+end
+if deadline == nil or deadline <= now then
   return {0}
 end
 if rename and redis.call('EXISTS', KEYS[3]) == 1 then
   return {0}
 end
--- Size limits, checked on the projected contents before any write.
-local nset = tonumber(ARGV[5])
-local ndel = tonumber(ARGV[6])
-local max_names = tonumber(ARGV[8])
-if max_names >= 0 and nset > 0 then
-  local size = {}
-  if not clear then
-    local fields = redis.call('HGETALL', KEYS[1])
-    for j = 1, #fields, 2 do
-      local f = fields[j]
-      if f ~= '@c' and f ~= '@d' then
-        size[f] = #f + #fields[j + 1]
-      end
-    end
-  end
-  local j = 10
-  for _ = 1, nset do
+
+local sets, dels, notes = 10, 10 + 2 * nset, 10 + 2 * nset + ndel
+if check then
+  for j = sets, dels - 1, 2 do
     size[ARGV[j]] = #ARGV[j] + #ARGV[j + 1]
-    j = j + 2
   end
-  for _ = 1, ndel do
+  for j = dels, notes - 1 do
     size[ARGV[j]] = nil
-    j = j + 1
   end
   local names, bytes = 0, 0
   for _, n in pairs(size) do
@@ -74,39 +80,48 @@ if max_names >= 0 and nset > 0 then
 end
 
 if clear then
-  created = redis.call('HGET', KEYS[1], '@c') or now
   redis.call('DEL', KEYS[1])
 end
 
--- Batched so a big patch stays under Lua's limit on unpack().
-local function batched(cmd, key, from, count, width)
+-- Calls a command on `key` with ARGV[from..to], in batches that stay under
+-- Lua's limit on unpack(); `head` (meta fields) goes in the first batch.
+local function batched(cmd, key, from, to, width, head)
+  local args = head or {}
   local i = from
-  local last = from + count * width - 1
-  while i <= last do
-    local stop = math.min(i + 200 * width - 1, last)
-    redis.call(cmd, key, unpack(ARGV, i, stop))
+  while i <= to or #args > 0 do
+    local stop = math.min(i + 200 * width - 1, to)
+    for j = i, stop do
+      args[#args + 1] = ARGV[j]
+    end
+    redis.call(cmd, key, unpack(args))
+    args = {}
     i = stop + 1
   end
-  return i
 end
 
+local head = nil
 if created ~= nil then
-  redis.call('HSET', KEYS[1], '@c', int(created), '@d', int(deadline))
+  head = {'@c', int(created), '@d', int(deadline)}
 end
-local i = 10
-i = batched('HSET', KEYS[1], i, nset, 2)
-i = batched('HDEL', KEYS[1], i, ndel, 1)
-batched('HSET', KEYS[2], i, tonumber(ARGV[7]), 2)
+if nset > 0 or head then
+  batched('HSET', KEYS[1], sets, dels - 1, 2, head)
+end
+if ndel > 0 then
+  batched('HDEL', KEYS[1], dels, notes - 1, 1)
+end
+local ttl = math.min(tonumber(ARGV[2]), deadline - now)
+if nnote > 0 then
+  batched('HSET', KEYS[2], notes, notes + 2 * nnote - 1, 2)
+  redis.call('PEXPIRE', KEYS[2], int(ttl))
+end
 
-local data, notes = KEYS[1], KEYS[2]
+local data = KEYS[1]
 if rename then
   redis.call('RENAME', KEYS[1], KEYS[3])
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('RENAME', KEYS[2], KEYS[4])
   end
-  data, notes = KEYS[3], KEYS[4]
+  data = KEYS[3]
 end
-local ttl = math.min(idle, deadline - now)
 redis.call('PEXPIRE', data, int(ttl))
-redis.call('PEXPIRE', notes, int(ttl))
 return {1, ttl}
