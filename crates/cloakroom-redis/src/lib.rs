@@ -155,6 +155,103 @@ impl RedisStore {
     }
 }
 
+/// The apply script's keys and arguments for `patch` (see `lua/apply.lua`).
+fn apply_call<'s>(
+    script: &'s Script,
+    keys: &SessionKeys,
+    target: &SessionKeys,
+    patch: &Patch,
+    expiry: &Expiry,
+    inline_notes: bool,
+) -> redis::ScriptInvocation<'s> {
+    let mut flags = String::with_capacity(3);
+    if patch.creates() {
+        flags.push('c');
+    }
+    if patch.clears() {
+        flags.push('x');
+    }
+    if patch.renames_to().is_some() {
+        flags.push('r');
+    }
+    let sets = patch
+        .changes()
+        .filter(|(_, c)| matches!(c, Change::Set(_)))
+        .count();
+    let removals = patch.changes().len() - sets;
+    let notes = if inline_notes {
+        patch.notifications().len()
+    } else {
+        0
+    };
+    let limits = patch.size_limits();
+    let mut call = script.prepare_invoke();
+    call.key(&keys.data)
+        .key(&keys.notes)
+        .key(&target.data)
+        .key(&target.notes)
+        .arg(expiry.now.0)
+        .arg(millis(expiry.idle))
+        .arg(millis(expiry.absolute))
+        .arg(flags)
+        .arg(sets)
+        .arg(removals)
+        .arg(notes)
+        .arg(limits.map_or(-1, |l| l.max_names as i64))
+        .arg(limits.map_or(0, |l| l.max_bytes));
+    for (name, change) in patch.changes() {
+        if let Change::Set(json) = change {
+            call.arg(field(name).as_ref()).arg(json);
+        }
+    }
+    for (name, change) in patch.changes() {
+        if change == Change::Remove {
+            call.arg(field(name).as_ref());
+        }
+    }
+    if notes > 0 {
+        for (name, json) in patch.notifications() {
+            call.arg(name).arg(json);
+        }
+    }
+    call
+}
+
+/// Entry points for the micro-benchmarks; not a public API.
+#[doc(hidden)]
+pub mod internals {
+    use super::*;
+
+    /// The apply script as Lua text, to build invocations with.
+    pub fn apply_script() -> Script {
+        Script::new(include_str!("lua/apply.lua"))
+    }
+
+    /// Encodes the apply call for `patch` on session `id`.
+    pub fn encode_apply<'s>(
+        script: &'s Script,
+        id: &SessionId,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> redis::ScriptInvocation<'s> {
+        let keys = session_keys("cr", id);
+        let target = patch.renames_to().map(|to| session_keys("cr", to));
+        apply_call(
+            script,
+            &keys,
+            target.as_ref().unwrap_or(&keys),
+            patch,
+            expiry,
+            true,
+        )
+    }
+
+    /// Decodes an `HGETALL` reply into a record.
+    pub fn decode_load(reply: Value) -> Result<Option<Record>> {
+        record_from(reply)
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -253,54 +350,17 @@ impl cloakroom::Store for RedisStore {
         let keys = self.keys(id);
         let renamed = patch.renames_to().map(|to| self.keys(to));
         let target = renamed.as_ref().unwrap_or(&keys);
-        let mut flags = String::new();
-        if patch.creates() {
-            flags.push('c');
-        }
-        if patch.clears() {
-            flags.push('x');
-        }
-        if renamed.is_some() {
-            flags.push('r');
-        }
-        let (sets, removals): (Vec<_>, Vec<_>) = patch
-            .changes()
-            .partition(|(_, c)| matches!(c, Change::Set(_)));
         // With a separate notifications db they are written there instead.
-        let inline_notes = if self.notes.is_none() {
-            patch.notifications().len()
-        } else {
-            0
-        };
-
-        let mut call = self.scripts.apply.prepare_invoke();
-        call.key(&keys.data)
-            .key(&keys.notes)
-            .key(&target.data)
-            .key(&target.notes)
-            .arg(expiry.now.0)
-            .arg(millis(expiry.idle))
-            .arg(millis(expiry.absolute))
-            .arg(flags)
-            .arg(sets.len())
-            .arg(removals.len())
-            .arg(inline_notes);
+        let inline_notes = self.notes.is_none();
+        let call = apply_call(
+            &self.scripts.apply,
+            &keys,
+            target,
+            patch,
+            expiry,
+            inline_notes,
+        );
         let limits = patch.size_limits();
-        call.arg(limits.map_or(-1, |l| l.max_names as i64))
-            .arg(limits.map_or(0, |l| l.max_bytes));
-        for (name, change) in &sets {
-            if let Change::Set(json) = change {
-                call.arg(field(name).as_ref()).arg(*json);
-            }
-        }
-        for (name, _) in &removals {
-            call.arg(field(name).as_ref());
-        }
-        if inline_notes > 0 {
-            for (name, json) in patch.notifications() {
-                call.arg(name).arg(json);
-            }
-        }
         let mut conn = self.data.get();
         let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
         let ttl = match (reply.as_slice(), limits) {

@@ -58,42 +58,70 @@ pub mod store;
 mod token;
 mod transport;
 
-/// Entry points for the fuzz targets in `fuzz/`; not a public API.
-#[cfg(feature = "fuzzing")]
+/// Entry points for the fuzz targets in `fuzz/` and the micro-benchmarks;
+/// not a public API, and not covered by semver.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
-pub mod fuzzing {
+pub mod internals {
     use crate::cookie::{CookieConfig, KeyRing};
     use crate::token::Token;
 
-    /// Scans an arbitrary `Cookie` header for session cookies and verifies
-    /// each, as the layer does. Returns how many verified.
+    /// The cookie codec, as the layer uses it.
+    pub struct CookieCodec {
+        keys: KeyRing,
+        cookie: CookieConfig,
+    }
+
+    impl CookieCodec {
+        /// A codec signing with the first of `secrets`.
+        pub fn new(secrets: &[&str]) -> Self {
+            CookieCodec {
+                keys: KeyRing::new(secrets).expect("valid secrets"),
+                cookie: CookieConfig::default(),
+            }
+        }
+
+        /// The signed cookie value of a token made of `bytes`.
+        pub fn sign(&self, bytes: [u8; 32]) -> String {
+            self.keys.sign(self.cookie.cookie_name(), &Token(bytes))
+        }
+
+        /// Whether `value` verifies, and the token bytes if so.
+        pub fn verify(&self, value: &[u8]) -> Option<[u8; 32]> {
+            self.keys
+                .verify(self.cookie.cookie_name(), value)
+                .map(|v| *v.token.as_bytes())
+        }
+
+        /// Scans a `Cookie` header and verifies each session cookie, as the
+        /// layer does. Returns how many verified.
+        pub fn verify_header(&self, header: &[u8]) -> usize {
+            self.cookie
+                .find_values(header, 4)
+                .filter(|v| self.verify(v).is_some())
+                .count()
+        }
+    }
+
+    /// Runs the cookie decoder on an arbitrary `Cookie` header.
     pub fn decode_cookie_header(header: &[u8]) -> usize {
-        let keys = KeyRing::new([
+        CookieCodec::new(&[
             "fuzzing secret, long enough to be a key",
             "an older fuzzing secret, long enough",
         ])
-        .expect("valid secrets");
-        let cookie = CookieConfig::default();
-        cookie
-            .find_values(header, 4)
-            .filter(|v| keys.verify(cookie.cookie_name(), v).is_some())
-            .count()
+        .verify_header(header)
     }
 
     /// Signs a token made of `bytes` and checks it verifies, and that the
-    /// value with any one byte changed does not.
+    /// value with any one bit changed does not.
     pub fn sign_and_tamper(bytes: [u8; 32], flip: usize) {
-        let keys = KeyRing::new(["fuzzing secret, long enough to be a key"]).expect("valid secret");
-        let token = Token(bytes);
-        let value = keys.sign("id", &token);
-        assert_eq!(
-            keys.verify("id", value.as_bytes()).map(|v| v.token),
-            Some(token)
-        );
+        let codec = CookieCodec::new(&["fuzzing secret, long enough to be a key"]);
+        let value = codec.sign(bytes);
+        assert_eq!(codec.verify(value.as_bytes()), Some(bytes));
         let mut tampered = value.into_bytes();
         let i = flip % tampered.len();
         tampered[i] ^= 0x01;
-        assert!(keys.verify("id", &tampered).is_none());
+        assert!(codec.verify(&tampered).is_none());
     }
 }
 
