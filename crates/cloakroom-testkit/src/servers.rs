@@ -39,6 +39,16 @@ fn require(binary: &str) {
     );
 }
 
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_port_with_bus() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
 
@@ -60,50 +70,47 @@ impl Drop for Scratch {
     }
 }
 
-/// A `redis-server` process.
-pub struct RedisServer {
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+/// A server process on a loopback port, which can be killed and started
+/// again on the same port.
+struct Process {
+    binary: &'static str,
+    port: u16,
+    pick_port: fn() -> u16,
     child: Option<Child>,
-    extra: Vec<String>,
-    dir: Scratch,
+    command: Box<dyn Fn(u16) -> Command + Send + Sync>,
 }
 
-impl RedisServer {
-    /// Starts a throw-away redis-server (no persistence).
-    pub fn start() -> RedisServer {
-        Self::start_with(&[])
-    }
-
-    /// Starts one with extra `--option value` arguments.
-    pub fn start_with(extra: &[&str]) -> RedisServer {
-        require("redis-server");
-        let mut server = RedisServer {
+impl Process {
+    /// Starts `command(port)` on a free port, trying a few ports in case
+    /// another process takes one first.
+    fn start(
+        binary: &'static str,
+        pick_port: fn() -> u16,
+        command: impl Fn(u16) -> Command + Send + Sync + 'static,
+    ) -> Process {
+        require(binary);
+        let mut process = Process {
+            binary,
             port: 0,
+            pick_port,
             child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            dir: Scratch::new("redis"),
+            command: Box::new(command),
         };
         for _ in 0..5 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
+            process.port = (process.pick_port)();
+            if process.spawn() {
+                return process;
             }
         }
-        panic!("redis-server did not start");
+        panic!("{binary} did not start");
     }
 
     fn spawn(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir.0)
-            .args(&self.extra)
+        let mut child = (self.command)(self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("run redis-server");
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.binary));
         let ok = wait_listening(self.addr(), &mut child);
         if ok {
             self.child = Some(child);
@@ -114,9 +121,77 @@ impl RedisServer {
         ok
     }
 
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "{} did not restart", self.binary);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `redis-server` process, with no persistence.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    process: Process,
+    _dir: Scratch,
+}
+
+impl RedisServer {
+    /// Starts a throw-away redis-server.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra `--option value` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = Scratch::new("redis");
+        let path = dir.0.clone();
+        let cluster = extra.contains(&"--cluster-enabled");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let pick = if cluster {
+            free_port_with_bus
+        } else {
+            free_port
+        };
+        let process = Process::start("redis-server", pick, move |port| {
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&path)
+                .args(&extra);
+            cmd
+        });
+        RedisServer {
+            port: process.port,
+            process,
+            _dir: dir,
+        }
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.process.addr()
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -126,20 +201,12 @@ impl RedisServer {
 
     /// Kills the server, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spawn() {
-            assert!(Instant::now() < deadline, "redis-server did not restart");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.process.restart();
     }
 
     /// Runs a command with redis-cli and returns its output.
@@ -162,69 +229,43 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A `memcached` process.
+/// A `memcached` process with 64 MB of memory.
 pub struct MemcachedServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl MemcachedServer {
-    /// Starts a memcached with 64 MB of memory.
+    /// Starts a memcached.
     pub fn start() -> MemcachedServer {
-        require("memcached");
-        for _ in 0..5 {
-            let mut server = MemcachedServer {
-                port: free_port(),
-                child: None,
-            };
-            if server.spawn() {
-                return server;
+        let process = Process::start("memcached", free_port, |port| {
+            let mut cmd = Command::new("memcached");
+            cmd.args([
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-m",
+                "64",
+            ]);
+            // Debian's memcached refuses to run as root without -u.
+            if is_root() {
+                cmd.args(["-u", "root"]);
             }
+            cmd
+        });
+        MemcachedServer {
+            port: process.port,
+            process,
         }
-        panic!("memcached did not start");
-    }
-
-    fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("memcached");
-        cmd.args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "0",
-            "-m",
-            "64",
-        ]);
-        // Debian's memcached refuses to run as root without -u.
-        if is_root() {
-            cmd.args(["-u", "root"]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run memcached");
-        let ok = wait_listening(self.addr(), &mut child);
-        if ok {
-            self.child = Some(child);
-        } else {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        ok
     }
 
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.process.addr()
     }
 
     /// `memcache://127.0.0.1:PORT`.
@@ -234,26 +275,12 @@ impl MemcachedServer {
 
     /// Kills the server, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spawn() {
-            assert!(Instant::now() < deadline, "memcached did not restart");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for MemcachedServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.restart();
     }
 }
 
@@ -263,4 +290,54 @@ fn is_root() -> bool {
         .output()
         .map(|o| o.stdout.trim_ascii() == b"0")
         .unwrap_or(false)
+}
+
+/// A Redis Cluster of `redis-server` masters on loopback, no replicas.
+pub struct RedisCluster {
+    /// The masters.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes and joins them with `redis-cli --cluster
+    /// create`, then waits until every node reports `cluster_state:ok`.
+    pub fn start(masters: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { nodes }
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self.nodes.iter().map(|n| n.addr().to_string()).collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
 }
