@@ -103,21 +103,11 @@ impl MemcachedConfig {
         if let Some(prefix) = &storage.prefix {
             config = config.prefix(prefix)?;
         }
-        if let Some(ms) = storage.timeout_ms {
-            if ms == 0 {
-                return Err(Error::Config(
-                    "storage.timeout_ms must be greater than 0".to_owned(),
-                ));
-            }
-            config = config.timeout(Duration::from_millis(ms));
+        if let Some(timeout) = storage.timeout()? {
+            config = config.timeout(timeout);
         }
-        if let Some(n) = storage.max_connections {
-            if n == 0 {
-                return Err(Error::Config(
-                    "storage.max_connections must be at least 1".to_owned(),
-                ));
-            }
-            config = config.max_connections(n as usize);
+        if let Some(n) = storage.connections()? {
+            config = config.max_connections(n);
         }
         Ok(config)
     }

@@ -20,7 +20,10 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
+    /// The server, or the first cluster node.
     info: redis::ConnectionInfo,
+    /// Every cluster node given, when this is a Redis Cluster.
+    cluster: Option<Vec<redis::ConnectionInfo>>,
     db_notifications: Option<i64>,
     prefix: String,
     timeout: Duration,
@@ -31,6 +34,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("addr", &self.info.addr().to_string())
+            .field("cluster_nodes", &self.cluster.as_ref().map(Vec::len))
             .field("db", &self.info.redis_settings().db())
             .field("db_notifications", &self.db_notifications)
             .field("prefix", &self.prefix)
@@ -42,14 +46,43 @@ impl fmt::Debug for RedisConfig {
 
 impl RedisConfig {
     /// Settings from a URL: `redis://[USER][:PASSWORD@]HOST[:PORT][/DB]`,
-    /// `rediss://…` (TLS, with the `tls` feature) or
-    /// `redis+unix:///path/to/socket`.
+    /// `rediss://…` (TLS, with the `tls` feature),
+    /// `redis+unix:///path/to/socket`, or a Redis Cluster as
+    /// `redis+cluster://[USER][:PASSWORD@]HOST:PORT,HOST:PORT,...` (any
+    /// reachable nodes; the rest of the cluster is discovered).
     pub fn from_url(url: &str) -> Result<Self> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| Error::Config(format!("storage.url: {e}")))?;
+        let parse = |url: &str| {
+            url.into_connection_info()
+                .map_err(|e| Error::Config(format!("storage.url: {e}")))
+        };
+        let cluster = match url.strip_prefix("redis+cluster://") {
+            Some(rest) => {
+                let (auth, hosts) = match rest.rsplit_once('@') {
+                    Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                    None => (String::new(), rest),
+                };
+                let nodes = hosts
+                    .trim_end_matches('/')
+                    .split(',')
+                    .filter(|h| !h.is_empty())
+                    .map(|h| parse(&format!("redis://{auth}{h}")))
+                    .collect::<Result<Vec<_>>>()?;
+                if nodes.is_empty() {
+                    return Err(Error::Config(
+                        "storage.url: redis+cluster:// needs at least one HOST:PORT".to_owned(),
+                    ));
+                }
+                Some(nodes)
+            }
+            None => None,
+        };
+        let info = match &cluster {
+            Some(nodes) => nodes[0].clone(),
+            None => parse(url)?,
+        };
         Ok(RedisConfig {
             info,
+            cluster,
             db_notifications: None,
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
@@ -85,21 +118,11 @@ impl RedisConfig {
         if let Some(prefix) = &storage.prefix {
             config = config.prefix(prefix);
         }
-        if let Some(ms) = storage.timeout_ms {
-            if ms == 0 {
-                return Err(Error::Config(
-                    "storage.timeout_ms must be greater than 0".to_owned(),
-                ));
-            }
-            config = config.timeout(Duration::from_millis(ms));
+        if let Some(timeout) = storage.timeout()? {
+            config = config.timeout(timeout);
         }
-        if let Some(n) = storage.max_connections {
-            if n == 0 {
-                return Err(Error::Config(
-                    "storage.max_connections must be at least 1".to_owned(),
-                ));
-            }
-            config = config.max_connections(n as usize);
+        if let Some(n) = storage.connections()? {
+            config = config.max_connections(n);
         }
         Ok(config)
     }
@@ -147,12 +170,31 @@ impl RedisConfig {
         self.max_connections
     }
 
-    /// Clients for the data database and, when it differs, the
-    /// notifications database.
-    pub(crate) fn clients(&self) -> Result<(redis::Client, Option<redis::Client>)> {
-        let open = |info: redis::ConnectionInfo| {
-            redis::Client::open(info).map_err(|e| Error::Config(format!("storage: {e}")))
-        };
+    /// The clients to connect with.
+    pub(crate) fn clients(&self) -> Result<Clients> {
+        let config_error = |e: redis::RedisError| Error::Config(format!("storage: {e}"));
+        if let Some(nodes) = &self.cluster {
+            if self.db_notifications.is_some() {
+                return Err(Error::Config(
+                    "storage.db_notifications: a Redis Cluster has only database 0".to_owned(),
+                ));
+            }
+            // Credentials given by the config rather than the URL apply to
+            // every node.
+            let settings = self.info.redis_settings();
+            let nodes: Vec<redis::ConnectionInfo> = nodes
+                .iter()
+                .map(|n| n.clone().set_redis_settings(settings.clone()))
+                .collect();
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(self.timeout)
+                .response_timeout(self.timeout)
+                .retries(3)
+                .build()
+                .map_err(config_error)?;
+            return Ok(Clients::Cluster(client));
+        }
+        let open = |info: redis::ConnectionInfo| redis::Client::open(info).map_err(config_error);
         let data = open(self.info.clone())?;
         let notes = match self.db_notifications {
             Some(db) if db != self.info.redis_settings().db() => {
@@ -161,6 +203,18 @@ impl RedisConfig {
             }
             _ => None,
         };
-        Ok((data, notes))
+        Ok(Clients::Single { data, notes })
     }
+}
+
+/// What [`RedisConfig::clients`] gives.
+pub(crate) enum Clients {
+    /// One server: the data database and, when it differs, the
+    /// notifications database.
+    Single {
+        data: redis::Client,
+        notes: Option<redis::Client>,
+    },
+    /// A Redis Cluster.
+    Cluster(redis::cluster::ClusterClient),
 }

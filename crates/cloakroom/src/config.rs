@@ -150,6 +150,24 @@ pub struct LimitsConfig {
     pub max_cookie_header_bytes: Option<usize>,
 }
 
+impl StorageConfig {
+    /// `timeout_ms` as a duration; 0 is an error that names the key.
+    pub fn timeout(&self) -> Result<Option<Duration>> {
+        match self.timeout_ms {
+            Some(0) => Err(Error::config("storage.timeout_ms must be greater than 0")),
+            ms => Ok(ms.map(Duration::from_millis)),
+        }
+    }
+
+    /// `max_connections`; 0 is an error that names the key.
+    pub fn connections(&self) -> Result<Option<usize>> {
+        match self.max_connections {
+            Some(0) => Err(Error::config("storage.max_connections must be at least 1")),
+            n => Ok(n.map(|n| n as usize)),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
@@ -249,6 +267,8 @@ impl Config {
             })?;
         config.cookie_config()?;
         config.expiry_policy().validate()?;
+        config.storage.timeout()?;
+        config.storage.connections()?;
         Ok(config)
     }
 
