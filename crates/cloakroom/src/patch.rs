@@ -97,6 +97,11 @@ impl Patch {
         self.rename_to = Some(to);
     }
 
+    /// Drops the rename, when the patch goes to a new session instead.
+    pub(crate) fn cancel_rename(&mut self) {
+        self.rename_to = None;
+    }
+
     /// Bounds the session must stay within after this patch.
     pub fn limit(&mut self, limits: SizeLimits) {
         self.limits = Some(limits);

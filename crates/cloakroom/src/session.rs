@@ -431,11 +431,10 @@ impl Session {
                 }
                 return Ok(action);
             }
-            let mut write = patch.clone();
             if let Some(new) = &renamed {
-                write.rename_to(new.id());
+                patch.rename_to(new.id());
             }
-            match shared.store.apply(&token.id(), &write, &expiry).await? {
+            match shared.store.apply(&token.id(), &patch, &expiry).await? {
                 Applied::Done => {
                     if let Some(new) = renamed {
                         action = TokenAction::Set(shared.sign(&new));
@@ -446,7 +445,7 @@ impl Session {
                 }
                 // Destroyed or expired meanwhile: strict mode, so the
                 // changes go to a new session under a new id.
-                Applied::Gone => {}
+                Applied::Gone => patch.cancel_rename(),
             }
         }
         let has_data = patch.changes().len() > 0 || patch.notifications().len() > 0;
