@@ -14,7 +14,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8888")]
     pub listen: SocketAddr,
     /// Store URL, overriding the configuration: `memory://`,
-    /// `redis://HOST:PORT/DB`, `memcache://HOST:PORT`.
+    /// `redis://HOST:PORT/DB`, `redis+cluster://HOST:PORT,HOST:PORT`,
+    /// `memcache://HOST:PORT`.
     #[arg(long)]
     pub store: Option<String>,
     /// Configuration file (TOML). `CLOAKROOM_*` variables override it.
@@ -108,7 +109,7 @@ fn engine_of(url: &str) -> Result<Engine, Error> {
     let scheme = url.split_once("://").map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Engine::Memory),
-        "redis" | "rediss" | "redis+unix" => Ok(Engine::Redis),
+        "redis" | "rediss" | "redis+unix" | "redis+cluster" => Ok(Engine::Redis),
         "memcache" | "memcached" => Ok(Engine::Memcached),
         _ => Err(Error::Config(format!(
             "storage.url / --store: unknown scheme {scheme:?}; expected memory://, redis:// or memcache://"

@@ -207,6 +207,28 @@ async fn seed_demo_on_redis_via_store_url_and_config() {
 }
 
 #[tokio::test]
+async fn seed_demo_on_a_three_master_redis_cluster() {
+    let cluster = cloakroom_testkit::RedisCluster::start(3);
+    let demo = Demo::start(&["--store", &cluster.url()], &[]).await;
+    for i in 0..12 {
+        let c = demo.client();
+        assert_eq!(c.get(&format!("/?name=u{i}")).await.body, "index get ok!");
+        assert_eq!(c.get("/detail").await.body, format!("detail get ok! u{i}"));
+    }
+    let holding: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.cli(&["DBSIZE"]).parse().unwrap())
+        .collect();
+    assert_eq!(holding.iter().sum::<u64>(), 12);
+    assert!(
+        holding.iter().filter(|n| **n > 0).count() >= 2,
+        "{holding:?}"
+    );
+    demo.stop();
+}
+
+#[tokio::test]
 async fn seed_demo_on_memcached() {
     let memcached = cloakroom_testkit::MemcachedServer::start();
     let demo = Demo::start(&["--store", &memcached.url()], &[]).await;

@@ -27,60 +27,27 @@
 #![warn(missing_docs)]
 
 mod config;
+mod conn;
 mod keys;
 
 pub use config::RedisConfig;
 
 use cloakroom::{Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, Timestamp};
+use conn::Pool;
 use keys::{Field, SessionKeys, field, parse_field, session_keys};
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// A set of connections to one Redis database, used round-robin.
-#[derive(Clone)]
-struct Pool {
-    conns: Arc<[ConnectionManager]>,
-    next: Arc<AtomicUsize>,
-}
-
-impl Pool {
-    async fn connect(client: redis::Client, size: usize, timeout: Duration) -> Result<Pool> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conns = Vec::with_capacity(size);
-        for _ in 0..size.max(1) {
-            let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
-            let conn = tokio::time::timeout(timeout, connect)
-                .await
-                .map_err(|_| Error::Timeout(timeout))?
-                .map_err(Error::unavailable)?;
-            conns.push(conn);
-        }
-        Ok(Pool {
-            conns: conns.into(),
-            next: Arc::default(),
-        })
-    }
-
-    fn get(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
-    }
-}
 
 struct Scripts {
     apply: Script,
     take: Script,
     notes: Script,
     increment: Script,
+    export: Script,
+    import: Script,
 }
 
 /// Sessions in Redis. Cheap to clone: clones share the connections.
@@ -92,13 +59,16 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     timeout: Duration,
+    /// A Redis Cluster: a rename crosses slots, so it cannot be one script.
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("connections", &self.data.conns.len())
+            .field("connections", &self.data.len())
+            .field("cluster", &self.cluster)
             .field("separate_notifications_db", &self.notes.is_some())
             .field("timeout", &self.timeout)
             .finish()
@@ -110,22 +80,25 @@ impl RedisStore {
     /// configured timeout; after that, lost connections are re-established
     /// on their own.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        let (data_client, notes_client) = config.clients()?;
-        let size = config.connections();
-        let (data, notes) = match notes_client {
-            Some(notes_client) => {
-                // One connection of the budget serves the notifications db.
-                let data_size = size.saturating_sub(1).max(1);
-                let notes_size = (size - data_size).max(1);
-                (
-                    Pool::connect(data_client, data_size, config.timeout_value()).await?,
-                    Some(Pool::connect(notes_client, notes_size, config.timeout_value()).await?),
-                )
+        let timeout = config.timeout_value();
+        let (data, notes, cluster) = match config.clients()? {
+            config::Clients::Cluster(client) => (Pool::cluster(client, timeout).await?, None, true),
+            config::Clients::Single { data, notes } => {
+                let size = config.connections();
+                match notes {
+                    Some(notes) => {
+                        // One connection of the budget serves the notifications db.
+                        let data_size = size.saturating_sub(1).max(1);
+                        let notes_size = (size - data_size).max(1);
+                        (
+                            Pool::single(data, data_size, timeout).await?,
+                            Some(Pool::single(notes, notes_size, timeout).await?),
+                            false,
+                        )
+                    }
+                    None => (Pool::single(data, size, timeout).await?, None, false),
+                }
             }
-            None => (
-                Pool::connect(data_client, size, config.timeout_value()).await?,
-                None,
-            ),
         };
         Ok(RedisStore {
             data,
@@ -135,14 +108,61 @@ impl RedisStore {
                 take: Script::new(include_str!("lua/take.lua")),
                 notes: Script::new(include_str!("lua/notes.lua")),
                 increment: Script::new(include_str!("lua/increment.lua")),
+                export: Script::new(include_str!("lua/export.lua")),
+                import: Script::new(include_str!("lua/import.lua")),
             }),
             prefix: config.key_prefix().into(),
-            timeout: config.timeout_value(),
+            timeout,
+            cluster,
         })
     }
 
     fn keys(&self, id: &SessionId) -> SessionKeys {
         session_keys(&self.prefix, id)
+    }
+
+    /// A rename on a Redis Cluster, where the two ids live in different
+    /// slots and no script may touch both: check the new id is free, apply
+    /// the patch in place, take the session out, and put it in under the
+    /// new keys (four round trips, on logins only). The old id is
+    /// gone before the new one exists, so no two ids ever hold the session;
+    /// if the last step fails, the session is lost (the user signs in
+    /// again), never duplicated.
+    async fn apply_moving(
+        &self,
+        keys: &SessionKeys,
+        to: &SessionKeys,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> Result<Applied> {
+        let mut conn = self.data.get();
+        let mut taken = redis::cmd("EXISTS");
+        taken.arg(&to.data);
+        if self.bounded(taken.query_async::<i64>(&mut conn)).await? != 0 {
+            return Ok(Applied::Gone);
+        }
+        let call = apply_call(&self.scripts.apply, keys, None, patch, expiry, true);
+        let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        if !matches!(reply.as_slice(), [1, _]) {
+            return applied_from(&reply, patch).map(|_| Applied::Gone);
+        }
+        let mut export = self.scripts.export.prepare_invoke();
+        export.key(&keys.data).key(&keys.notes);
+        let taken: Value = self.bounded(export.invoke_async(&mut conn)).await?;
+        let Some((ttl, data, notes)) = exported(taken)? else {
+            return Ok(Applied::Gone);
+        };
+        let mut import = self.scripts.import.prepare_invoke();
+        import.key(&to.data).key(&to.notes).arg(ttl).arg(data.len());
+        for item in data.iter().chain(&notes) {
+            import.arg(item.as_slice());
+        }
+        let done: i64 = self.bounded(import.invoke_async(&mut conn)).await?;
+        Ok(if done == 1 {
+            Applied::Done
+        } else {
+            Applied::Gone
+        })
     }
 
     /// Runs a store call under the timeout, mapping client errors.
@@ -159,11 +179,13 @@ impl RedisStore {
 fn apply_call<'s>(
     script: &'s Script,
     keys: &SessionKeys,
-    target: &SessionKeys,
+    renamed: Option<&SessionKeys>,
     patch: &Patch,
     expiry: &Expiry,
     inline_notes: bool,
 ) -> redis::ScriptInvocation<'s> {
+    let rename = renamed.is_some();
+    let target = renamed.unwrap_or(keys);
     let mut flags = String::with_capacity(3);
     if patch.creates() {
         flags.push('c');
@@ -171,7 +193,7 @@ fn apply_call<'s>(
     if patch.clears() {
         flags.push('x');
     }
-    if patch.renames_to().is_some() {
+    if rename {
         flags.push('r');
     }
     let sets = patch
@@ -236,19 +258,59 @@ pub mod internals {
     ) -> redis::ScriptInvocation<'s> {
         let keys = session_keys("cr", id);
         let target = patch.renames_to().map(|to| session_keys("cr", to));
-        apply_call(
-            script,
-            &keys,
-            target.as_ref().unwrap_or(&keys),
-            patch,
-            expiry,
-            true,
-        )
+        apply_call(script, &keys, target.as_ref(), patch, expiry, true)
     }
 
     /// Decodes an `HGETALL` reply into a record.
     pub fn decode_load(reply: Value) -> Result<Option<Record>> {
         record_from(reply)
+    }
+}
+
+/// The apply script's answer: `Some(ttl)` when applied, `None` when the
+/// session is gone, or the limit error.
+fn applied_from(reply: &[i64], patch: &Patch) -> Result<Option<i64>> {
+    let limits = patch.size_limits();
+    let size = |n: &i64| usize::try_from(*n).unwrap_or(usize::MAX);
+    match (reply, limits) {
+        ([1, ttl], _) => Ok(Some(*ttl)),
+        ([0], _) => Ok(None),
+        ([2, names], Some(limits)) => limits.check_totals(size(names), 0).and(Err(Error::Corrupt(
+            "apply script reported a limit not exceeded".into(),
+        ))),
+        ([3, bytes], Some(limits)) => limits.check_totals(0, size(bytes)).and(Err(Error::Corrupt(
+            "apply script reported a limit not exceeded".into(),
+        ))),
+        (other, _) => Err(Error::Corrupt(format!("apply script answered {other:?}"))),
+    }
+}
+
+type Exported = (i64, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// The export script's answer: TTL, data and notification arguments.
+fn exported(reply: Value) -> Result<Option<Exported>> {
+    let bytes = |v: Value| match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::BulkString(b) => Ok(b),
+                other => Err(Error::Corrupt(format!("export: a field is {other:?}"))),
+            })
+            .collect::<Result<Vec<_>>>(),
+        other => Err(Error::Corrupt(format!(
+            "export: expected an array, got {other:?}"
+        ))),
+    };
+    match reply {
+        Value::Array(items) => match <[Value; 4]>::try_from(items) {
+            Ok([Value::Int(1), Value::Int(ttl), data, notes]) => {
+                Ok(Some((ttl.max(1), bytes(data)?, bytes(notes)?)))
+            }
+            Ok(other) => Err(Error::Corrupt(format!("export answered {other:?}"))),
+            Err(items) if items == [Value::Int(0)] => Ok(None),
+            Err(items) => Err(Error::Corrupt(format!("export answered {items:?}"))),
+        },
+        other => Err(Error::Corrupt(format!("export answered {other:?}"))),
     }
 }
 
@@ -349,38 +411,26 @@ impl cloakroom::Store for RedisStore {
     async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
         let keys = self.keys(id);
         let renamed = patch.renames_to().map(|to| self.keys(to));
+        if self.cluster
+            && let Some(to) = &renamed
+        {
+            return self.apply_moving(&keys, to, patch, expiry).await;
+        }
         let target = renamed.as_ref().unwrap_or(&keys);
         // With a separate notifications db they are written there instead.
         let inline_notes = self.notes.is_none();
         let call = apply_call(
             &self.scripts.apply,
             &keys,
-            target,
+            renamed.as_ref(),
             patch,
             expiry,
             inline_notes,
         );
-        let limits = patch.size_limits();
         let mut conn = self.data.get();
         let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
-        let ttl = match (reply.as_slice(), limits) {
-            ([1, ttl], _) => *ttl,
-            ([0], _) => return Ok(Applied::Gone),
-            ([2, names], Some(limits)) => {
-                limits.check_totals(usize::try_from(*names).unwrap_or(usize::MAX), 0)?;
-                return Err(Error::Corrupt(
-                    "apply script reported a limit not exceeded".into(),
-                ));
-            }
-            ([3, bytes], Some(limits)) => {
-                limits.check_totals(0, usize::try_from(*bytes).unwrap_or(usize::MAX))?;
-                return Err(Error::Corrupt(
-                    "apply script reported a limit not exceeded".into(),
-                ));
-            }
-            (other, _) => {
-                return Err(Error::Corrupt(format!("apply script answered {other:?}")));
-            }
+        let Some(ttl) = applied_from(&reply, patch)? else {
+            return Ok(Applied::Gone);
         };
         if let Some(notes) = &self.notes
             && (patch.notifications().len() > 0 || renamed.is_some())

@@ -105,3 +105,52 @@ async fn concurrent_increments_all_count() {
     scenarios::concurrent_increments_all_count(layer(&redis, Duration::from_secs(5)).await, 100)
         .await;
 }
+
+#[tokio::test]
+async fn password_acl_user_database_and_prefix_from_storage_config() {
+    let redis = RedisServer::start_with(&[
+        "--requirepass",
+        "default-pass",
+        "--user",
+        "app",
+        "on",
+        ">app-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let storage = |user: Option<&str>, password: &str| cloakroom::StorageConfig {
+        port: Some(redis.port),
+        username: user.map(str::to_owned),
+        password: Some(password.to_owned()),
+        db_sessions: Some(4),
+        prefix: Some("myapp".to_owned()),
+        timeout_ms: Some(1000),
+        ..Default::default()
+    };
+    let wrong = RedisConfig::from_storage(&storage(Some("app"), "wrong")).unwrap();
+    assert!(
+        RedisStore::connect(wrong).await.is_err(),
+        "a wrong password is refused"
+    );
+
+    for (user, password) in [(None, "default-pass"), (Some("app"), "app-pass")] {
+        let config = RedisConfig::from_storage(&storage(user, password)).unwrap();
+        let layer = SessionLayer::builder(
+            RedisStore::connect(config).await.unwrap(),
+            KeyRing::new(["x".repeat(32)]).unwrap(),
+        )
+        .cookie(CookieConfig::default().secure(false))
+        .build()
+        .unwrap();
+        let srv = TestServer::start(app(layer)).await;
+        let c = srv.client();
+        c.get("/?name=alice").await;
+        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    }
+    let keys = redis.cli(&[
+        "--user", "app", "--pass", "app-pass", "-n", "4", "KEYS", "*",
+    ]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    assert!(keys.lines().all(|k| k.starts_with("myapp:{")), "{keys}");
+}
