@@ -83,3 +83,102 @@ async fn sessions_spread_over_masters_with_the_same_round_trips() {
     replay.set_cookie("id", &before);
     assert_eq!(replay.get("/keys").await.body, "");
 }
+
+/// Node id of a cluster node, from `CLUSTER MYID`.
+fn node_id(node: &cloakroom_testkit::RedisServer) -> String {
+    node.cli(&["CLUSTER", "MYID"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_keep_working_while_slots_migrate() {
+    use cloakroom::{Clock, ExpiryPolicy, Patch, Store, SystemClock};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let (cluster, store) = store().await;
+    let store = Arc::new(store);
+    let policy = ExpiryPolicy::default();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let id = cloakroom_testkit::conformance::new_id();
+        let mut p = Patch::default();
+        p.create();
+        p.set("n", i.to_string());
+        let applied = store.apply(&id, &p, &policy.at(SystemClock.now())).await;
+        assert_eq!(applied.unwrap(), cloakroom::Applied::Done);
+        ids.push(id);
+    }
+    let ids = Arc::new(ids);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let worker = {
+        let (store, ids, stop, ok, failed) = (
+            store.clone(),
+            ids.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                for (i, id) in ids.iter().enumerate() {
+                    let e = policy.at(SystemClock.now());
+                    let read = store.load(id, &e).await;
+                    let mut p = Patch::default();
+                    p.set("round", round.to_string());
+                    let write = store.apply(id, &p, &e).await;
+                    match (read, write) {
+                        (Ok(Some(r)), Ok(cloakroom::Applied::Done))
+                            if r.values["n"] == i.to_string() =>
+                        {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => {
+                            eprintln!("failed during resharding: {other:?}");
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                round += 1;
+            }
+        })
+    };
+    let dbsize =
+        |n: &cloakroom_testkit::RedisServer| -> u64 { n.cli(&["DBSIZE"]).parse().unwrap() };
+    let before = dbsize(&cluster.nodes[0]);
+    // Move a third of the slots from the first master to the second.
+    let (from, to) = (node_id(&cluster.nodes[0]), node_id(&cluster.nodes[1]));
+    let entry = cluster.nodes[0].addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &entry])
+            .args(["--cluster-from", &from, "--cluster-to", &to])
+            .args(["--cluster-slots", "2000", "--cluster-yes"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    worker.await.unwrap();
+    let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    assert!(ok > 200, "the worker made progress: {ok}");
+    let after = dbsize(&cluster.nodes[0]);
+    assert!(
+        after < before,
+        "sessions moved off the first master: {before} -> {after}"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} calls failed while slots moved",
+        ok + failed
+    );
+}
