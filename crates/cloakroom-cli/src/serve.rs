@@ -15,6 +15,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Store URL, overriding the configuration: `memory://`,
     /// `redis://HOST:PORT/DB`, `redis+cluster://HOST:PORT,HOST:PORT`,
+    /// `redis+sentinel://HOST:PORT,HOST:PORT/MASTERNAME`,
     /// `memcache://HOST:PORT`.
     #[arg(long)]
     pub store: Option<String>,
@@ -109,7 +110,7 @@ fn engine_of(url: &str) -> Result<Engine, Error> {
     let scheme = url.split_once("://").map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Engine::Memory),
-        "redis" | "rediss" | "redis+unix" | "redis+cluster" => Ok(Engine::Redis),
+        "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel" => Ok(Engine::Redis),
         "memcache" | "memcached" => Ok(Engine::Memcached),
         _ => Err(Error::Config(format!(
             "storage.url / --store: unknown scheme {scheme:?}; expected memory://, redis:// or memcache://"

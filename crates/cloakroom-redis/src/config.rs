@@ -24,6 +24,8 @@ pub struct RedisConfig {
     info: redis::ConnectionInfo,
     /// Every cluster node given, when this is a Redis Cluster.
     cluster: Option<Vec<redis::ConnectionInfo>>,
+    /// The sentinels and the master's name, when found through Sentinel.
+    sentinel: Option<(Vec<redis::ConnectionInfo>, String)>,
     db_notifications: Option<i64>,
     prefix: String,
     timeout: Duration,
@@ -35,6 +37,10 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("addr", &self.info.addr().to_string())
             .field("cluster_nodes", &self.cluster.as_ref().map(Vec::len))
+            .field(
+                "sentinel",
+                &self.sentinel.as_ref().map(|(s, m)| (s.len(), m)),
+            )
             .field("db", &self.info.redis_settings().db())
             .field("db_notifications", &self.db_notifications)
             .field("prefix", &self.prefix)
@@ -49,40 +55,71 @@ impl RedisConfig {
     /// `rediss://…` (TLS, with the `tls` feature),
     /// `redis+unix:///path/to/socket`, or a Redis Cluster as
     /// `redis+cluster://[USER][:PASSWORD@]HOST:PORT,HOST:PORT,...` (any
-    /// reachable nodes; the rest of the cluster is discovered).
+    /// reachable nodes; the rest of the cluster is discovered), or a master
+    /// found through Sentinel as
+    /// `redis+sentinel://[USER][:PASSWORD@]HOST:PORT,HOST:PORT/MASTERNAME[/DB]`
+    /// (the credentials in the URL are the sentinels'; the data nodes' come
+    /// from `storage.username`/`storage.password` or
+    /// [`node_credentials`](Self::node_credentials)).
     pub fn from_url(url: &str) -> Result<Self> {
         let parse = |url: &str| {
             url.into_connection_info()
                 .map_err(|e| Error::Config(format!("storage.url: {e}")))
         };
-        let cluster = match url.strip_prefix("redis+cluster://") {
-            Some(rest) => {
-                let (auth, hosts) = match rest.rsplit_once('@') {
-                    Some((auth, hosts)) => (format!("{auth}@"), hosts),
-                    None => (String::new(), rest),
-                };
-                let nodes = hosts
-                    .trim_end_matches('/')
-                    .split(',')
-                    .filter(|h| !h.is_empty())
-                    .map(|h| parse(&format!("redis://{auth}{h}")))
-                    .collect::<Result<Vec<_>>>()?;
-                if nodes.is_empty() {
-                    return Err(Error::Config(
-                        "storage.url: redis+cluster:// needs at least one HOST:PORT".to_owned(),
-                    ));
-                }
-                Some(nodes)
+        // `[AUTH@]HOST:PORT,HOST:PORT` as one connection info per host.
+        let hosts = |scheme: &str, list: &str| -> Result<Vec<redis::ConnectionInfo>> {
+            let (auth, hosts) = match list.rsplit_once('@') {
+                Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                None => (String::new(), list),
+            };
+            let nodes = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| parse(&format!("redis://{auth}{h}")))
+                .collect::<Result<Vec<_>>>()?;
+            if nodes.is_empty() {
+                return Err(Error::Config(format!(
+                    "storage.url: {scheme} needs at least one HOST:PORT"
+                )));
             }
-            None => None,
+            Ok(nodes)
         };
-        let info = match &cluster {
-            Some(nodes) => nodes[0].clone(),
-            None => parse(url)?,
+        let mut cluster = None;
+        let mut sentinel = None;
+        let mut db = 0;
+        let info = if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            let nodes = hosts("redis+cluster://", rest.trim_end_matches('/'))?;
+            let first = nodes[0].clone();
+            cluster = Some(nodes);
+            first
+        } else if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            let mut parts = rest.splitn(3, '/');
+            let list = parts.next().unwrap_or_default();
+            let master = parts.next().filter(|m| !m.is_empty()).ok_or_else(|| {
+                Error::Config(
+                    "storage.url: redis+sentinel:// needs a master name: \
+                     redis+sentinel://HOST:PORT,HOST:PORT/MASTERNAME"
+                        .to_owned(),
+                )
+            })?;
+            if let Some(d) = parts.next().filter(|d| !d.is_empty()) {
+                db = d.parse().map_err(|_| {
+                    Error::Config(format!("storage.url: database {d:?} is not a number"))
+                })?;
+            }
+            let nodes = hosts("redis+sentinel://", list)?;
+            let first = nodes[0].clone();
+            sentinel = Some((nodes, master.to_owned()));
+            // The data nodes' settings start empty: the URL's credentials
+            // are the sentinels'.
+            first.set_redis_settings(redis::RedisConnectionInfo::default().set_db(db))
+        } else {
+            parse(url)?
         };
         Ok(RedisConfig {
             info,
             cluster,
+            sentinel,
             db_notifications: None,
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
@@ -125,6 +162,17 @@ impl RedisConfig {
             config = config.max_connections(n);
         }
         Ok(config)
+    }
+
+    /// Credentials for the data nodes found through Sentinel (the URL's
+    /// are the sentinels'). Also set by `storage.username`/`password`.
+    pub fn node_credentials(mut self, username: Option<&str>, password: &str) -> Self {
+        let mut settings = self.info.redis_settings().clone().set_password(password);
+        if let Some(user) = username {
+            settings = settings.set_username(user);
+        }
+        self.info = self.info.set_redis_settings(settings);
+        self
     }
 
     /// The key prefix (default `cr`).
@@ -173,6 +221,18 @@ impl RedisConfig {
     /// The clients to connect with.
     pub(crate) fn clients(&self) -> Result<Clients> {
         let config_error = |e: redis::RedisError| Error::Config(format!("storage: {e}"));
+        if let Some((sentinels, master)) = &self.sentinel {
+            if self.db_notifications.is_some() {
+                return Err(Error::Config(
+                    "storage.db_notifications is not supported through Sentinel".to_owned(),
+                ));
+            }
+            return Ok(Clients::Sentinel(crate::conn::Sentinel {
+                sentinels: sentinels.clone(),
+                master: master.clone(),
+                node: self.info.redis_settings().clone(),
+            }));
+        }
         if let Some(nodes) = &self.cluster {
             if self.db_notifications.is_some() {
                 return Err(Error::Config(
@@ -217,4 +277,6 @@ pub(crate) enum Clients {
     },
     /// A Redis Cluster.
     Cluster(redis::cluster::ClusterClient),
+    /// A master found through Sentinel.
+    Sentinel(crate::conn::Sentinel),
 }

@@ -1,11 +1,14 @@
 //! The connections the store runs on: one Redis server (a few multiplexed
-//! connections used round-robin) or a Redis Cluster (one slot-aware client
-//! that follows MOVED and ASK redirects and topology changes).
+//! connections used round-robin), a Redis Cluster (one slot-aware client
+//! that follows MOVED and ASK redirects and topology changes), or a master
+//! found through Sentinel (re-resolved after a failover).
 
 use cloakroom::{Error, Result};
+use redis::aio::MultiplexedConnection;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, ConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +18,7 @@ use std::time::Duration;
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -22,6 +26,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -34,6 +39,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -41,6 +47,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -92,6 +99,20 @@ impl Pool {
         Ok(Pool::of(vec![Conn::Cluster(conn)]))
     }
 
+    /// A connection to the master that the sentinels name.
+    pub(crate) fn sentinel(sentinel: Sentinel, timeout: Duration) -> Pool {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        Pool::of(vec![Conn::Sentinel(SentinelConn {
+            shared: Arc::new(SentinelShared {
+                sentinel,
+                config,
+                current: tokio::sync::Mutex::new(None),
+            }),
+        })])
+    }
+
     fn of(conns: Vec<Conn>) -> Pool {
         Pool {
             conns: conns.into(),
@@ -106,5 +127,101 @@ impl Pool {
 
     pub(crate) fn len(&self) -> usize {
         self.conns.len()
+    }
+}
+
+/// Where the sentinels are and what they watch.
+#[derive(Clone)]
+pub(crate) struct Sentinel {
+    /// The sentinels, with their own credentials.
+    pub(crate) sentinels: Vec<ConnectionInfo>,
+    /// The master's name in the sentinels' configuration.
+    pub(crate) master: String,
+    /// Database and credentials for the data nodes.
+    pub(crate) node: redis::RedisConnectionInfo,
+}
+
+/// A connection to the current master. After an error that means the
+/// connection or the master is gone (an I/O error, or `READONLY` from a
+/// demoted master), it asks the sentinels again on the next call.
+#[derive(Clone)]
+pub(crate) struct SentinelConn {
+    shared: Arc<SentinelShared>,
+}
+
+struct SentinelShared {
+    sentinel: Sentinel,
+    config: redis::AsyncConnectionConfig,
+    current: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+/// Whether `e` means the master should be looked up again.
+fn master_lost(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+}
+
+impl SentinelConn {
+    async fn master(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut current = self.shared.current.lock().await;
+        if let Some(conn) = &*current {
+            return Ok(conn.clone());
+        }
+        let s = &self.shared.sentinel;
+        // A new client each time, so the master is looked up afresh.
+        let mut client = SentinelClient::build(
+            s.sentinels.clone(),
+            s.master.clone(),
+            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(s.node.clone())),
+            SentinelServerType::Master,
+        )?;
+        let conn = client
+            .get_async_connection_with_config(&self.shared.config)
+            .await?;
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn observe<T>(&self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &result
+            && master_lost(e)
+        {
+            *self.shared.current.lock().await = None;
+        }
+        result
+    }
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = match self.master().await {
+                Ok(mut conn) => conn.req_packed_command(cmd).await,
+                Err(e) => Err(e),
+            };
+            self.observe(result).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = match self.master().await {
+                Ok(mut conn) => conn.req_packed_commands(pipeline, offset, count).await,
+                Err(e) => Err(e),
+            };
+            self.observe(result).await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.sentinel.node.db()
     }
 }

@@ -83,6 +83,17 @@ impl RedisStore {
         let timeout = config.timeout_value();
         let (data, notes, cluster) = match config.clients()? {
             config::Clients::Cluster(client) => (Pool::cluster(client, timeout).await?, None, true),
+            config::Clients::Sentinel(sentinel) => {
+                let pool = Pool::sentinel(sentinel, timeout);
+                // Find the master now, so a wrong address fails at start.
+                let mut conn = pool.get();
+                let ping = redis::cmd("PING");
+                tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn))
+                    .await
+                    .map_err(|_| Error::Timeout(timeout))?
+                    .map_err(Error::unavailable)?;
+                (pool, None, false)
+            }
             config::Clients::Single { data, notes } => {
                 let size = config.connections();
                 match notes {

@@ -11,7 +11,7 @@ mod servers;
 
 pub use app::app;
 pub use http_client::{Client, TestResponse};
-pub use servers::{MemcachedServer, RedisCluster, RedisServer, free_port};
+pub use servers::{MemcachedServer, RedisCluster, RedisSentinels, RedisServer, free_port};
 
 use std::net::SocketAddr;
 

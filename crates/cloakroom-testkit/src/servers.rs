@@ -341,3 +341,121 @@ impl RedisCluster {
         format!("redis+cluster://{}", addrs.join(","))
     }
 }
+
+/// A master, one replica and three sentinels watching them as `mymaster`,
+/// with a password on the data nodes and another on the sentinels.
+pub struct RedisSentinels {
+    /// The master at start.
+    pub master: RedisServer,
+    /// Its replica.
+    pub replica: RedisServer,
+    sentinels: Vec<Process>,
+    _dir: Scratch,
+}
+
+impl RedisSentinels {
+    /// The data nodes' password.
+    pub const DATA_PASSWORD: &'static str = "data-pass";
+    /// The sentinels' password.
+    pub const SENTINEL_PASSWORD: &'static str = "sentinel-pass";
+
+    /// Starts them and waits until the replica is in sync and every
+    /// sentinel knows the replica and the other sentinels.
+    pub fn start() -> RedisSentinels {
+        let auth = [
+            "--requirepass",
+            Self::DATA_PASSWORD,
+            "--masterauth",
+            Self::DATA_PASSWORD,
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let master = RedisServer::start_with(&auth);
+        let master_port = master.port.to_string();
+        let mut replica_args = auth.to_vec();
+        replica_args.extend(["--replicaof", "127.0.0.1", &master_port]);
+        let replica = RedisServer::start_with(&replica_args);
+        let dir = Scratch::new("sentinel");
+        let sentinels = (0..3)
+            .map(|_| {
+                let path = dir.0.clone();
+                let master_port = master.port;
+                Process::start("redis-server", free_port, move |port| {
+                    let conf = path.join(format!("sentinel-{port}.conf"));
+                    let text = format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         requirepass {sp}\n\
+                         sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                         sentinel auth-pass mymaster {dp}\n\
+                         sentinel sentinel-pass {sp}\n\
+                         sentinel down-after-milliseconds mymaster 1000\n\
+                         sentinel failover-timeout mymaster 4000\n",
+                        dir = path.display(),
+                        sp = Self::SENTINEL_PASSWORD,
+                        dp = Self::DATA_PASSWORD,
+                    );
+                    std::fs::write(&conf, text).expect("write sentinel config");
+                    let mut cmd = Command::new("redis-server");
+                    cmd.arg(&conf).arg("--sentinel");
+                    cmd
+                })
+            })
+            .collect::<Vec<_>>();
+        let set = RedisSentinels {
+            master,
+            replica,
+            sentinels,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let synced = set
+                .replica
+                .cli(&[
+                    "--no-auth-warning",
+                    "-a",
+                    Self::DATA_PASSWORD,
+                    "INFO",
+                    "replication",
+                ])
+                .contains("master_link_status:up");
+            let ready = synced
+                && (0..3).all(|i| {
+                    let replicas = set.sentinel_cli(i, &["SENTINEL", "REPLICAS", "mymaster"]);
+                    let others = set.sentinel_cli(i, &["SENTINEL", "SENTINELS", "mymaster"]);
+                    replicas.contains(&set.replica.port.to_string())
+                        && others.matches("runid").count() == 2
+                });
+            if ready {
+                return set;
+            }
+            assert!(Instant::now() < deadline, "the sentinels did not settle");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs redis-cli against sentinel `i`.
+    pub fn sentinel_cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.sentinels[i].port.to_string()])
+            .args(["--no-auth-warning", "-a", Self::SENTINEL_PASSWORD])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `redis+sentinel://:PASSWORD@S1,S2,S3/mymaster`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| s.addr().to_string())
+            .collect();
+        format!(
+            "redis+sentinel://:{}@{}/mymaster",
+            Self::SENTINEL_PASSWORD,
+            hosts.join(",")
+        )
+    }
+}
