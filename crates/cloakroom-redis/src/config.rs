@@ -26,6 +26,9 @@ pub struct RedisConfig {
     cluster: Option<Vec<redis::ConnectionInfo>>,
     /// The sentinels and the master's name, when found through Sentinel.
     sentinel: Option<(Vec<redis::ConnectionInfo>, String)>,
+    /// A CA certificate (PEM) to trust for `rediss://`, instead of the
+    /// system's roots.
+    tls_ca: Option<Vec<u8>>,
     db_notifications: Option<i64>,
     prefix: String,
     timeout: Duration,
@@ -120,6 +123,7 @@ impl RedisConfig {
             info,
             cluster,
             sentinel,
+            tls_ca: None,
             db_notifications: None,
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
@@ -152,6 +156,12 @@ impl RedisConfig {
         }
         config.info = config.info.set_redis_settings(settings);
         config.db_notifications = storage.db_notifications.map(i64::from);
+        if let Some(path) = &storage.tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Config(format!("storage.tls_ca_file {}: {e}", path.display()))
+            })?;
+            config = config.tls_ca_pem(pem);
+        }
         if let Some(prefix) = &storage.prefix {
             config = config.prefix(prefix);
         }
@@ -162,6 +172,13 @@ impl RedisConfig {
             config = config.max_connections(n);
         }
         Ok(config)
+    }
+
+    /// Trusts this CA certificate (PEM) for `rediss://` instead of the
+    /// system's root certificates. Needs the `tls` feature to connect.
+    pub fn tls_ca_pem(mut self, pem: Vec<u8>) -> Self {
+        self.tls_ca = Some(pem);
+        self
     }
 
     /// Credentials for the data nodes found through Sentinel (the URL's
@@ -254,7 +271,7 @@ impl RedisConfig {
                 .map_err(config_error)?;
             return Ok(Clients::Cluster(client));
         }
-        let open = |info: redis::ConnectionInfo| redis::Client::open(info).map_err(config_error);
+        let open = |info: redis::ConnectionInfo| self.open(info).map_err(config_error);
         let data = open(self.info.clone())?;
         let notes = match self.db_notifications {
             Some(db) if db != self.info.redis_settings().db() => {
@@ -264,6 +281,33 @@ impl RedisConfig {
             _ => None,
         };
         Ok(Clients::Single { data, notes })
+    }
+}
+
+impl RedisConfig {
+    #[cfg(feature = "tls")]
+    fn open(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        match &self.tls_ca {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn open(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        if self.tls_ca.is_some() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a TLS CA was given, but cloakroom-redis was built without its `tls` feature",
+            )));
+        }
+        redis::Client::open(info)
     }
 }
 

@@ -102,6 +102,8 @@ pub struct StorageConfig {
     pub timeout_ms: Option<u64>,
     /// Most sessions the memory store holds.
     pub max_sessions: Option<usize>,
+    /// A CA certificate (PEM file) to trust for `rediss://`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[cookies]`: the cookie's name and attributes.
@@ -194,6 +196,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "prefix", Kind::Str),
     ("storage", "timeout_ms", Kind::Int),
     ("storage", "max_sessions", Kind::Int),
+    ("storage", "tls_ca_file", Kind::Str),
     ("cookies", "name", Kind::Str),
     ("cookies", "expires_days", Kind::Float),
     ("cookies", "secure", Kind::Bool),
