@@ -31,12 +31,27 @@ impl Fixture {
     }
 
     async fn server(&self, clock: &ManualClock) -> TestServer {
-        let layer = self
-            .builder(keys(&[SECRET]), clock)
+        self.server_with(clock, |b| b).await
+    }
+
+    /// A server whose layer `adjust` configures further.
+    async fn server_with(
+        &self,
+        clock: &ManualClock,
+        adjust: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    ) -> TestServer {
+        let layer = adjust(self.builder(keys(&[SECRET]), clock))
             .build()
             .expect("valid layer");
         TestServer::start(app(layer)).await
     }
+}
+
+/// Idle and absolute windows, in seconds.
+fn windows(idle: u64, absolute: u64) -> ExpiryPolicy {
+    ExpiryPolicy::default()
+        .idle(Duration::from_secs(idle))
+        .absolute(Duration::from_secs(absolute))
 }
 
 fn keys(secrets: &[&str]) -> KeyRing {
@@ -82,16 +97,9 @@ pub async fn p02_strict_mode_never_adopts_unissued_ids(fx: Fixture) {
 /// Point 2: ids of destroyed or expired sessions are not adopted either.
 pub async fn p02_strict_mode_never_adopts_destroyed_or_expired_ids(fx: Fixture) {
     let clock = ManualClock::starting_now();
-    let layer = fx
-        .builder(keys(&[SECRET]), &clock)
-        .expiry(
-            ExpiryPolicy::default()
-                .idle(Duration::from_secs(600))
-                .absolute(Duration::from_secs(1200)),
-        )
-        .build()
-        .expect("valid layer");
-    let srv = TestServer::start(app(layer)).await;
+    let srv = fx
+        .server_with(&clock, |b| b.expiry(windows(600, 1200)))
+        .await;
     for end in ["/logout", "expire"] {
         let c = srv.client();
         c.get("/?name=alice").await;
@@ -115,16 +123,9 @@ pub async fn p02_strict_mode_never_adopts_destroyed_or_expired_ids(fx: Fixture) 
 /// the absolute deadline.
 pub async fn p03_cycle_id_kills_the_old_id_and_keeps_data_and_deadline(fx: Fixture) {
     let clock = ManualClock::starting_now();
-    let layer = fx
-        .builder(keys(&[SECRET]), &clock)
-        .expiry(
-            ExpiryPolicy::default()
-                .idle(Duration::from_secs(600))
-                .absolute(Duration::from_secs(1000)),
-        )
-        .build()
-        .expect("valid layer");
-    let srv = TestServer::start(app(layer)).await;
+    let srv = fx
+        .server_with(&clock, |b| b.expiry(windows(600, 1000)))
+        .await;
     let c = srv.client();
     c.get("/set?cart=3").await;
     let before = c.cookie("id").expect("a cookie");
@@ -168,21 +169,12 @@ pub async fn p03_logout_deletes_the_session_and_clears_the_cookie(fx: Fixture) {
 /// and however long the cookie claims to last.
 pub async fn p04_absolute_lifetime_is_enforced_on_the_server(fx: Fixture) {
     let clock = ManualClock::starting_now();
-    let layer = fx
-        .builder(keys(&[SECRET]), &clock)
-        .cookie(
-            CookieConfig::default()
-                .secure(false)
-                .expires_days(Some(365.0)),
-        )
-        .expiry(
-            ExpiryPolicy::default()
-                .idle(Duration::from_secs(600))
-                .absolute(Duration::from_secs(3600)),
-        )
-        .build()
-        .expect("valid layer");
-    let srv = TestServer::start(app(layer)).await;
+    let persistent = CookieConfig::default()
+        .secure(false)
+        .expires_days(Some(365.0));
+    let srv = fx
+        .server_with(&clock, |b| b.cookie(persistent).expiry(windows(600, 3600)))
+        .await;
     let c = srv.client();
     c.get("/?name=alice").await;
     for _ in 0..6 {
@@ -230,12 +222,7 @@ pub async fn p08_limits_reject_and_store_nothing(fx: Fixture) {
         .max_names(3)
         .max_session_bytes(100)
         .max_cookie_header_bytes(200);
-    let layer = fx
-        .builder(keys(&[SECRET]), &clock)
-        .limits(limits)
-        .build()
-        .expect("valid layer");
-    let srv = TestServer::start(app(layer)).await;
+    let srv = fx.server_with(&clock, |b| b.limits(limits)).await;
     let c = srv.client();
     c.get("/set?a=1").await;
     let long = "x".repeat(80);
