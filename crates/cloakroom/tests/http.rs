@@ -6,7 +6,6 @@ use cloakroom::{CookieConfig, KeyRing, MemoryStore, SessionLayer};
 use cloakroom_testkit::TestServer;
 use common::{OLD_SECRET, SECRET, app, builder};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 async fn server() -> (
     TestServer,
@@ -295,30 +294,6 @@ async fn clear_keeps_notifications() {
     c.get("/clear").await;
     assert_eq!(c.get("/detail").await.body, "detail get ok! None");
     assert_eq!(c.get("/take?name=flash").await.body, "still-here");
-}
-
-#[tokio::test]
-async fn absolute_lifetime_is_enforced_even_when_active() {
-    let (b, _, clock) = builder();
-    let layer = b
-        .expiry(
-            cloakroom::ExpiryPolicy::default()
-                .idle(Duration::from_secs(60))
-                .absolute(Duration::from_secs(300)),
-        )
-        .build()
-        .unwrap();
-    let srv = TestServer::start(app(layer)).await;
-    let c = srv.client();
-    c.get("/?name=alice").await;
-    for _ in 0..5 {
-        clock.advance(Duration::from_secs(55));
-        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
-    }
-    // Cycling keeps the original deadline.
-    c.get("/login?name=alice").await;
-    clock.advance(Duration::from_secs(30));
-    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
 }
 
 #[tokio::test]
