@@ -167,6 +167,34 @@ impl fmt::Debug for MemcachedStore {
     }
 }
 
+/// Counts compare-and-swap attempts, pausing between them.
+struct Attempts {
+    made: usize,
+    max: usize,
+}
+
+impl Attempts {
+    /// Waits before the next attempt (not before the first; short and
+    /// jittered after that), or fails once `max` have been spent.
+    async fn next(&mut self) -> Result<()> {
+        let n = self.made;
+        self.made += 1;
+        if n == 0 {
+            return Ok(());
+        }
+        if n >= self.max {
+            return Err(Error::unavailable(format!(
+                "memcached: gave up after {n} compare-and-swap attempts on a busy session"
+            )));
+        }
+        // A fresh RandomState is seeded differently each time: cheap jitter,
+        // so writers that collided do not retry in lockstep.
+        let jitter = RandomState::new().build_hasher().finish() % 3;
+        tokio::time::sleep(Duration::from_millis(n.min(10) as u64 + jitter)).await;
+        Ok(())
+    }
+}
+
 /// What one compare-and-swap attempt found.
 enum Attempt<T> {
     Done(T),
@@ -202,28 +230,17 @@ impl MemcachedStore {
         format!("{}:{id}", self.prefix)
     }
 
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            made: 0,
+            max: self.max_attempts,
+        }
+    }
+
     async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| Error::Timeout(self.timeout))?
-    }
-
-    /// Pauses before compare-and-swap attempt `n` (short and jittered), or
-    /// fails once `max_attempts` have been spent.
-    async fn before_attempt(&self, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        if n >= self.max_attempts {
-            return Err(Error::unavailable(format!(
-                "memcached: gave up after {n} compare-and-swap attempts on a busy session"
-            )));
-        }
-        // A fresh RandomState is seeded differently each time: cheap jitter,
-        // so writers that collided do not retry in lockstep.
-        let jitter = RandomState::new().build_hasher().finish() % 3;
-        tokio::time::sleep(Duration::from_millis(n.min(10) as u64 + jitter)).await;
-        Ok(())
     }
 
     /// One compare-and-swap attempt of `apply`.
@@ -351,14 +368,13 @@ impl Store for MemcachedStore {
             {
                 return Ok(Applied::Gone);
             }
-            let mut n = 0;
+            let mut attempts = self.attempts();
             loop {
-                self.before_attempt(n).await?;
+                attempts.next().await?;
                 let attempt = self.apply_once(&mut conn, &key, target.as_deref(), patch, expiry);
                 if let Attempt::Done(applied) = attempt.await? {
                     return Ok(applied);
                 }
-                n += 1;
             }
         })
         .await
@@ -373,13 +389,12 @@ impl Store for MemcachedStore {
         let key = self.key(id);
         self.bounded(async {
             let mut conn = self.pool.get().await?;
-            let mut n = 0;
+            let mut attempts = self.attempts();
             loop {
-                self.before_attempt(n).await?;
+                attempts.next().await?;
                 if let Attempt::Done(taken) = self.take_once(&mut conn, &key, name, expiry).await? {
                     return Ok(taken);
                 }
-                n += 1;
             }
         })
         .await
@@ -395,9 +410,9 @@ impl Store for MemcachedStore {
         let key = self.key(id);
         self.bounded(async {
             let mut conn = self.pool.get().await?;
-            let mut n = 0;
+            let mut attempts = self.attempts();
             loop {
-                self.before_attempt(n).await?;
+                attempts.next().await?;
                 let Some((mut item, cas)) = read_live(&mut conn, &key, expiry).await? else {
                     return Ok(None);
                 };
@@ -407,7 +422,6 @@ impl Store for MemcachedStore {
                 if conn.replace_if(&key, &item.encode()?, cas, ttl).await? {
                     return Ok(Some(value));
                 }
-                n += 1;
             }
         })
         .await
