@@ -4,6 +4,8 @@
 //!   and two meta fields, `@c` (created, ms) and `@d` (absolute deadline,
 //!   ms). Its TTL is the idle timeout.
 //! - `PREFIX:{ID}:n`: a hash of the unread notifications.
+//! - `PREFIX:{ID}:new`: where a new session is built before it is moved
+//!   to `PREFIX:{ID}` (never seen outside one `MULTI`).
 //!
 //! `{ID}` is a Redis Cluster hash tag: both keys of a session share a slot.
 //! A name starting with `@` is stored with one more `@` in front, so no
@@ -20,6 +22,13 @@ pub(crate) const DEADLINE: &str = "@d";
 pub(crate) struct SessionKeys {
     pub(crate) data: String,
     pub(crate) notes: String,
+}
+
+impl SessionKeys {
+    /// Where a new session is built before it is moved into place.
+    pub(crate) fn staging(&self) -> String {
+        format!("{}:new", self.data)
+    }
 }
 
 pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
