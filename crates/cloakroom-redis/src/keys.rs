@@ -32,8 +32,17 @@ impl SessionKeys {
 }
 
 pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
-    let data = format!("{prefix}:{{{id}}}");
-    let notes = format!("{data}:n");
+    // Built by hand: this runs on every store call, and `format!` costs
+    // several times more.
+    let id = id.encode();
+    let mut data = String::with_capacity(prefix.len() + id.len() + 5);
+    data.push_str(prefix);
+    data.push_str(":{");
+    data.push_str(&id);
+    data.push('}');
+    let mut notes = String::with_capacity(data.len() + 2);
+    notes.push_str(&data);
+    notes.push_str(":n");
     SessionKeys { data, notes }
 }
 
