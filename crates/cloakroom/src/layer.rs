@@ -224,14 +224,12 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<&'static str> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -244,20 +242,93 @@ where
             .candidates(req.headers(), shared.limits.cookie_header_bytes());
         let session = Session::new(shared.clone(), candidates);
         req.extensions_mut().insert(session.clone());
-        // Call the clone that poll_ready readied, and leave a fresh clone.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let mut response = inner.call(req).await?;
-            match session.commit().await {
-                Ok(action) => {
-                    shared.transport.write(action, response.headers_mut());
-                    Ok(response)
+        ResponseFuture {
+            state: FutureState::Inner {
+                // The service that poll_ready readied, called right away.
+                future: self.inner.call(req),
+                session: Some(session),
+            },
+        }
+    }
+}
+
+type CommitFuture<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of a [`SessionService`] response: the inner service's
+    /// response, then, if the handler used its session, the commit to the
+    /// store before the head leaves. A request that never touched its
+    /// session costs no allocation here.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: FutureState<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = FutureStateProj]
+    enum FutureState<F, B> {
+        Inner {
+            #[pin]
+            future: F,
+            session: Option<Session>,
+        },
+        Commit {
+            future: CommitFuture<B>,
+        },
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = std::result::Result<Response<B>, E>>,
+    B: From<&'static str> + Send + 'static,
+{
+    type Output = std::result::Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                FutureStateProj::Inner { future, session } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => response,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let Some(session) = session.take() else {
+                        // Only reachable by polling again after Ready.
+                        return Poll::Ready(Ok(response));
+                    };
+                    if session.untouched() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    this.state.set(FutureState::Commit {
+                        future: Box::pin(commit(session, response)),
+                    });
                 }
-                Err(err) => Ok(store_failure(&err)),
+                FutureStateProj::Commit { future } => return future.as_mut().poll(cx).map(Ok),
             }
-        })
+        }
+    }
+}
+
+async fn commit<B: From<&'static str>>(session: Session, mut response: Response<B>) -> Response<B> {
+    match session.commit().await {
+        Ok(action) => {
+            session
+                .shared()
+                .transport
+                .write(action, response.headers_mut());
+            response
+        }
+        Err(err) => store_failure(&err),
     }
 }
 

@@ -131,7 +131,7 @@ pub use error::{BoxError, Error, Result};
 pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SystemClock, Timestamp};
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
-pub use layer::{SessionLayer, SessionLayerBuilder, SessionService, Stats};
+pub use layer::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService, Stats};
 pub use limits::{Limits, SizeLimits};
 pub use patch::{Change, Patch};
 pub use session::{Notifications, Session};

@@ -11,7 +11,7 @@ use crate::layer::Shared;
 use crate::patch::Patch;
 use crate::store::{Applied, Record};
 use crate::token::{SessionId, Token};
-use crate::transport::TokenAction;
+use crate::transport::{Candidates, TokenAction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -67,17 +67,20 @@ struct State {
 }
 
 /// The session cookie of the request, checked lazily.
+// One per request, inside the session's only allocation: boxing the
+// candidates would cost a second allocation on every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Default)]
 enum Incoming {
     /// Values of cookies with our name, not yet verified.
-    Unchecked(Vec<Box<[u8]>>),
+    Unchecked(Candidates),
     #[default]
     Absent,
     Valid(Verified),
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, candidates: Vec<Box<[u8]>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, candidates: Candidates) -> Self {
         let incoming = if candidates.is_empty() {
             Incoming::Absent
         } else {
@@ -93,6 +96,19 @@ impl Session {
                 loaded: OnceCell::new(),
             }),
         }
+    }
+
+    /// Whether nothing has used this session: not even its cookie has
+    /// been checked, and nothing was written.
+    pub(crate) fn untouched(&self) -> bool {
+        let st = self.state();
+        matches!(st.incoming, Incoming::Unchecked(_) | Incoming::Absent)
+            && st.fresh.is_none()
+            && !st.destroyed
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -113,7 +129,8 @@ impl Session {
         if let Incoming::Unchecked(candidates) = &st.incoming {
             let shared = &self.inner.shared;
             let name = shared.transport.name();
-            st.incoming = match candidates.iter().find_map(|c| shared.keys.verify(name, c)) {
+            let verified = candidates.iter().find_map(|c| shared.keys.verify(name, c));
+            st.incoming = match verified {
                 Some(v) => Incoming::Valid(v),
                 None => {
                     shared.reject_token();

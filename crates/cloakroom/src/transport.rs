@@ -16,6 +16,58 @@ pub(crate) enum TokenAction {
     Clear,
 }
 
+/// The tokens a request offers, unverified: at most [`MAX_CANDIDATES`],
+/// kept inline so that a request pays no allocation for them. A value of
+/// the wrong length is kept as an empty one, so it still counts as a
+/// rejected token.
+pub(crate) struct Candidates {
+    values: [[u8; SIGNED_LEN]; MAX_CANDIDATES],
+    sized: [bool; MAX_CANDIDATES],
+    len: usize,
+}
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Candidates {
+            values: [[0; SIGNED_LEN]; MAX_CANDIDATES],
+            sized: [false; MAX_CANDIDATES],
+            len: 0,
+        }
+    }
+}
+
+impl Candidates {
+    fn push(&mut self, value: &[u8]) {
+        if self.is_full() {
+            return;
+        }
+        if let Ok(value) = <[u8; SIGNED_LEN]>::try_from(value) {
+            self.values[self.len] = value;
+            self.sized[self.len] = true;
+        }
+        self.len += 1;
+    }
+
+    fn is_full(&self) -> bool {
+        self.len >= MAX_CANDIDATES
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Each value in arrival order; the empty slice for a wrong-sized one.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len).map(|i| {
+            if self.sized[i] {
+                &self.values[i][..]
+            } else {
+                &[][..]
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Transport {
     Cookie(CookieConfig),
@@ -35,15 +87,8 @@ impl Transport {
     /// wrong size are kept as empty candidates, so they count as rejected
     /// when the session is first used. Headers longer than `max_header`
     /// are not scanned at all.
-    pub(crate) fn candidates(&self, headers: &HeaderMap, max_header: usize) -> Vec<Box<[u8]>> {
-        let sized = |v: &[u8]| -> Box<[u8]> {
-            if v.len() == SIGNED_LEN {
-                v.into()
-            } else {
-                Box::default()
-            }
-        };
-        let mut out = Vec::new();
+    pub(crate) fn candidates(&self, headers: &HeaderMap, max_header: usize) -> Candidates {
+        let mut out = Candidates::default();
         let (header_name, cookie) = match self {
             Transport::Cookie(cookie) => (&COOKIE, Some(cookie)),
             Transport::Header(name) => (name, None),
@@ -51,23 +96,22 @@ impl Transport {
         for header in headers.get_all(header_name) {
             let bytes = header.as_bytes();
             if bytes.len() > max_header {
-                out.push(Box::default());
-                continue;
+                out.push(b"");
+            } else {
+                match cookie {
+                    Some(cookie) => cookie
+                        .find_values(bytes, MAX_CANDIDATES)
+                        .for_each(|v| out.push(v)),
+                    None => out.push(bytes.trim_ascii()),
+                }
             }
-            match cookie {
-                Some(cookie) => out.extend(cookie.find_values(bytes, MAX_CANDIDATES).map(sized)),
-                None => out.push(sized(bytes.trim_ascii())),
-            }
-            if out.len() >= MAX_CANDIDATES {
-                out.truncate(MAX_CANDIDATES);
+            if out.is_full() {
                 break;
             }
         }
         out
     }
 
-    /// Writes `action` into the response headers. Any response that sets
-    /// or clears the token is marked `Cache-Control: no-store`.
     pub(crate) fn write(&self, action: TokenAction, headers: &mut HeaderMap) {
         let (name, line) = match (self, action) {
             (_, TokenAction::Keep) => return,
