@@ -1,8 +1,11 @@
 //! Where a session lives in Redis, and how names map to hash fields.
 //!
 //! - `PREFIX:{ID}`: a hash with one field per session name (JSON values)
-//!   and two meta fields, `@c` (created, ms) and `@d` (absolute deadline,
-//!   ms). Its TTL is the idle timeout.
+//!   and one meta field, `@m`: `CREATED,DEADLINE,UNTIL`, three Unix times
+//!   in ms: when the session was created, its absolute deadline, and the
+//!   idle deadline last written to the key's TTL. One field rather than
+//!   three keeps the read reply short; `UNTIL` lets a read tell whether
+//!   the TTL needs pushing without asking Redis.
 //! - `PREFIX:{ID}:n`: a hash of the unread notifications.
 //! - `PREFIX:{ID}:new`: where a new session is built before it is moved
 //!   to `PREFIX:{ID}` (never seen outside one `MULTI`).
@@ -13,10 +16,43 @@
 
 use cloakroom::SessionId;
 
-/// Field holding the creation time.
-pub(crate) const CREATED: &str = "@c";
-/// Field holding the absolute deadline.
-pub(crate) const DEADLINE: &str = "@d";
+/// The meta field.
+pub(crate) const META: &str = "@m";
+
+/// What the meta field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// When the session was created (ms).
+    pub(crate) created: u64,
+    /// The absolute deadline (ms).
+    pub(crate) deadline: u64,
+    /// The idle deadline last given to the key's TTL (ms).
+    pub(crate) until: u64,
+}
+
+impl Meta {
+    pub(crate) fn encode(&self) -> String {
+        format!("{},{},{}", self.created, self.deadline, self.until)
+    }
+
+    /// `None` unless it is exactly three decimal numbers.
+    pub(crate) fn parse(text: &str) -> Option<Meta> {
+        let mut parts = text.split(',');
+        let mut next = || -> Option<u64> {
+            let part = parts.next()?;
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let meta = Meta {
+            created: next()?,
+            deadline: next()?,
+            until: next()?,
+        };
+        parts.next().is_none().then_some(meta)
+    }
+}
 
 /// The keys of one session.
 pub(crate) struct SessionKeys {
@@ -58,15 +94,13 @@ pub(crate) fn field(name: &str) -> std::borrow::Cow<'_, str> {
 /// What a hash field holds.
 pub(crate) enum Field<'a> {
     Name(&'a str),
-    Created,
-    Deadline,
+    Meta,
     Unknown,
 }
 
 pub(crate) fn parse_field(field: &str) -> Field<'_> {
     match field {
-        CREATED => Field::Created,
-        DEADLINE => Field::Deadline,
+        META => Field::Meta,
         f if f.starts_with("@@") => Field::Name(&f[1..]),
         f if f.starts_with('@') => Field::Unknown,
         f => Field::Name(f),
@@ -79,15 +113,30 @@ mod tests {
 
     #[test]
     fn names_never_collide_with_meta_fields() {
-        for name in ["@c", "@d", "@@x", "@", "plain", ""] {
+        for name in ["@m", "@c", "@@x", "@", "plain", ""] {
             match parse_field(&field(name)) {
                 Field::Name(back) => assert_eq!(back, name),
                 _ => panic!("{name:?} did not round-trip"),
             }
         }
-        assert!(matches!(parse_field("@c"), Field::Created));
-        assert!(matches!(parse_field("@d"), Field::Deadline));
+        assert!(matches!(parse_field("@m"), Field::Meta));
         assert!(matches!(parse_field("@z"), Field::Unknown));
+    }
+
+    #[test]
+    fn meta_round_trips_and_refuses_anything_else() {
+        let meta = Meta {
+            created: 1,
+            deadline: 1_800_000_000_000,
+            until: 42,
+        };
+        assert_eq!(Meta::parse(&meta.encode()), Some(meta));
+        for bad in [
+            "", "1,2", "1,2,3,4", "1,,3", "1,2,x", "-1,2,3", "+1,2,3", " 1,2,3",
+        ] {
+            assert_eq!(Meta::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Meta::parse("1,2,99999999999999999999999"), None);
     }
 
     #[test]

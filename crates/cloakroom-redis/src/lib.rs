@@ -1,8 +1,9 @@
 //! A Redis store for [cloakroom](https://docs.rs/cloakroom) sessions.
 //!
 //! Each session is one Redis hash, with one field per name and JSON values,
-//! so `redis-cli HGETALL` shows readable data. Every write is one atomic Lua
-//! script (EVALSHA, falling back to loading the script), so a request costs:
+//! so `redis-cli HGETALL` shows readable data. A read is one `HGETALL`; a
+//! create is plain commands in one `MULTI`; other writes are one atomic Lua
+//! script (EVALSHA, falling back to loading the script). A request costs:
 //!
 //! | request | round trips |
 //! | --- | --- |
@@ -11,9 +12,10 @@
 //! | writes the session, including creating it | 1 |
 //! | reads, then writes | 2 |
 //!
-//! The idle deadline is the key's TTL. A read is one plain pipeline,
-//! `HGETALL` with `PEXPIREAT .. GT`: Redis moves the TTL only once a tenth of
-//! the idle window has passed, so reads do not each cost a write.
+//! The idle deadline is the key's TTL, and the hash records the last value
+//! given to it. A read pushes it only once a tenth of the idle window has
+//! passed, with one more round trip: about ten times per window, not on
+//! every read.
 //!
 //! ```no_run
 //! use cloakroom::{KeyRing, SessionLayer};
@@ -34,7 +36,7 @@ pub use config::RedisConfig;
 
 use cloakroom::{Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, Timestamp};
 use conn::Pool;
-use keys::{Field, SessionKeys, field, parse_field, session_keys};
+use keys::{Field, Meta, SessionKeys, field, parse_field, session_keys};
 use redis::{Script, Value};
 use std::fmt;
 use std::future::Future;
@@ -43,6 +45,7 @@ use std::time::Duration;
 
 struct Scripts {
     apply: Script,
+    refresh: Script,
     take: Script,
     notes: Script,
     increment: Script,
@@ -116,6 +119,7 @@ impl RedisStore {
             notes,
             scripts: Arc::new(Scripts {
                 apply: Script::new(include_str!("lua/apply.lua")),
+                refresh: Script::new(include_str!("lua/refresh.lua")),
                 take: Script::new(include_str!("lua/take.lua")),
                 notes: Script::new(include_str!("lua/notes.lua")),
                 increment: Script::new(include_str!("lua/increment.lua")),
@@ -201,15 +205,18 @@ impl RedisStore {
         let absolute = millis(expiry.absolute);
         let deadline = created.saturating_add(absolute);
         let ttl = millis(expiry.idle).min(absolute).max(1);
+        let meta = Meta {
+            created,
+            deadline,
+            until: created.saturating_add(ttl),
+        };
         let staging = keys.staging();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HSET")
             .arg(&staging)
-            .arg(keys::CREATED)
-            .arg(created)
-            .arg(keys::DEADLINE)
-            .arg(deadline);
+            .arg(keys::META)
+            .arg(meta.encode());
         for (name, json) in sets() {
             pipe.arg(name.as_ref()).arg(json);
         }
@@ -330,7 +337,7 @@ pub mod internals {
 
     /// Decodes an `HGETALL` reply into a record.
     pub fn decode_load(reply: Value) -> Result<Option<Record>> {
-        record_from(reply)
+        Ok(record_from(reply)?.map(|(record, _)| record))
     }
 }
 
@@ -397,15 +404,9 @@ fn text(value: Value, what: &str) -> Result<String> {
     }
 }
 
-fn timestamp(value: &str, what: &str) -> Result<Timestamp> {
-    value
-        .parse()
-        .map(Timestamp)
-        .map_err(|_| Error::Corrupt(format!("{what} is not a timestamp: {value:?}")))
-}
-
-/// Turns an HGETALL reply into a record; `None` for an empty reply.
-fn record_from(reply: Value) -> Result<Option<Record>> {
+/// Turns an HGETALL reply into a record and the idle deadline its TTL was
+/// last given; `None` for an empty reply.
+fn record_from(reply: Value) -> Result<Option<(Record, Timestamp)>> {
     let items = match reply {
         Value::Array(items) => items,
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -423,7 +424,7 @@ fn record_from(reply: Value) -> Result<Option<Record>> {
         return Err(Error::Corrupt("session hash has an odd reply".to_owned()));
     }
     let mut record = Record::default();
-    let mut deadline = None;
+    let mut meta = None;
     let mut items = items.into_iter();
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
         let k = text(k, "a session field name")?;
@@ -432,47 +433,53 @@ fn record_from(reply: Value) -> Result<Option<Record>> {
             Field::Name(name) => {
                 record.values.insert(name.to_owned(), v);
             }
-            Field::Created => record.created = timestamp(&v, "@c")?,
-            Field::Deadline => deadline = Some(timestamp(&v, "@d")?),
+            Field::Meta => {
+                meta = Some(Meta::parse(&v).ok_or_else(|| {
+                    Error::Corrupt(format!("session meta field is not valid: {v:?}"))
+                })?);
+            }
             Field::Unknown => {}
         }
     }
-    record.deadline =
-        deadline.ok_or_else(|| Error::Corrupt("session hash has no deadline".to_owned()))?;
-    Ok(Some(record))
+    let meta = meta.ok_or_else(|| Error::Corrupt("session hash has no meta field".to_owned()))?;
+    record.created = Timestamp(meta.created);
+    record.deadline = Timestamp(meta.deadline);
+    Ok(Some((record, Timestamp(meta.until))))
 }
 
 impl cloakroom::Store for RedisStore {
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
-        // A plain pipeline rather than a script: reads are the hot path, and
-        // a Lua call costs Redis ten times the CPU of these commands.
-        //
-        // The idle deadline is pushed in the same round trip with
-        // `PEXPIREAT .. GT` to `now + idle` rounded down to a tenth of the
-        // window: Redis changes (and replicates) the TTL only when that
-        // step moves, about ten times per window, not on every read.
+        // One plain command: reads are the hot path, and every extra
+        // command or reply value costs the client and Redis CPU.
         let keys = self.keys(id);
-        let idle = millis(expiry.idle);
-        let step = (idle / 10).max(1);
-        let until = (expiry.now.0.saturating_add(idle) / step) * step;
-        let mut read = redis::pipe();
-        read.cmd("HGETALL")
-            .arg(&keys.data)
-            .cmd("PEXPIREAT")
-            .arg(&keys.data)
-            .arg(until)
-            .arg("GT")
-            .ignore()
-            .cmd("PEXPIREAT")
-            .arg(&keys.notes)
-            .arg(until)
-            .arg("GT")
-            .ignore();
+        let mut read = redis::cmd("HGETALL");
+        read.arg(&keys.data);
         let mut conn = self.data.get();
-        let (fields,): (Value,) = self.bounded(read.query_async(&mut conn)).await?;
-        // The deadline is checked here; a key kept past it by the step
-        // above reads as absent, and the write scripts refuse it too.
-        Ok(record_from(fields)?.filter(|r| expiry.now < r.deadline))
+        let reply: Value = self.bounded(read.query_async(&mut conn)).await?;
+        let Some((record, until)) = record_from(reply)? else {
+            return Ok(None);
+        };
+        // Checked here whatever the TTL says.
+        if expiry.now >= record.deadline {
+            return Ok(None);
+        }
+        // The idle deadline moves in steps of a tenth of the window: a
+        // second round trip about ten times per window, not on every read.
+        let idle = millis(expiry.idle);
+        let wanted = expiry.now.0.saturating_add(idle);
+        if wanted.saturating_sub(until.0) >= (idle / 10).max(1) {
+            let mut refresh = self.scripts.refresh.prepare_invoke();
+            refresh
+                .key(&keys.data)
+                .key(&keys.notes)
+                .arg(expiry.now.0)
+                .arg(wanted);
+            let alive: i64 = self.bounded(refresh.invoke_async(&mut conn)).await?;
+            if alive == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(record))
     }
 
     async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
@@ -604,30 +611,31 @@ mod tests {
             Value::Int(3),
             Value::Array(vec![bulk("a")]),
             Value::Array(vec![bulk("a"), bulk("1")]),
-            Value::Array(vec![bulk("@d"), bulk("soon")]),
+            Value::Array(vec![bulk("@m"), bulk("soon")]),
+            Value::Array(vec![bulk("@m"), bulk("1,2")]),
             Value::Array(vec![
                 Value::BulkString(vec![0xff]),
                 bulk("1"),
-                bulk("@d"),
-                bulk("5"),
+                bulk("@m"),
+                bulk("1,5,5"),
             ]),
-            Value::Array(vec![bulk("@d"), Value::Int(5)]),
+            Value::Array(vec![bulk("@m"), Value::Int(5)]),
         ];
         for case in cases {
             assert!(matches!(record_from(case), Err(Error::Corrupt(_))));
         }
         assert_eq!(record_from(Value::Array(vec![])).unwrap(), None);
-        let ok = record_from(Value::Array(vec![
-            bulk("@c"),
-            bulk("1"),
-            bulk("@d"),
-            bulk("9"),
+        let (ok, until) = record_from(Value::Array(vec![
+            bulk("@m"),
+            bulk("1,9,7"),
             bulk("@@x"),
             bulk("2"),
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(ok.values["@x"], "2");
+        assert_eq!(ok.created, Timestamp(1));
         assert_eq!(ok.deadline, Timestamp(9));
+        assert_eq!(until, Timestamp(7));
     }
 }

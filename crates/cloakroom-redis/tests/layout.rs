@@ -73,3 +73,51 @@ async fn an_absolute_window_shorter_than_idle_bounds_the_ttl() {
     let ttl: i64 = redis.cli(&["PTTL", &created[0]]).parse().unwrap();
     assert!((50_000..=60_000).contains(&ttl), "absolute bound: {ttl}");
 }
+
+#[tokio::test]
+async fn one_meta_field_and_reads_push_the_ttl_in_steps() {
+    use cloakroom::{Clock, ExpiryPolicy, SystemClock, Timestamp};
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let policy = ExpiryPolicy::default()
+        .idle(Duration::from_secs(600))
+        .absolute(Duration::from_secs(3600));
+    let start = SystemClock.now();
+    let id = new_id();
+    assert_eq!(
+        store
+            .apply(&id, &creating("a", "1"), &policy.at(start))
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    let key = keys(&redis).remove(0);
+    let meta = |redis: &RedisServer| -> Vec<u64> {
+        redis
+            .cli(&["HGET", &key, "@m"])
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    let created = start.0;
+    assert_eq!(
+        meta(&redis),
+        [created, created + 3_600_000, created + 600_000]
+    );
+    assert_eq!(redis.cli(&["HLEN", &key]), "2", "one meta field and `a`");
+
+    // Within a tenth of the window, a read is one HGETALL and moves nothing.
+    let before = redis.stat("total_commands_processed");
+    let at = |secs: u64| policy.at(Timestamp(created + secs * 1000));
+    assert!(store.load(&id, &at(30)).await.unwrap().is_some());
+    let commands = redis.stat("total_commands_processed") - before;
+    assert_eq!(commands, 2, "HGETALL, and the INFO that counted it");
+    assert_eq!(meta(&redis)[2], created + 600_000);
+
+    // Two minutes on, the read pushes the TTL and records it.
+    assert!(store.load(&id, &at(120)).await.unwrap().is_some());
+    assert_eq!(meta(&redis)[2], created + 720_000);
+    let ttl: u64 = redis.cli(&["PTTL", &key]).parse().unwrap();
+    let expected = created + 720_000 - SystemClock.now().0;
+    assert!(ttl.abs_diff(expected) < 5_000, "{ttl} vs {expected}");
+}

@@ -25,31 +25,36 @@ local nnote = tonumber(ARGV[7])
 local max_names = tonumber(ARGV[8])
 local check = max_names >= 0 and nset > 0
 
+-- The meta field: 'CREATED,DEADLINE,UNTIL' (ms).
+local function meta_of(m)
+  if not m then
+    return nil, nil
+  end
+  local c, d = string.match(m, '^(%d+),(%d+),%d+$')
+  return c, tonumber(d)
+end
+
 local deadline, created
 local size = {}
 if create then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return {0}
   end
-  created = now
+  created = int(now)
   deadline = now + tonumber(ARGV[3])
 elseif check and not clear then
   -- One read gives the deadline and the sizes the limits need.
   local fields = redis.call('HGETALL', KEYS[1])
   for j = 1, #fields, 2 do
     local f = fields[j]
-    if f == '@d' then
-      deadline = tonumber(fields[j + 1])
-    elseif f ~= '@c' then
+    if f == '@m' then
+      created, deadline = meta_of(fields[j + 1])
+    else
       size[f] = #f + #fields[j + 1]
     end
   end
 else
-  local meta = redis.call('HMGET', KEYS[1], '@c', '@d')
-  deadline = tonumber(meta[2])
-  if clear then
-    created = meta[1] or now
-  end
+  created, deadline = meta_of(redis.call('HGET', KEYS[1], '@m'))
 end
 if deadline == nil or deadline <= now then
   return {0}
@@ -99,17 +104,16 @@ local function batched(cmd, key, from, to, width, head)
   end
 end
 
-local head = nil
-if created ~= nil then
-  head = {'@c', int(created), '@d', int(deadline)}
-end
-if nset > 0 or head then
-  batched('HSET', KEYS[1], sets, dels - 1, 2, head)
+local ttl = math.min(tonumber(ARGV[2]), deadline - now)
+-- The meta field rides along whenever the hash is written anyway, so the
+-- next read knows the TTL was just pushed.
+if create or clear or nset > 0 then
+  local meta = created .. ',' .. int(deadline) .. ',' .. int(now + ttl)
+  batched('HSET', KEYS[1], sets, dels - 1, 2, {'@m', meta})
 end
 if ndel > 0 then
   batched('HDEL', KEYS[1], dels, notes - 1, 1)
 end
-local ttl = math.min(tonumber(ARGV[2]), deadline - now)
 if nnote > 0 then
   batched('HSET', KEYS[2], notes, notes + 2 * nnote - 1, 2)
   redis.call('PEXPIRE', KEYS[2], int(ttl))

@@ -5,7 +5,7 @@
 -- ARGV[1] field, ARGV[2] amount, ARGV[3] now (ms), ARGV[4] idle (ms)
 local function int(n) return string.format('%d', n) end
 local now = tonumber(ARGV[3])
-local deadline = tonumber(redis.call('HGET', KEYS[1], '@d'))
+local deadline = tonumber(string.match(redis.call('HGET', KEYS[1], '@m') or '', '^%d+,(%d+),%d+$'))
 if deadline == nil or deadline <= now then
   return {0}
 end

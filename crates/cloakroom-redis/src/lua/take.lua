@@ -2,7 +2,7 @@
 -- KEYS[1] data hash (nil-safe: only checked when given), KEYS[2] notifications hash
 -- ARGV[1] field, ARGV[2] now (ms), ARGV[3] '1' to require a live session
 if ARGV[3] == '1' then
-  local deadline = tonumber(redis.call('HGET', KEYS[1], '@d'))
+  local deadline = tonumber(string.match(redis.call('HGET', KEYS[1], '@m') or '', '^%d+,(%d+),%d+$'))
   if deadline == nil or deadline <= tonumber(ARGV[2]) then
     return false
   end
