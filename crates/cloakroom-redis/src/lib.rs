@@ -1,9 +1,10 @@
 //! A Redis store for [cloakroom](https://docs.rs/cloakroom) sessions.
 //!
 //! Each session is one Redis hash, with one field per name and JSON values,
-//! so `redis-cli HGETALL` shows readable data. A read is one `HGETALL`; a
-//! create is plain commands in one `MULTI`; other writes are one atomic Lua
-//! script (EVALSHA, falling back to loading the script). A request costs:
+//! so `redis-cli HGETALL` shows readable data. A read is one `HGETALL`;
+//! creating a session or changing its names is plain commands in one
+//! `MULTI`; clearing, renaming and notifications are one atomic Lua script
+//! (EVALSHA, falling back to loading the script). A request costs:
 //!
 //! | request | round trips |
 //! | --- | --- |
@@ -46,6 +47,7 @@ use std::time::Duration;
 struct Scripts {
     apply: Script,
     refresh: Script,
+    rollback: Script,
     take: Script,
     notes: Script,
     increment: Script,
@@ -120,6 +122,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts {
                 apply: Script::new(include_str!("lua/apply.lua")),
                 refresh: Script::new(include_str!("lua/refresh.lua")),
+                rollback: Script::new(include_str!("lua/rollback.lua")),
                 take: Script::new(include_str!("lua/take.lua")),
                 notes: Script::new(include_str!("lua/notes.lua")),
                 increment: Script::new(include_str!("lua/increment.lua")),
@@ -240,6 +243,84 @@ impl RedisStore {
         })
     }
 
+    /// Changes names of a live session without a script, in one `MULTI`:
+    /// read the hash (or only its meta field when there are no limits),
+    /// then `HSET`, `HDEL` and `PEXPIREAT`. Redis has no conditional
+    /// `HSET`, so the checks a script would make first are made on what
+    /// the read returned, right after:
+    ///
+    /// - no live session (gone, or past its deadline): the write may have
+    ///   made a hash with no meta field, which every read and script
+    ///   treats as no session; it is deleted, and the answer is `Gone`;
+    /// - over the size limits: each name gets its old value back (unless
+    ///   another write has changed it since), and the answer is the limit
+    ///   error. Until then, other requests of the same session can see
+    ///   the change.
+    ///
+    /// The TTL goes to `now + idle` even past the absolute deadline; a
+    /// read checks the deadline itself.
+    async fn change(&self, keys: &SessionKeys, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+        let limits = patch.size_limits();
+        let until = expiry.now.0.saturating_add(millis(expiry.idle));
+        let pipe = change_pipeline(keys, patch, limits.is_some(), until);
+        let mut conn = self.data.get();
+        let (before,): (Value,) = self.bounded(pipe.query_async(&mut conn)).await?;
+        let (meta, fields) = match (limits, before) {
+            (_, Value::Nil) => (None, Vec::new()),
+            (Some(_), reply) => match hash_from(reply)? {
+                Some(hash) => (hash.meta, hash.fields),
+                None => (None, Vec::new()),
+            },
+            (None, reply) => (
+                Some(meta_from(&text(reply, "the meta field")?)?),
+                Vec::new(),
+            ),
+        };
+        if meta.is_none_or(|m| expiry.now.0 >= m.deadline) {
+            let mut del = redis::cmd("DEL");
+            del.arg(&keys.data);
+            self.bounded(del.query_async::<i64>(&mut conn)).await?;
+            return Ok(Applied::Gone);
+        }
+        let Some(limits) = limits else {
+            return Ok(Applied::Done);
+        };
+        let mut after: std::collections::HashMap<&str, usize> =
+            fields.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        let escaped: Vec<(std::borrow::Cow<'_, str>, Change<'_>)> = patch
+            .changes()
+            .map(|(name, change)| (field(name), change))
+            .collect();
+        for (f, change) in &escaped {
+            match change {
+                Change::Set(json) => after.insert(f.as_ref(), json.len()),
+                Change::Remove => after.remove(f.as_ref()),
+            };
+        }
+        let bytes = after.iter().map(|(k, v)| k.len() + v).sum();
+        let Err(over) = limits.check_totals(after.len(), bytes) else {
+            return Ok(Applied::Done);
+        };
+        let old: std::collections::HashMap<&str, &str> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let marked = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), |v| format!("={v}"));
+        let mut undo = self.scripts.rollback.prepare_invoke();
+        undo.key(&keys.data);
+        for (f, change) in &escaped {
+            let written = match change {
+                Change::Set(json) => Some(*json),
+                Change::Remove => None,
+            };
+            undo.arg(f.as_ref())
+                .arg(marked(written))
+                .arg(marked(old.get(f.as_ref()).copied()));
+        }
+        self.bounded(undo.invoke_async::<i64>(&mut conn)).await?;
+        Err(over)
+    }
+
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
@@ -247,6 +328,50 @@ impl RedisStore {
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
     }
+}
+
+/// The `MULTI` of [`RedisStore::change`]; only the first reply is kept.
+fn change_pipeline(
+    keys: &SessionKeys,
+    patch: &Patch,
+    whole_hash: bool,
+    until: u64,
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if whole_hash {
+        pipe.cmd("HGETALL").arg(&keys.data);
+    } else {
+        pipe.cmd("HGET").arg(&keys.data).arg(keys::META);
+    }
+    let mut sets = 0;
+    let mut removals = 0;
+    for (_, change) in patch.changes() {
+        match change {
+            Change::Set(_) => sets += 1,
+            Change::Remove => removals += 1,
+        }
+    }
+    if sets > 0 {
+        pipe.cmd("HSET").arg(&keys.data);
+        for (name, change) in patch.changes() {
+            if let Change::Set(json) = change {
+                pipe.arg(field(name).as_ref()).arg(json);
+            }
+        }
+        pipe.ignore();
+    }
+    if removals > 0 {
+        pipe.cmd("HDEL").arg(&keys.data);
+        for (name, change) in patch.changes() {
+            if change == Change::Remove {
+                pipe.arg(field(name).as_ref());
+            }
+        }
+        pipe.ignore();
+    }
+    pipe.cmd("PEXPIREAT").arg(&keys.data).arg(until).ignore();
+    pipe
 }
 
 /// The apply script's keys and arguments for `patch` (see `lua/apply.lua`).
@@ -404,9 +529,17 @@ fn text(value: Value, what: &str) -> Result<String> {
     }
 }
 
-/// Turns an HGETALL reply into a record and the idle deadline its TTL was
-/// last given; `None` for an empty reply.
-fn record_from(reply: Value) -> Result<Option<(Record, Timestamp)>> {
+/// A session hash as `HGETALL` returned it.
+struct Hash {
+    /// The meta field; `None` for a hash without one, which no live
+    /// session is (see [`RedisStore::change`]).
+    meta: Option<Meta>,
+    /// Every other field, names still escaped.
+    fields: Vec<(String, String)>,
+}
+
+/// Parses an `HGETALL` reply; `None` for an empty one.
+fn hash_from(reply: Value) -> Result<Option<Hash>> {
     let items = match reply {
         Value::Array(items) => items,
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -423,27 +556,53 @@ fn record_from(reply: Value) -> Result<Option<(Record, Timestamp)>> {
     if items.len() % 2 != 0 {
         return Err(Error::Corrupt("session hash has an odd reply".to_owned()));
     }
-    let mut record = Record::default();
-    let mut meta = None;
+    let mut hash = Hash {
+        meta: None,
+        fields: Vec::with_capacity(items.len() / 2 - 1),
+    };
     let mut items = items.into_iter();
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
         let k = text(k, "a session field name")?;
         let v = text(v, "a session value")?;
-        match parse_field(&k) {
-            Field::Name(name) => {
-                record.values.insert(name.to_owned(), v);
-            }
-            Field::Meta => {
-                meta = Some(Meta::parse(&v).ok_or_else(|| {
-                    Error::Corrupt(format!("session meta field is not valid: {v:?}"))
-                })?);
-            }
-            Field::Unknown => {}
+        if k == keys::META {
+            hash.meta = Some(meta_from(&v)?);
+        } else {
+            hash.fields.push((k, v));
         }
     }
-    let meta = meta.ok_or_else(|| Error::Corrupt("session hash has no meta field".to_owned()))?;
-    record.created = Timestamp(meta.created);
-    record.deadline = Timestamp(meta.deadline);
+    Ok(Some(hash))
+}
+
+fn meta_from(text: &str) -> Result<Meta> {
+    Meta::parse(text)
+        .ok_or_else(|| Error::Corrupt(format!("session meta field is not valid: {text:?}")))
+}
+
+/// Turns an `HGETALL` reply into a record and the idle deadline its TTL
+/// was last given; `None` for no session.
+fn record_from(reply: Value) -> Result<Option<(Record, Timestamp)>> {
+    let Some(Hash {
+        meta: Some(meta),
+        fields,
+    }) = hash_from(reply)?
+    else {
+        return Ok(None);
+    };
+    let mut record = Record {
+        created: Timestamp(meta.created),
+        deadline: Timestamp(meta.deadline),
+        ..Record::default()
+    };
+    for (k, v) in fields {
+        if let Field::Name(name) = parse_field(&k) {
+            let name = if name.len() == k.len() {
+                k
+            } else {
+                name.to_owned()
+            };
+            record.values.insert(name, v);
+        }
+    }
     Ok(Some((record, Timestamp(meta.until))))
 }
 
@@ -490,8 +649,13 @@ impl cloakroom::Store for RedisStore {
         {
             return self.apply_moving(&keys, to, patch, expiry).await;
         }
-        if patch.creates() && renamed.is_none() && patch.notifications().len() == 0 {
-            return self.create(&keys, patch, expiry).await;
+        if renamed.is_none() && patch.notifications().len() == 0 {
+            if patch.creates() {
+                return self.create(&keys, patch, expiry).await;
+            }
+            if !patch.clears() {
+                return self.change(&keys, patch, expiry).await;
+            }
         }
         let target = renamed.as_ref().unwrap_or(&keys);
         // With a separate notifications db they are written there instead.
@@ -610,7 +774,6 @@ mod tests {
         let cases = [
             Value::Int(3),
             Value::Array(vec![bulk("a")]),
-            Value::Array(vec![bulk("a"), bulk("1")]),
             Value::Array(vec![bulk("@m"), bulk("soon")]),
             Value::Array(vec![bulk("@m"), bulk("1,2")]),
             Value::Array(vec![
@@ -625,6 +788,12 @@ mod tests {
             assert!(matches!(record_from(case), Err(Error::Corrupt(_))));
         }
         assert_eq!(record_from(Value::Array(vec![])).unwrap(), None);
+        // A hash without the meta field is what a write to a session that
+        // had just gone leaves for a moment: no session.
+        assert_eq!(
+            record_from(Value::Array(vec![bulk("a"), bulk("1")])).unwrap(),
+            None
+        );
         let (ok, until) = record_from(Value::Array(vec![
             bulk("@m"),
             bulk("1,9,7"),

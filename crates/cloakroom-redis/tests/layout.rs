@@ -121,3 +121,60 @@ async fn one_meta_field_and_reads_push_the_ttl_in_steps() {
     let expected = created + 720_000 - SystemClock.now().0;
     assert!(ttl.abs_diff(expected) < 5_000, "{ttl} vs {expected}");
 }
+
+#[tokio::test]
+async fn a_change_over_the_limits_puts_every_old_value_back() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let limits = cloakroom::SizeLimits {
+        max_names: 3,
+        max_bytes: 30,
+    };
+    let id = new_id();
+    let mut first = Patch::default();
+    first.create();
+    first.set("a", "1".into());
+    first.set("b", "2".into());
+    assert_eq!(store.apply(&id, &first, &e).await.unwrap(), Applied::Done);
+
+    // Replaces `a`, removes `b`, adds `c`: too many bytes.
+    let mut over = Patch::default();
+    over.set("a", "\"a long value, over the limit\"".into());
+    over.remove("b");
+    over.set("c", "3".into());
+    over.limit(limits);
+    assert!(matches!(
+        store.apply(&id, &over, &e).await,
+        Err(cloakroom::Error::TooLarge { .. })
+    ));
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    let values: Vec<_> = record.values.into_iter().collect();
+    assert_eq!(
+        values,
+        [
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_change_to_a_gone_session_leaves_nothing() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let mut change = Patch::default();
+    change.set("a", "1".into());
+    for limits in [None, Some(cloakroom::Limits::default().session())] {
+        let mut change = change.clone();
+        if let Some(limits) = limits {
+            change.limit(limits);
+        }
+        assert_eq!(
+            store.apply(&new_id(), &change, &e).await.unwrap(),
+            Applied::Gone
+        );
+        assert_eq!(keys(&redis), Vec::<String>::new());
+    }
+}
