@@ -1,11 +1,11 @@
 //! Micro-benchmarks of the per-request hot path: the cookie codec, the
-//! Redis apply call's encoding, and the decoding of a loaded session.
+//! encoding of a change of names, and the decoding of a loaded session.
 //!
 //! `cargo bench -p cloakroom-redis --bench hot_path`
 
 use cloakroom::internals::CookieCodec;
-use cloakroom::{ExpiryPolicy, Patch, SessionId, Timestamp};
-use cloakroom_redis::internals::{apply_script, decode_load, encode_apply};
+use cloakroom::{ExpiryPolicy, Limits, Patch, SessionId, Timestamp};
+use cloakroom_redis::internals::{decode_load, encode_change};
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis::Value;
 use std::hint::black_box;
@@ -29,15 +29,15 @@ fn cookie(c: &mut Criterion) {
 }
 
 fn patch(c: &mut Criterion) {
-    let script = apply_script();
+    let limits = Limits::default().session();
     let id = SessionId::from([3; 16]);
     let expiry = ExpiryPolicy::default().at(Timestamp(1_764_150_000_000));
     c.bench_function("patch/encode_seed_write", |b| {
         b.iter(|| {
             let mut p = Patch::default();
             p.set("login", "\"alice\"".to_owned());
-            let call = encode_apply(&script, black_box(&id), &p, &expiry);
-            black_box(call);
+            p.limit(limits);
+            black_box(encode_change(black_box(&id), &p, &expiry))
         })
     });
     c.bench_function("patch/encode_ten_names", |b| {
@@ -49,8 +49,8 @@ fn patch(c: &mut Criterion) {
                     format!("{{\"n\":{i},\"tags\":[\"a\",\"b\"]}}"),
                 );
             }
-            let call = encode_apply(&script, black_box(&id), &p, &expiry);
-            black_box(call);
+            p.limit(limits);
+            black_box(encode_change(black_box(&id), &p, &expiry))
         })
     });
 }
@@ -58,22 +58,22 @@ fn patch(c: &mut Criterion) {
 fn load(c: &mut Criterion) {
     let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
     let seed = Value::Array(vec![
-        bulk("@c"),
-        bulk("1764150000000"),
-        bulk("@d"),
-        bulk("1764193200000"),
+        bulk("@m"),
+        bulk("1764150000000,1764193200000,1764151800000"),
         bulk("login"),
         bulk("\"alice\""),
     ]);
+    assert!(matches!(decode_load(seed.clone()), Ok(Some(_))));
     c.bench_function("load/decode_seed_session", |b| {
         b.iter(|| decode_load(black_box(seed.clone())))
     });
-    let mut fields = vec![bulk("@c"), bulk("1"), bulk("@d"), bulk("9999999999999")];
+    let mut fields = vec![bulk("@m"), bulk("1,9999999999999,1800001")];
     for i in 0..20 {
         fields.push(bulk(&format!("name{i}")));
         fields.push(bulk(&format!("{{\"n\":{i},\"tags\":[\"a\",\"b\"]}}")));
     }
     let big = Value::Array(fields);
+    assert!(matches!(decode_load(big.clone()), Ok(Some(r)) if r.values.len() == 20));
     c.bench_function("load/decode_twenty_names", |b| {
         b.iter(|| decode_load(black_box(big.clone())))
     });

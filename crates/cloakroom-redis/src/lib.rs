@@ -443,21 +443,12 @@ fn apply_call<'s>(
 pub mod internals {
     use super::*;
 
-    /// The apply script as Lua text, to build invocations with.
-    pub fn apply_script() -> Script {
-        Script::new(include_str!("lua/apply.lua"))
-    }
-
-    /// Encodes the apply call for `patch` on session `id`.
-    pub fn encode_apply<'s>(
-        script: &'s Script,
-        id: &SessionId,
-        patch: &Patch,
-        expiry: &Expiry,
-    ) -> redis::ScriptInvocation<'s> {
+    /// The bytes a change of `patch`'s names on session `id` sends: one
+    /// `MULTI` (see `RedisStore::change`).
+    pub fn encode_change(id: &SessionId, patch: &Patch, expiry: &Expiry) -> Vec<u8> {
         let keys = session_keys("cr", id);
-        let target = patch.renames_to().map(|to| session_keys("cr", to));
-        apply_call(script, &keys, target.as_ref(), patch, expiry, true)
+        let until = expiry.now.0.saturating_add(millis(expiry.idle));
+        change_pipeline(&keys, patch, patch.size_limits().is_some(), until).get_packed_pipeline()
     }
 
     /// Decodes an `HGETALL` reply into a record.
