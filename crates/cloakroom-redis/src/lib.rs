@@ -285,37 +285,35 @@ impl RedisStore {
         let Some(limits) = limits else {
             return Ok(Applied::Done);
         };
-        let mut after: std::collections::HashMap<&str, usize> =
-            fields.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-        let escaped: Vec<(std::borrow::Cow<'_, str>, Change<'_>)> = patch
-            .changes()
-            .map(|(name, change)| (field(name), change))
-            .collect();
-        for (f, change) in &escaped {
-            match change {
-                Change::Set(json) => after.insert(f.as_ref(), json.len()),
-                Change::Remove => after.remove(f.as_ref()),
+        // Sessions are small: a scan costs less than building a map.
+        let old_value = |f: &str| fields.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
+        let mut names = fields.len();
+        let mut bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        for (name, change) in patch.changes() {
+            let f = field(name);
+            let old = old_value(&f).map(|v| f.len() + v.len());
+            let new = match change {
+                Change::Set(json) => Some(f.len() + json.len()),
+                Change::Remove => None,
             };
+            names = (names + usize::from(new.is_some())).saturating_sub(usize::from(old.is_some()));
+            bytes = (bytes + new.unwrap_or(0)).saturating_sub(old.unwrap_or(0));
         }
-        let bytes = after.iter().map(|(k, v)| k.len() + v).sum();
-        let Err(over) = limits.check_totals(after.len(), bytes) else {
+        let Err(over) = limits.check_totals(names, bytes) else {
             return Ok(Applied::Done);
         };
-        let old: std::collections::HashMap<&str, &str> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         let marked = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), |v| format!("={v}"));
         let mut undo = self.scripts.rollback.prepare_invoke();
         undo.key(&keys.data);
-        for (f, change) in &escaped {
+        for (name, change) in patch.changes() {
+            let f = field(name);
             let written = match change {
-                Change::Set(json) => Some(*json),
+                Change::Set(json) => Some(json),
                 Change::Remove => None,
             };
             undo.arg(f.as_ref())
                 .arg(marked(written))
-                .arg(marked(old.get(f.as_ref()).copied()));
+                .arg(marked(old_value(&f)));
         }
         self.bounded(undo.invoke_async::<i64>(&mut conn)).await?;
         Err(over)
