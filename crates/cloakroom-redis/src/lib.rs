@@ -185,10 +185,11 @@ impl RedisStore {
 
     /// Runs a store call under the timeout, mapping client errors.
     /// Creates a session without a script. The hash is built under a
-    /// staging key that only this call uses, then moved into place with
-    /// `RENAMENX`, which refuses to replace an existing session; `DEL`
-    /// drops the staging key when it did. `MULTI` makes the four commands
-    /// all-or-nothing, so a dropped connection leaves no key without a TTL.
+    /// staging key that only this call uses, given its TTL, then moved
+    /// into place with `RENAMENX`, which refuses to replace an existing
+    /// session; a refused create deletes the staging key. `MULTI` makes
+    /// the three commands all-or-nothing, so a dropped connection leaves
+    /// no key without a TTL.
     ///
     /// Plain commands cost Redis a fraction of a script call: a Lua call
     /// costs several microseconds before it runs a single command.
@@ -230,17 +231,17 @@ impl RedisStore {
             .ignore()
             .cmd("RENAMENX")
             .arg(&staging)
-            .arg(&keys.data)
-            .cmd("DEL")
-            .arg(&staging)
-            .ignore();
+            .arg(&keys.data);
         let mut conn = self.data.get();
         let (moved,): (i64,) = self.bounded(pipe.query_async(&mut conn)).await?;
-        Ok(if moved == 1 {
-            Applied::Done
-        } else {
-            Applied::Gone
-        })
+        if moved == 1 {
+            return Ok(Applied::Done);
+        }
+        // The id was taken. The staging key would expire by itself.
+        let mut del = redis::cmd("DEL");
+        del.arg(&staging);
+        self.bounded(del.query_async::<i64>(&mut conn)).await?;
+        Ok(Applied::Gone)
     }
 
     /// Changes names of a live session without a script, in one `MULTI`:
