@@ -793,8 +793,9 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(ok.values["@x"], "2");
+        // The deadline and UNTIL are counted from the creation time.
         assert_eq!(ok.created, Timestamp(1));
-        assert_eq!(ok.deadline, Timestamp(9));
-        assert_eq!(until, Timestamp(7));
+        assert_eq!(ok.deadline, Timestamp(10));
+        assert_eq!(until, Timestamp(8));
     }
 }

@@ -25,13 +25,14 @@ local nnote = tonumber(ARGV[7])
 local max_names = tonumber(ARGV[8])
 local check = max_names >= 0 and nset > 0
 
--- The meta field: 'CREATED,DEADLINE,UNTIL' (ms).
+-- The meta field: 'CREATED,DEADLINE,UNTIL' (ms), the last two counted
+-- from CREATED. Returns the creation time and the absolute deadline.
 local function meta_of(m)
-  if not m then
+  local c, d = string.match(m or '', '^(%d+),(%d+),%d+$')
+  if not c then
     return nil, nil
   end
-  local c, d = string.match(m, '^(%d+),(%d+),%d+$')
-  return c, tonumber(d)
+  return tonumber(c), tonumber(c) + tonumber(d)
 end
 
 local deadline, created
@@ -40,7 +41,7 @@ if create then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return {0}
   end
-  created = int(now)
+  created = now
   deadline = now + tonumber(ARGV[3])
 elseif check and not clear then
   -- One read gives the deadline and the sizes the limits need.
@@ -108,7 +109,7 @@ local ttl = math.min(tonumber(ARGV[2]), deadline - now)
 -- The meta field rides along whenever the hash is written anyway, so the
 -- next read knows the TTL was just pushed.
 if create or clear or nset > 0 then
-  local meta = created .. ',' .. int(deadline) .. ',' .. int(now + ttl)
+  local meta = int(created) .. ',' .. int(deadline - created) .. ',' .. int(now + ttl - created)
   batched('HSET', KEYS[1], sets, dels - 1, 2, {'@m', meta})
 end
 if ndel > 0 then

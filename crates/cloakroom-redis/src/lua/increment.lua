@@ -3,9 +3,15 @@
 -- does not hold an integer.
 -- KEYS[1] data hash, KEYS[2] notifications hash
 -- ARGV[1] field, ARGV[2] amount, ARGV[3] now (ms), ARGV[4] idle (ms)
+-- The absolute deadline in the meta field 'CREATED,DEADLINE,UNTIL' (ms,
+-- the last two counted from CREATED); nil without one.
+local function deadline_of(m)
+  local c, d = string.match(m or '', '^(%d+),(%d+),%d+$')
+  return c and tonumber(c) + tonumber(d)
+end
 local function int(n) return string.format('%d', n) end
 local now = tonumber(ARGV[3])
-local deadline = tonumber(string.match(redis.call('HGET', KEYS[1], '@m') or '', '^%d+,(%d+),%d+$'))
+local deadline = deadline_of(redis.call('HGET', KEYS[1], '@m'))
 if deadline == nil or deadline <= now then
   return {0}
 end

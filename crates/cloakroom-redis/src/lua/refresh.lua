@@ -7,12 +7,18 @@ local meta = redis.call('HGET', KEYS[1], '@m')
 if not meta then
   return 0
 end
+-- 'CREATED,DEADLINE,UNTIL', the last two counted from CREATED.
 local created, deadline, pushed = string.match(meta, '^(%d+),(%d+),(%d+)$')
-if not created or tonumber(deadline) <= tonumber(ARGV[1]) then
+if not created then
   return 0
 end
-if tonumber(ARGV[2]) > tonumber(pushed) then
-  redis.call('HSET', KEYS[1], '@m', created .. ',' .. deadline .. ',' .. ARGV[2])
+local base = tonumber(created)
+if base + tonumber(deadline) <= tonumber(ARGV[1]) then
+  return 0
+end
+if tonumber(ARGV[2]) > base + tonumber(pushed) then
+  local offset = string.format('%d', tonumber(ARGV[2]) - base)
+  redis.call('HSET', KEYS[1], '@m', created .. ',' .. deadline .. ',' .. offset)
   redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
   redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'GT')
 end
