@@ -183,7 +183,6 @@ impl RedisStore {
         })
     }
 
-    /// Runs a store call under the timeout, mapping client errors.
     /// Creates a session without a script. The hash is built under a
     /// staging key that only this call uses, given its TTL, then moved
     /// into place with `RENAMENX`, which refuses to replace an existing
@@ -320,6 +319,7 @@ impl RedisStore {
         Err(over)
     }
 
+    /// Runs a store call under the timeout, mapping client errors.
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
