@@ -237,10 +237,8 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let candidates = shared
-            .transport
-            .candidates(req.headers(), shared.limits.cookie_header_bytes());
-        let session = Session::new(shared.clone(), candidates);
+        let headers = shared.transport.token_headers(req.headers());
+        let session = Session::new(shared.clone(), headers);
         req.extensions_mut().insert(session.clone());
         ResponseFuture {
             state: FutureState::Inner {

@@ -11,7 +11,7 @@ use crate::layer::Shared;
 use crate::patch::Patch;
 use crate::store::{Applied, Record};
 use crate::token::{SessionId, Token};
-use crate::transport::{Candidates, TokenAction};
+use crate::transport::{TokenAction, TokenHeaders};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -67,24 +67,21 @@ struct State {
 }
 
 /// The session cookie of the request, checked lazily.
-// One per request, inside the session's only allocation: boxing the
-// candidates would cost a second allocation on every request.
-#[allow(clippy::large_enum_variant)]
 #[derive(Default)]
 enum Incoming {
     /// Values of cookies with our name, not yet verified.
-    Unchecked(Candidates),
+    Unchecked(TokenHeaders),
     #[default]
     Absent,
     Valid(Verified),
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, candidates: Candidates) -> Self {
-        let incoming = if candidates.is_empty() {
+    pub(crate) fn new(shared: Arc<Shared>, headers: TokenHeaders) -> Self {
+        let incoming = if headers.is_empty() {
             Incoming::Absent
         } else {
-            Incoming::Unchecked(candidates)
+            Incoming::Unchecked(headers)
         };
         Session {
             inner: Arc::new(Inner {
@@ -126,14 +123,20 @@ impl Session {
     }
 
     fn verify<'s>(&self, st: &'s mut State) -> Option<&'s Verified> {
-        if let Incoming::Unchecked(candidates) = &st.incoming {
+        if let Incoming::Unchecked(headers) = &st.incoming {
             let shared = &self.inner.shared;
+            let candidates = shared
+                .transport
+                .candidates(headers, shared.limits.cookie_header_bytes());
             let name = shared.transport.name();
             let verified = candidates.iter().find_map(|c| shared.keys.verify(name, c));
             st.incoming = match verified {
                 Some(v) => Incoming::Valid(v),
                 None => {
-                    shared.reject_token();
+                    // Cookies of other names are no rejected token.
+                    if !candidates.is_empty() {
+                        shared.reject_token();
+                    }
                     Incoming::Absent
                 }
             };

@@ -68,6 +68,24 @@ impl Candidates {
     }
 }
 
+/// The request headers that may carry the token, not yet parsed.
+#[derive(Default)]
+pub(crate) struct TokenHeaders {
+    first: [Option<HeaderValue>; MAX_CANDIDATES],
+    /// Beyond the first few; empty (no allocation) for any real client.
+    more: Vec<HeaderValue>,
+}
+
+impl TokenHeaders {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first[0].is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.first.iter().flatten().chain(&self.more)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Transport {
     Cookie(CookieConfig),
@@ -83,17 +101,34 @@ impl Transport {
         }
     }
 
-    /// The candidate token values of a request, unverified. Values of the
-    /// wrong size are kept as empty candidates, so they count as rejected
-    /// when the session is first used. Headers longer than `max_header`
-    /// are not scanned at all.
-    pub(crate) fn candidates(&self, headers: &HeaderMap, max_header: usize) -> Candidates {
-        let mut out = Candidates::default();
-        let (header_name, cookie) = match self {
-            Transport::Cookie(cookie) => (&COOKIE, Some(cookie)),
-            Transport::Header(name) => (name, None),
+    /// The headers a request's token may be in, kept as they are: cloning
+    /// a header value only counts a reference, so a request that never
+    /// uses its session never parses its cookies.
+    pub(crate) fn token_headers(&self, headers: &HeaderMap) -> TokenHeaders {
+        let name = match self {
+            Transport::Cookie(_) => &COOKIE,
+            Transport::Header(name) => name,
         };
-        for header in headers.get_all(header_name) {
+        let mut out = TokenHeaders::default();
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            match out.first.get_mut(i) {
+                Some(slot) => *slot = Some(value.clone()),
+                None => out.more.push(value.clone()),
+            }
+        }
+        out
+    }
+
+    /// The candidate token values in `headers`, unverified. Values of the
+    /// wrong size are kept as empty candidates, so they count as rejected.
+    /// Headers longer than `max_header` are not scanned at all.
+    pub(crate) fn candidates(&self, headers: &TokenHeaders, max_header: usize) -> Candidates {
+        let mut out = Candidates::default();
+        let cookie = match self {
+            Transport::Cookie(cookie) => Some(cookie),
+            Transport::Header(_) => None,
+        };
+        for header in headers.iter() {
             let bytes = header.as_bytes();
             if bytes.len() > max_header {
                 out.push(b"");

@@ -62,6 +62,22 @@ async fn detail_without_cookie_sets_no_cookie_and_calls_no_store() {
 }
 
 #[tokio::test]
+async fn other_cookies_are_no_session_and_no_rejected_token() {
+    let (b, counts, _) = builder();
+    let layer = b.build().unwrap();
+    let srv = TestServer::start(app(layer.clone())).await;
+    let c = srv.client();
+    let r = c.get_raw("/detail", Some(b"theme=dark; lang=en")).await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert_eq!(counts.total(), 0);
+    assert_eq!(layer.stats().rejected_tokens, 0);
+    // A cookie of our name that fails verification is counted.
+    let r = c.get_raw("/detail", Some(b"theme=dark; id=forged")).await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert_eq!(layer.stats().rejected_tokens, 1);
+}
+
+#[tokio::test]
 async fn one_changed_character_is_no_session_and_no_store_call() {
     let (srv, counts, _) = server().await;
     let c = srv.client();
