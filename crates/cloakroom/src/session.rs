@@ -69,7 +69,7 @@ struct State {
 /// The session cookie of the request, checked lazily.
 #[derive(Default)]
 enum Incoming {
-    /// Values of cookies with our name, not yet verified.
+    /// The headers that may carry our cookie, not yet parsed.
     Unchecked(TokenHeaders),
     #[default]
     Absent,

@@ -147,6 +147,8 @@ impl Transport {
         out
     }
 
+    /// Writes `action` into the response headers. Any response that sets
+    /// or clears the token is marked `Cache-Control: no-store`.
     pub(crate) fn write(&self, action: TokenAction, headers: &mut HeaderMap) {
         let (name, line) = match (self, action) {
             (_, TokenAction::Keep) => return,
