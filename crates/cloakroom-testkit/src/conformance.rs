@@ -84,6 +84,7 @@ pub async fn load_and_apply<S: Store>(store: S) {
 pub async fn unusual_names_round_trip<S: Store>(store: S) {
     let e = long();
     let odd = [
+        ("@m", "0"),
         ("@c", "1"),
         ("@@d", "2"),
         ("", "3"),
@@ -98,6 +99,13 @@ pub async fn unusual_names_round_trip<S: Store>(store: S) {
     expected.sort();
     assert_eq!(values(&store, &id).await, Some(expected));
     let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.deadline, e.new_deadline(), "meta fields intact");
+    // And through a change, not only a create.
+    let mut change = Patch::default();
+    change.set("@m", "5".into());
+    assert_eq!(store.apply(&id, &change, &e).await.unwrap(), Applied::Done);
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.values["@m"], "5");
     assert_eq!(record.deadline, e.new_deadline(), "meta fields intact");
 }
 
