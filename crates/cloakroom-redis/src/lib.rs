@@ -192,7 +192,12 @@ impl RedisStore {
     ///
     /// Plain commands cost Redis a fraction of a script call: a Lua call
     /// costs several microseconds before it runs a single command.
-    async fn create(&self, keys: &SessionKeys, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+    async fn create(
+        &self,
+        keys: &SessionKeys,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> Result<Option<Applied>> {
         let sets = || {
             patch.changes().filter_map(|(name, change)| match change {
                 Change::Set(json) => Some((field(name), json)),
@@ -232,15 +237,17 @@ impl RedisStore {
             .arg(&staging)
             .arg(&keys.data);
         let mut conn = self.data.get();
-        let (moved,): (i64,) = self.bounded(pipe.query_async(&mut conn)).await?;
+        let Some((moved,)) = self.transaction::<(i64,)>(&pipe, &mut conn).await? else {
+            return Ok(None);
+        };
         if moved == 1 {
-            return Ok(Applied::Done);
+            return Ok(Some(Applied::Done));
         }
         // The id was taken. The staging key would expire by itself.
         let mut del = redis::cmd("DEL");
         del.arg(&staging);
         self.bounded(del.query_async::<i64>(&mut conn)).await?;
-        Ok(Applied::Gone)
+        Ok(Some(Applied::Gone))
     }
 
     /// Changes names of a live session without a script, in one `MULTI`:
@@ -259,12 +266,19 @@ impl RedisStore {
     ///
     /// The TTL goes to `now + idle` even past the absolute deadline; a
     /// read checks the deadline itself.
-    async fn change(&self, keys: &SessionKeys, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+    async fn change(
+        &self,
+        keys: &SessionKeys,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> Result<Option<Applied>> {
         let limits = patch.size_limits();
         let until = expiry.now.0.saturating_add(millis(expiry.idle));
         let pipe = change_pipeline(keys, patch, limits.is_some(), until);
         let mut conn = self.data.get();
-        let (before,): (Value,) = self.bounded(pipe.query_async(&mut conn)).await?;
+        let Some((before,)) = self.transaction::<(Value,)>(&pipe, &mut conn).await? else {
+            return Ok(None);
+        };
         let (meta, fields) = match (limits, before) {
             (_, Value::Nil) => (None, Vec::new()),
             (Some(_), reply) => match hash_from(reply)? {
@@ -280,10 +294,10 @@ impl RedisStore {
             let mut del = redis::cmd("DEL");
             del.arg(&keys.data);
             self.bounded(del.query_async::<i64>(&mut conn)).await?;
-            return Ok(Applied::Gone);
+            return Ok(Some(Applied::Gone));
         }
         let Some(limits) = limits else {
-            return Ok(Applied::Done);
+            return Ok(Some(Applied::Done));
         };
         // Sessions are small: a scan costs less than building a map.
         let old_value = |f: &str| fields.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
@@ -300,7 +314,7 @@ impl RedisStore {
             bytes = (bytes + new.unwrap_or(0)).saturating_sub(old.unwrap_or(0));
         }
         let Err(over) = limits.check_totals(names, bytes) else {
-            return Ok(Applied::Done);
+            return Ok(Some(Applied::Done));
         };
         let marked = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), |v| format!("={v}"));
         let mut undo = self.scripts.rollback.prepare_invoke();
@@ -319,6 +333,23 @@ impl RedisStore {
         Err(over)
     }
 
+    /// Runs a `MULTI` under the timeout; `None` when it was discarded
+    /// before anything ran because a slot is moving between cluster nodes
+    /// (`MOVED` or `ASK` for a queued command), which redis-rs does not
+    /// follow for transactions.
+    async fn transaction<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        conn: &mut conn::Conn,
+    ) -> Result<Option<T>> {
+        match tokio::time::timeout(self.timeout, pipe.query_async(conn)).await {
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(e)) if self.cluster && discarded_by_redirect(&e) => Ok(None),
+            Ok(Err(e)) => Err(Error::unavailable(e)),
+            Err(_) => Err(Error::Timeout(self.timeout)),
+        }
+    }
+
     /// Runs a store call under the timeout, mapping client errors.
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, call).await {
@@ -327,6 +358,13 @@ impl RedisStore {
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
     }
+}
+
+/// Whether `e` is a transaction that Redis discarded whole (`EXECABORT`)
+/// or refused outright because its slot lives elsewhere: nothing ran.
+fn discarded_by_redirect(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_cluster_error() || e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
 }
 
 /// The `MULTI` of [`RedisStore::change`]; only the first reply is kept.
@@ -640,11 +678,18 @@ impl cloakroom::Store for RedisStore {
             return self.apply_moving(&keys, to, patch, expiry).await;
         }
         if renamed.is_none() && patch.notifications().len() == 0 {
-            if patch.creates() {
-                return self.create(&keys, patch, expiry).await;
-            }
-            if !patch.clears() {
-                return self.change(&keys, patch, expiry).await;
+            let fast = if patch.creates() {
+                self.create(&keys, patch, expiry).await?
+            } else if !patch.clears() {
+                self.change(&keys, patch, expiry).await?
+            } else {
+                None
+            };
+            // `None`: a moving cluster slot aborted the `MULTI` before any
+            // of it ran; the script below is one command, which the
+            // cluster client follows to the slot's new node.
+            if let Some(applied) = fast {
+                return Ok(applied);
             }
         }
         let target = renamed.as_ref().unwrap_or(&keys);

@@ -182,3 +182,72 @@ async fn reads_and_writes_keep_working_while_slots_migrate() {
         ok + failed
     );
 }
+
+/// A slot that moved after the client learned the map: the old node
+/// answers `MOVED` for every command of a `MULTI`, and Redis discards it
+/// whole; redis-rs does not follow redirections inside a transaction, so
+/// the store must fall back to its script, which the cluster client
+/// follows to the new node.
+#[tokio::test]
+async fn changes_work_right_after_their_slot_moved() {
+    use cloakroom::{Applied, Patch, Store};
+    use cloakroom_testkit::conformance::{at_now, new_id};
+    use std::time::Duration;
+
+    let (cluster, store) = store().await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let id = new_id();
+    let mut create = Patch::default();
+    create.create();
+    create.set("a", "1".into());
+    assert_eq!(store.apply(&id, &create, &e).await.unwrap(), Applied::Done);
+
+    // Move the session's slot, key and all, to another master.
+    let key = format!("cr:{{{id}}}");
+    let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", &key]);
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["EXISTS", &key]) == "1")
+        .expect("a node holds the session");
+    let target = (owner + 1) % cluster.nodes.len();
+    let (owner_id, target_id) = (
+        node_id(&cluster.nodes[owner]),
+        node_id(&cluster.nodes[target]),
+    );
+    let ok = |out: String, what: &str| assert_eq!(out, "OK", "{what}");
+    ok(
+        cluster.nodes[target].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &owner_id]),
+        "importing",
+    );
+    ok(
+        cluster.nodes[owner].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id]),
+        "migrating",
+    );
+    let port = cluster.nodes[target].port.to_string();
+    ok(
+        cluster.nodes[owner].cli(&["MIGRATE", "127.0.0.1", &port, &key, "0", "5000"]),
+        "migrate",
+    );
+    for node in &cluster.nodes {
+        ok(
+            node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]),
+            "setslot node",
+        );
+    }
+
+    let mut change = Patch::default();
+    change.set("b", "2".into());
+    change.limit(cloakroom::Limits::default().session());
+    assert_eq!(store.apply(&id, &change, &e).await.unwrap(), Applied::Done);
+    let record = store.load(&id, &e).await.unwrap().expect("the session");
+    let values: Vec<_> = record.values.into_iter().collect();
+    assert_eq!(
+        values,
+        [
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ]
+    );
+    assert_eq!(cluster.nodes[owner].cli(&["DBSIZE"]), "0");
+}
