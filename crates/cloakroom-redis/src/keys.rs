@@ -67,16 +67,28 @@ impl Meta {
     }
 }
 
-/// The keys of one session.
+/// The keys of one session. Only the data key is built up front: most
+/// calls (every read, create and change) need no other.
 pub(crate) struct SessionKeys {
     pub(crate) data: String,
-    pub(crate) notes: String,
 }
 
 impl SessionKeys {
+    /// The notifications hash.
+    pub(crate) fn notes(&self) -> String {
+        self.suffixed(":n")
+    }
+
     /// Where a new session is built before it is moved into place.
     pub(crate) fn staging(&self) -> String {
-        format!("{}:new", self.data)
+        self.suffixed(":new")
+    }
+
+    fn suffixed(&self, suffix: &str) -> String {
+        let mut key = String::with_capacity(self.data.len() + suffix.len());
+        key.push_str(&self.data);
+        key.push_str(suffix);
+        key
     }
 }
 
@@ -84,15 +96,12 @@ pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
     // Built by hand: this runs on every store call, and `format!` costs
     // several times more.
     let id = id.encode();
-    let mut data = String::with_capacity(prefix.len() + id.len() + 5);
+    let mut data = String::with_capacity(prefix.len() + id.len() + 3);
     data.push_str(prefix);
     data.push_str(":{");
     data.push_str(&id);
     data.push('}');
-    let mut notes = String::with_capacity(data.len() + 2);
-    notes.push_str(&data);
-    notes.push_str(":n");
-    SessionKeys { data, notes }
+    SessionKeys { data }
 }
 
 /// The hash field for a session name.
@@ -159,6 +168,7 @@ mod tests {
         let id = SessionId::from([7u8; 16]);
         let k = session_keys("cr", &id);
         assert_eq!(k.data, format!("cr:{{{id}}}"));
-        assert_eq!(k.notes, format!("cr:{{{id}}}:n"));
+        assert_eq!(k.notes(), format!("cr:{{{id}}}:n"));
+        assert_eq!(k.staging(), format!("cr:{{{id}}}:new"));
     }
 }

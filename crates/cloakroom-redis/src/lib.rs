@@ -165,13 +165,17 @@ impl RedisStore {
             return applied_from(&reply, patch).map(|_| Applied::Gone);
         }
         let mut export = self.scripts.export.prepare_invoke();
-        export.key(&keys.data).key(&keys.notes);
+        export.key(&keys.data).key(keys.notes());
         let taken: Value = self.bounded(export.invoke_async(&mut conn)).await?;
         let Some((ttl, data, notes)) = exported(taken)? else {
             return Ok(Applied::Gone);
         };
         let mut import = self.scripts.import.prepare_invoke();
-        import.key(&to.data).key(&to.notes).arg(ttl).arg(data.len());
+        import
+            .key(&to.data)
+            .key(to.notes())
+            .arg(ttl)
+            .arg(data.len());
         for item in data.iter().chain(&notes) {
             import.arg(item.as_slice());
         }
@@ -445,9 +449,9 @@ fn apply_call<'s>(
     let limits = patch.size_limits();
     let mut call = script.prepare_invoke();
     call.key(&keys.data)
-        .key(&keys.notes)
+        .key(keys.notes())
         .key(&target.data)
-        .key(&target.notes)
+        .key(target.notes())
         .arg(expiry.now.0)
         .arg(millis(expiry.idle))
         .arg(millis(expiry.absolute))
@@ -658,7 +662,7 @@ impl cloakroom::Store for RedisStore {
             let mut refresh = self.scripts.refresh.prepare_invoke();
             refresh
                 .key(&keys.data)
-                .key(&keys.notes)
+                .key(keys.notes())
                 .arg(expiry.now.0)
                 .arg(wanted);
             let alive: i64 = self.bounded(refresh.invoke_async(&mut conn)).await?;
@@ -712,8 +716,8 @@ impl cloakroom::Store for RedisStore {
             && (patch.notifications().len() > 0 || renamed.is_some())
         {
             let mut call = self.scripts.notes.prepare_invoke();
-            call.key(&keys.notes)
-                .key(&target.notes)
+            call.key(keys.notes())
+                .key(target.notes())
                 .arg(ttl)
                 .arg(if renamed.is_some() { "1" } else { "0" });
             for (name, json) in patch.notifications() {
@@ -740,7 +744,7 @@ impl cloakroom::Store for RedisStore {
             None => (self.data.get(), "1"),
         };
         call.key(&keys.data)
-            .key(&keys.notes)
+            .key(keys.notes())
             .arg(name)
             .arg(expiry.now.0)
             .arg(check);
@@ -761,7 +765,7 @@ impl cloakroom::Store for RedisStore {
         let keys = self.keys(id);
         let mut call = self.scripts.increment.prepare_invoke();
         call.key(&keys.data)
-            .key(&keys.notes)
+            .key(keys.notes())
             .arg(field(name).as_ref())
             .arg(by)
             .arg(expiry.now.0)
@@ -784,12 +788,12 @@ impl cloakroom::Store for RedisStore {
         let keys = self.keys(id);
         let mut conn = self.data.get();
         let mut del = redis::cmd("DEL");
-        del.arg(&keys.data).arg(&keys.notes);
+        del.arg(&keys.data).arg(keys.notes());
         let _: i64 = self.bounded(del.query_async(&mut conn)).await?;
         if let Some(notes) = &self.notes {
             let mut conn = notes.get();
             let mut del = redis::cmd("DEL");
-            del.arg(&keys.notes);
+            del.arg(keys.notes());
             let _: i64 = self.bounded(del.query_async(&mut conn)).await?;
         }
         Ok(())
