@@ -59,14 +59,24 @@ pub(crate) struct Pool {
     next: Arc<AtomicUsize>,
 }
 
-async fn within<T>(
+/// Waits for `call` at most `timeout`, leaving the client's own error to
+/// the caller.
+pub(crate) async fn timed<T>(
     timeout: Duration,
-    connect: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T> {
-    tokio::time::timeout(timeout, connect)
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<redis::RedisResult<T>> {
+    tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| Error::Timeout(timeout))?
-        .map_err(Error::unavailable)
+        .map_err(|_| Error::Timeout(timeout))
+}
+
+/// Waits for `call` at most `timeout`; a client error means Redis is
+/// unavailable.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    timed(timeout, call).await?.map_err(Error::unavailable)
 }
 
 impl Pool {

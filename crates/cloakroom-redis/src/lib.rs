@@ -93,10 +93,7 @@ impl RedisStore {
                 // Find the master now, so a wrong address fails at start.
                 let mut conn = pool.get();
                 let ping = redis::cmd("PING");
-                tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn))
-                    .await
-                    .map_err(|_| Error::Timeout(timeout))?
-                    .map_err(Error::unavailable)?;
+                conn::within(timeout, ping.query_async::<()>(&mut conn)).await?;
                 (pool, None, false)
             }
             config::Clients::Single { data, notes } => {
@@ -248,9 +245,7 @@ impl RedisStore {
             return Ok(Some(Applied::Done));
         }
         // The id was taken. The staging key would expire by itself.
-        let mut del = redis::cmd("DEL");
-        del.arg(&staging);
-        self.bounded(del.query_async::<i64>(&mut conn)).await?;
+        self.del(&mut conn, &[&staging]).await?;
         Ok(Some(Applied::Gone))
     }
 
@@ -295,9 +290,7 @@ impl RedisStore {
             ),
         };
         if meta.is_none_or(|m| expiry.now.0 >= m.deadline) {
-            let mut del = redis::cmd("DEL");
-            del.arg(&keys.data);
-            self.bounded(del.query_async::<i64>(&mut conn)).await?;
+            self.del(&mut conn, &[&keys.data]).await?;
             return Ok(Some(Applied::Gone));
         }
         let Some(limits) = limits else {
@@ -346,21 +339,25 @@ impl RedisStore {
         pipe: &redis::Pipeline,
         conn: &mut conn::Conn,
     ) -> Result<Option<T>> {
-        match tokio::time::timeout(self.timeout, pipe.query_async(conn)).await {
-            Ok(Ok(v)) => Ok(Some(v)),
-            Ok(Err(e)) if self.cluster && discarded_by_redirect(&e) => Ok(None),
-            Ok(Err(e)) => Err(Error::unavailable(e)),
-            Err(_) => Err(Error::Timeout(self.timeout)),
+        match conn::timed(self.timeout, pipe.query_async(conn)).await? {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if self.cluster && discarded_by_redirect(&e) => Ok(None),
+            Err(e) => Err(Error::unavailable(e)),
         }
     }
 
     /// Runs a store call under the timeout, mapping client errors.
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::unavailable(e)),
-            Err(_) => Err(Error::Timeout(self.timeout)),
+        conn::within(self.timeout, call).await
+    }
+
+    /// Deletes `keys`, in one call.
+    async fn del(&self, conn: &mut conn::Conn, keys: &[&str]) -> Result<()> {
+        let mut del = redis::cmd("DEL");
+        for key in keys {
+            del.arg(*key);
         }
+        self.bounded(del.query_async::<i64>(conn)).await.map(drop)
     }
 }
 
@@ -786,15 +783,11 @@ impl cloakroom::Store for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<()> {
         let keys = self.keys(id);
-        let mut conn = self.data.get();
-        let mut del = redis::cmd("DEL");
-        del.arg(&keys.data).arg(keys.notes());
-        let _: i64 = self.bounded(del.query_async(&mut conn)).await?;
+        let notes_key = keys.notes();
+        self.del(&mut self.data.get(), &[&keys.data, &notes_key])
+            .await?;
         if let Some(notes) = &self.notes {
-            let mut conn = notes.get();
-            let mut del = redis::cmd("DEL");
-            del.arg(keys.notes());
-            let _: i64 = self.bounded(del.query_async(&mut conn)).await?;
+            self.del(&mut notes.get(), &[&notes_key]).await?;
         }
         Ok(())
     }
