@@ -199,17 +199,6 @@ impl RedisStore {
         patch: &Patch,
         expiry: &Expiry,
     ) -> Result<Option<Applied>> {
-        let sets = || {
-            patch.changes().filter_map(|(name, change)| match change {
-                Change::Set(json) => Some((field(name), json)),
-                Change::Remove => None,
-            })
-        };
-        if let Some(limits) = patch.size_limits() {
-            let (names, bytes) =
-                sets().fold((0, 0), |(n, b), (f, v)| (n + 1, b + f.len() + v.len()));
-            limits.check_totals(names, bytes)?;
-        }
         let created = expiry.now.0;
         let absolute = millis(expiry.absolute);
         let deadline = created.saturating_add(absolute);
@@ -220,16 +209,24 @@ impl RedisStore {
             until: created.saturating_add(ttl),
         };
         let staging = keys.staging();
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&staging).arg(keys::META).arg(meta.encode());
+        let (mut names, mut bytes) = (0, 0);
+        for (name, change) in patch.changes() {
+            if let Change::Set(json) = change {
+                let f = field(name);
+                names += 1;
+                bytes += f.len() + json.len();
+                hset.arg(f.as_ref()).arg(json);
+            }
+        }
+        if let Some(limits) = patch.size_limits() {
+            limits.check_totals(names, bytes)?;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("HSET")
-            .arg(&staging)
-            .arg(keys::META)
-            .arg(meta.encode());
-        for (name, json) in sets() {
-            pipe.arg(name.as_ref()).arg(json);
-        }
-        pipe.ignore()
+            .add_command(hset)
+            .ignore()
             .cmd("PEXPIRE")
             .arg(&staging)
             .arg(ttl)
@@ -382,31 +379,28 @@ fn change_pipeline(
     } else {
         pipe.cmd("HGET").arg(&keys.data).arg(keys::META);
     }
-    let mut sets = 0;
-    let mut removals = 0;
-    for (_, change) in patch.changes() {
+    let mut hset = redis::cmd("HSET");
+    let mut hdel = redis::cmd("HDEL");
+    hset.arg(&keys.data);
+    hdel.arg(&keys.data);
+    let (mut sets, mut removals) = (false, false);
+    for (name, change) in patch.changes() {
         match change {
-            Change::Set(_) => sets += 1,
-            Change::Remove => removals += 1,
-        }
-    }
-    if sets > 0 {
-        pipe.cmd("HSET").arg(&keys.data);
-        for (name, change) in patch.changes() {
-            if let Change::Set(json) = change {
-                pipe.arg(field(name).as_ref()).arg(json);
+            Change::Set(json) => {
+                hset.arg(field(name).as_ref()).arg(json);
+                sets = true;
+            }
+            Change::Remove => {
+                hdel.arg(field(name).as_ref());
+                removals = true;
             }
         }
-        pipe.ignore();
     }
-    if removals > 0 {
-        pipe.cmd("HDEL").arg(&keys.data);
-        for (name, change) in patch.changes() {
-            if change == Change::Remove {
-                pipe.arg(field(name).as_ref());
-            }
-        }
-        pipe.ignore();
+    if sets {
+        pipe.add_command(hset).ignore();
+    }
+    if removals {
+        pipe.add_command(hdel).ignore();
     }
     pipe.cmd("PEXPIREAT").arg(&keys.data).arg(until).ignore();
     pipe
