@@ -17,35 +17,24 @@ pub(crate) enum TokenAction {
 }
 
 /// The tokens a request offers, unverified: at most [`MAX_CANDIDATES`],
-/// kept inline so that a request pays no allocation for them. A value of
-/// the wrong length is kept as an empty one, so it still counts as a
-/// rejected token.
-pub(crate) struct Candidates {
-    values: [[u8; SIGNED_LEN]; MAX_CANDIDATES],
-    sized: [bool; MAX_CANDIDATES],
+/// borrowed from the request's headers. A value of the wrong length is
+/// kept as an empty one, so it still counts as a rejected token.
+#[derive(Default)]
+pub(crate) struct Candidates<'a> {
+    values: [&'a [u8]; MAX_CANDIDATES],
     len: usize,
 }
 
-impl Default for Candidates {
-    fn default() -> Self {
-        Candidates {
-            values: [[0; SIGNED_LEN]; MAX_CANDIDATES],
-            sized: [false; MAX_CANDIDATES],
-            len: 0,
+impl<'a> Candidates<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if let Some(slot) = self.values.get_mut(self.len) {
+            *slot = if value.len() == SIGNED_LEN {
+                value
+            } else {
+                &[]
+            };
+            self.len += 1;
         }
-    }
-}
-
-impl Candidates {
-    fn push(&mut self, value: &[u8]) {
-        if self.is_full() {
-            return;
-        }
-        if let Ok(value) = <[u8; SIGNED_LEN]>::try_from(value) {
-            self.values[self.len] = value;
-            self.sized[self.len] = true;
-        }
-        self.len += 1;
     }
 
     fn is_full(&self) -> bool {
@@ -57,14 +46,8 @@ impl Candidates {
     }
 
     /// Each value in arrival order; the empty slice for a wrong-sized one.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        (0..self.len).map(|i| {
-            if self.sized[i] {
-                &self.values[i][..]
-            } else {
-                &[][..]
-            }
-        })
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.values[..self.len].iter().copied()
     }
 }
 
@@ -122,7 +105,11 @@ impl Transport {
     /// The candidate token values in `headers`, unverified. Values of the
     /// wrong size are kept as empty candidates, so they count as rejected.
     /// Headers longer than `max_header` are not scanned at all.
-    pub(crate) fn candidates(&self, headers: &TokenHeaders, max_header: usize) -> Candidates {
+    pub(crate) fn candidates<'h>(
+        &self,
+        headers: &'h TokenHeaders,
+        max_header: usize,
+    ) -> Candidates<'h> {
         let mut out = Candidates::default();
         let cookie = match self {
             Transport::Cookie(cookie) => Some(cookie),
