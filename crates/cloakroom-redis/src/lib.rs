@@ -587,7 +587,7 @@ fn hash_from(reply: Value) -> Result<Option<Hash>> {
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
         let k = text(k, "a session field name")?;
         let v = text(v, "a session value")?;
-        if k == keys::META {
+        if let Field::Meta = parse_field(&k) {
             hash.meta = Some(meta_from(&v)?);
         } else {
             hash.fields.push((k, v));

@@ -66,6 +66,15 @@ struct State {
     observed: BTreeMap<String, String>,
 }
 
+impl State {
+    /// Nothing checked the cookie, and nothing was written.
+    fn untouched(&self) -> bool {
+        matches!(self.incoming, Incoming::Unchecked(_) | Incoming::Absent)
+            && self.fresh.is_none()
+            && !self.destroyed
+    }
+}
+
 /// The session cookie of the request, checked lazily.
 #[derive(Default)]
 enum Incoming {
@@ -98,10 +107,7 @@ impl Session {
     /// Whether nothing has used this session: not even its cookie has
     /// been checked, and nothing was written.
     pub(crate) fn untouched(&self) -> bool {
-        let st = self.state();
-        matches!(st.incoming, Incoming::Unchecked(_) | Incoming::Absent)
-            && st.fresh.is_none()
-            && !st.destroyed
+        self.state().untouched()
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -417,8 +423,8 @@ impl Session {
         let shared = &self.inner.shared;
         let (existing, stale_key, destroyed, patch, fresh, renamed) = {
             let mut st = self.state();
-            if matches!(st.incoming, Incoming::Unchecked(_)) && st.fresh.is_none() {
-                return Ok(TokenAction::Keep); // never touched
+            if st.untouched() {
+                return Ok(TokenAction::Keep);
             }
             let existing = self.existing(&mut st);
             let stale_key = matches!(&st.incoming, Incoming::Valid(v) if v.stale_key);
