@@ -96,13 +96,16 @@ impl Process {
             child: None,
             command: Box::new(command),
         };
-        for _ in 0..5 {
+        // A picked port can still be taken before the server binds it,
+        // most often as the local port of some outgoing connection when
+        // many tests run at once; a fresh port each time.
+        for _ in 0..20 {
             process.port = (process.pick_port)();
             if process.spawn() {
                 return process;
             }
         }
-        panic!("{binary} did not start");
+        panic!("{binary} did not start on any of 20 ports");
     }
 
     fn spawn(&mut self) -> bool {
