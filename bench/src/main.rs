@@ -65,7 +65,7 @@ async fn run_axum(args: Args) {
 
 async fn cloakroom_app(args: &Args) -> axum::Router {
     // The store's defaults, as a user would get them.
-    let config = cloakroom::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
+    let config = cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
         .expect("config");
     let layer = cloakroom_cli::build_layer(&config, Some(&args.redis), args.listen)
         .await

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(config) = cloakroom::Config::from_toml(text)
+        && let Ok(config) = cloakroom_config::Config::from_toml(text)
     {
         let _ = config.key_ring();
         let _ = config.cookie_config();

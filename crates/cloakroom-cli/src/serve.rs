@@ -1,9 +1,8 @@
 //! `cloakroom serve`: configuration, store selection, and the listener.
 
 use clap::Args;
-use cloakroom::{Config, Engine, Error, KeyRing, MemoryStore, SessionLayer};
-use cloakroom_memcached::{MemcachedConfig, MemcachedStore};
-use cloakroom_redis::{RedisConfig, RedisStore};
+use cloakroom::{Error, SessionLayer};
+use cloakroom_config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -36,7 +35,8 @@ pub enum App {
     Showcase,
 }
 
-/// Builds the session layer the configuration describes.
+/// Builds the session layer the configuration describes, with `--store`
+/// overriding `storage.url`.
 ///
 /// `listen` decides one default: on a loopback address, where the demo
 /// speaks plain HTTP, the cookie's `Secure` flag is off unless the
@@ -46,76 +46,18 @@ pub async fn build_layer(
     store_url: Option<&str>,
     listen: SocketAddr,
 ) -> Result<SessionLayer, Error> {
-    let mut cookie = config.cookie_config()?;
+    let mut config = config.clone();
     if config.cookies.secure.is_none() && listen.ip().is_loopback() {
-        cookie = cookie.secure(false);
+        config.cookies.secure = Some(false);
         tracing::warn!(
             "plain HTTP on a loopback address: the session cookie's Secure flag is OFF; \
              set cookies.secure = true behind TLS"
         );
     }
-    let keys = match config.key_ring()? {
-        Some(keys) => keys,
-        None => {
-            tracing::warn!(
-                "no cookie_secret configured: using a random one, so sessions will not \
-                 survive a restart; set cookie_secret or CLOAKROOM_COOKIE_SECRET"
-            );
-            KeyRing::random()
-        }
-    };
-    let url = store_url.or(config.storage.url.as_deref());
-    let engine = match url {
-        Some(url) => engine_of(url)?,
-        None => config.engine,
-    };
-    let builder = match engine {
-        Engine::Memory => {
-            let mut store = MemoryStore::new();
-            if let Some(max) = config.storage.max_sessions {
-                store = store.max_sessions(max);
-            }
-            SessionLayer::builder(store, keys)
-        }
-        Engine::Redis => {
-            let mut storage = config.storage.clone();
-            if let Some(url) = url {
-                storage.url = Some(url.to_owned());
-            }
-            let redis = RedisConfig::from_storage(&storage)?;
-            tracing::info!(config = ?redis, "connecting to redis");
-            SessionLayer::builder(RedisStore::connect(redis).await?, keys)
-        }
-        Engine::Memcached => {
-            let mut storage = config.storage.clone();
-            if let Some(url) = url {
-                storage.url = Some(url.to_owned());
-            }
-            let memcached = MemcachedConfig::from_storage(&storage)?;
-            tracing::info!(config = ?memcached, "connecting to memcached");
-            let store = MemcachedStore::new(memcached);
-            store.ping().await?;
-            SessionLayer::builder(store, keys)
-        }
-    };
-    tracing::info!(?engine, "session store ready");
-    builder
-        .cookie(cookie)
-        .expiry(config.expiry_policy())
-        .limits(config.limits())
-        .build()
-}
-
-fn engine_of(url: &str) -> Result<Engine, Error> {
-    let scheme = url.split_once("://").map_or(url, |(s, _)| s);
-    match scheme {
-        "memory" => Ok(Engine::Memory),
-        "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel" => Ok(Engine::Redis),
-        "memcache" | "memcached" => Ok(Engine::Memcached),
-        _ => Err(Error::Config(format!(
-            "storage.url / --store: unknown scheme {scheme:?}; expected memory://, redis:// or memcache://"
-        ))),
+    if let Some(url) = store_url {
+        config.storage.url = Some(url.to_owned());
     }
+    config.build().await
 }
 
 /// Runs the demo server until Ctrl-C.

@@ -28,9 +28,7 @@
 mod item;
 mod pool;
 
-use cloakroom::{
-    Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, StorageConfig, Store,
-};
+use cloakroom::{Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, Store};
 use item::{Item, exptime};
 use pool::{Conn, Pool};
 use std::collections::hash_map::RandomState;
@@ -87,29 +85,6 @@ impl MemcachedConfig {
             max_connections: 8,
             max_attempts: 64,
         })
-    }
-
-    /// Settings from pycket's `[storage]` section: `url`, or `host` and
-    /// `port`; then `max_connections`, `prefix` and `timeout_ms`.
-    pub fn from_storage(storage: &StorageConfig) -> Result<Self> {
-        let mut config = match &storage.url {
-            Some(url) => Self::from_url(url)?,
-            None => Self::from_addr(&format!(
-                "{}:{}",
-                storage.host.as_deref().unwrap_or("127.0.0.1"),
-                storage.port.unwrap_or(11211)
-            ))?,
-        };
-        if let Some(prefix) = &storage.prefix {
-            config = config.prefix(prefix)?;
-        }
-        if let Some(timeout) = storage.timeout()? {
-            config = config.timeout(timeout);
-        }
-        if let Some(n) = storage.connections()? {
-            config = config.max_connections(n);
-        }
-        Ok(config)
     }
 
     /// The key prefix (default `cr`): printable ASCII, no spaces, at most

@@ -1,15 +1,22 @@
 //! The session layer on a real memcached: concurrency and outages.
 
-use cloakroom::{CookieConfig, KeyRing, SessionLayer};
+use cloakroom::{CookieConfig, KeyRing, SessionManager};
 use cloakroom_memcached::{MemcachedConfig, MemcachedStore};
-use cloakroom_testkit::{MemcachedServer, TestServer, app, scenarios};
+use cloakroom_testkit::{Adapter, MemcachedServer, TestServer, scenarios};
 use std::time::Duration;
 
-fn layer(server: &MemcachedServer, timeout: Duration) -> SessionLayer {
+cloakroom_testkit::adapter_tests!(
+    seed_flow_and_read_once_notifications,
+    two_hundred_concurrent_requests_keep_all_names,
+    memcached_down_gives_503_within_the_timeout_and_recovers,
+    concurrent_increments_all_count,
+);
+
+fn manager(server: &MemcachedServer, timeout: Duration) -> SessionManager {
     let config = MemcachedConfig::from_url(&server.url())
         .unwrap()
         .timeout(timeout);
-    SessionLayer::builder(
+    SessionManager::builder(
         MemcachedStore::new(config),
         KeyRing::new(["m".repeat(32)]).unwrap(),
     )
@@ -18,10 +25,9 @@ fn layer(server: &MemcachedServer, timeout: Duration) -> SessionLayer {
     .unwrap()
 }
 
-#[tokio::test]
-async fn seed_flow_and_read_once_notifications() {
+async fn seed_flow_and_read_once_notifications(adapter: Adapter) {
     let server = MemcachedServer::start();
-    let srv = TestServer::start(app(layer(&server, Duration::from_secs(2)))).await;
+    let srv = TestServer::serve(adapter, manager(&server, Duration::from_secs(2))).await;
     let c = srv.client();
     assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
@@ -38,22 +44,21 @@ async fn seed_flow_and_read_once_notifications() {
     assert_eq!(c.get("/detail").await.body, "detail get ok! None");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_concurrent_requests_keep_all_names() {
+async fn two_hundred_concurrent_requests_keep_all_names(adapter: Adapter) {
     let server = MemcachedServer::start();
-    scenarios::concurrent_names_survive(layer(&server, Duration::from_secs(10)), 200).await;
+    let manager = manager(&server, Duration::from_secs(10));
+    scenarios::concurrent_names_survive(adapter, manager, 200).await;
 }
 
-#[tokio::test]
-async fn memcached_down_gives_503_within_the_timeout_and_recovers() {
+async fn memcached_down_gives_503_within_the_timeout_and_recovers(adapter: Adapter) {
     let mut server = MemcachedServer::start();
     let timeout = Duration::from_millis(500);
-    let layer = layer(&server, timeout);
-    scenarios::outage_and_recovery(&mut server, layer, timeout).await;
+    let manager = manager(&server, timeout);
+    scenarios::outage_and_recovery(&mut server, adapter, manager, timeout).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_increments_all_count() {
+async fn concurrent_increments_all_count(adapter: Adapter) {
     let server = MemcachedServer::start();
-    scenarios::concurrent_increments_all_count(layer(&server, Duration::from_secs(10)), 100).await;
+    let manager = manager(&server, Duration::from_secs(10));
+    scenarios::concurrent_increments_all_count(adapter, manager, 100).await;
 }

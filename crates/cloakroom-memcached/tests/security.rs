@@ -1,12 +1,11 @@
 //! The store-dependent security points (SECURITY.md) on a real memcached.
 //! Store calls are counted by a wrapper around the real store.
 
-use cloakroom::SessionLayer;
+use cloakroom::SessionManager;
 use cloakroom_memcached::{MemcachedConfig, MemcachedStore};
 use cloakroom_testkit::MemcachedServer;
 use cloakroom_testkit::counted::Counted;
 use cloakroom_testkit::security::Fixture;
-use std::sync::Arc;
 
 fn memcached() -> (MemcachedServer, Fixture) {
     let server = MemcachedServer::start();
@@ -14,10 +13,10 @@ fn memcached() -> (MemcachedServer, Fixture) {
         MemcachedConfig::from_url(&server.url()).unwrap(),
     ));
     let counts = store.counts.clone();
-    let fixture = Fixture {
-        make: Arc::new(move |keys| SessionLayer::builder(store.clone(), keys)),
-        round_trips: Arc::new(move || counts.total() as u64),
-    };
+    let fixture = Fixture::new(
+        move |keys| SessionManager::builder(store.clone(), keys),
+        move || counts.total() as u64,
+    );
     (server, fixture)
 }
 

@@ -1,6 +1,6 @@
-//! How to reach Redis: a URL or pycket's `[storage]` keys.
+//! How to reach Redis: a URL, then settings on top.
 
-use cloakroom::{Error, Result, StorageConfig};
+use cloakroom::{Error, Result};
 use redis::IntoConnectionInfo;
 use std::fmt;
 use std::time::Duration;
@@ -62,8 +62,7 @@ impl RedisConfig {
     /// found through Sentinel as
     /// `redis+sentinel://[USER][:PASSWORD@]HOST:PORT,HOST:PORT/MASTERNAME[/DB]`
     /// (the credentials in the URL are the sentinels'; the data nodes' come
-    /// from `storage.username`/`storage.password` or
-    /// [`node_credentials`](Self::node_credentials)).
+    /// from [`node_credentials`](Self::node_credentials)).
     pub fn from_url(url: &str) -> Result<Self> {
         let parse = |url: &str| {
             url.into_connection_info()
@@ -131,47 +130,25 @@ impl RedisConfig {
         })
     }
 
-    /// Settings from pycket's `[storage]` section: `url`, or `host` and
-    /// `port`; then `db_sessions`, `db_notifications`, `username`,
-    /// `password`, `max_connections`, `prefix` and `timeout_ms`.
-    pub fn from_storage(storage: &StorageConfig) -> Result<Self> {
-        let url = match &storage.url {
-            Some(url) => url.clone(),
-            None => format!(
-                "redis://{}:{}",
-                storage.host.as_deref().unwrap_or("127.0.0.1"),
-                storage.port.unwrap_or(6379)
-            ),
-        };
-        let mut config = Self::from_url(&url)?;
-        let mut settings = config.info.redis_settings().clone();
-        if let Some(db) = storage.db_sessions {
-            settings = settings.set_db(i64::from(db));
-        }
-        if let Some(user) = &storage.username {
-            settings = settings.set_username(user);
-        }
-        if let Some(password) = &storage.password {
-            settings = settings.set_password(password);
-        }
-        config.info = config.info.set_redis_settings(settings);
-        config.db_notifications = storage.db_notifications.map(i64::from);
-        if let Some(path) = &storage.tls_ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::Config(format!("storage.tls_ca_file {}: {e}", path.display()))
-            })?;
-            config = config.tls_ca_pem(pem);
-        }
-        if let Some(prefix) = &storage.prefix {
-            config = config.prefix(prefix);
-        }
-        if let Some(timeout) = storage.timeout()? {
-            config = config.timeout(timeout);
-        }
-        if let Some(n) = storage.connections()? {
-            config = config.max_connections(n);
-        }
-        Ok(config)
+    /// The database for session data (the URL's `/DB`; default 0).
+    pub fn db(mut self, db: i64) -> Self {
+        let settings = self.info.redis_settings().clone().set_db(db);
+        self.info = self.info.set_redis_settings(settings);
+        self
+    }
+
+    /// The ACL user for the data nodes.
+    pub fn username(mut self, username: &str) -> Self {
+        let settings = self.info.redis_settings().clone().set_username(username);
+        self.info = self.info.set_redis_settings(settings);
+        self
+    }
+
+    /// The password for the data nodes.
+    pub fn password(mut self, password: &str) -> Self {
+        let settings = self.info.redis_settings().clone().set_password(password);
+        self.info = self.info.set_redis_settings(settings);
+        self
     }
 
     /// Trusts this CA certificate (PEM) for `rediss://` instead of the
@@ -182,7 +159,8 @@ impl RedisConfig {
     }
 
     /// Credentials for the data nodes found through Sentinel (the URL's
-    /// are the sentinels'). Also set by `storage.username`/`password`.
+    /// are the sentinels'); the same as [`username`](Self::username) and
+    /// [`password`](Self::password).
     pub fn node_credentials(mut self, username: Option<&str>, password: &str) -> Self {
         let mut settings = self.info.redis_settings().clone().set_password(password);
         if let Some(user) = username {

@@ -1,28 +1,62 @@
 //! The session layer on a real redis-server: round trips measured at the
 //! server, concurrency, and behaviour while the server is down.
 
-use cloakroom::{CookieConfig, KeyRing, SessionLayer};
+use cloakroom::{CookieConfig, KeyRing, SessionManager};
 use cloakroom_redis::{RedisConfig, RedisStore};
-use cloakroom_testkit::{RedisServer, TestServer, app, scenarios};
+use cloakroom_testkit::counted::Counted;
+use cloakroom_testkit::http_suite::HttpFixture;
+use cloakroom_testkit::{Adapter, RedisServer, TestServer, scenarios};
 use std::time::Duration;
 
-async fn layer(redis: &RedisServer, timeout: Duration) -> SessionLayer {
-    let store = RedisStore::connect(
+async fn connect(redis: &RedisServer, timeout: Duration) -> RedisStore {
+    RedisStore::connect(
         RedisConfig::from_url(&redis.url())
             .unwrap()
             .timeout(timeout),
     )
     .await
-    .unwrap();
-    SessionLayer::builder(store, KeyRing::new(["x".repeat(32)]).unwrap())
-        .cookie(CookieConfig::default().secure(false))
-        .build()
-        .unwrap()
+    .unwrap()
 }
 
-async fn start(redis: &RedisServer, timeout: Duration) -> TestServer {
-    TestServer::start(app(layer(redis, timeout).await)).await
+async fn manager(redis: &RedisServer, timeout: Duration) -> SessionManager {
+    SessionManager::builder(
+        connect(redis, timeout).await,
+        KeyRing::new(["x".repeat(32)]).unwrap(),
+    )
+    .cookie(CookieConfig::default().secure(false))
+    .build()
+    .unwrap()
 }
+
+async fn start(adapter: Adapter, redis: &RedisServer, timeout: Duration) -> TestServer {
+    TestServer::serve(adapter, manager(redis, timeout).await).await
+}
+
+/// The shared HTTP scenarios, on a real redis-server.
+mod suite {
+    use super::*;
+
+    async fn redis() -> (RedisServer, HttpFixture) {
+        let server = RedisServer::start();
+        let store = Counted::new(connect(&server, Duration::from_secs(5)).await);
+        let counts = store.counts.clone();
+        let fixture = HttpFixture::new(
+            move |keys| SessionManager::builder(store.clone(), keys),
+            counts,
+        );
+        (server, fixture)
+    }
+
+    cloakroom_testkit::http_tests!(redis().await);
+}
+
+cloakroom_testkit::adapter_tests!(
+    round_trips_per_request_are_0_1_1_2,
+    two_hundred_concurrent_requests_keep_all_names,
+    data_is_readable_json_and_keys_are_not_tokens,
+    redis_down_gives_503_within_the_timeout_and_recovers,
+    concurrent_increments_all_count,
+);
 
 /// Requests the server read from its clients during `f`, less what the
 /// measuring itself costs.
@@ -38,10 +72,9 @@ async fn round_trips<F: std::future::Future>(redis: &RedisServer, f: F) -> u64 {
     after - before - idle
 }
 
-#[tokio::test]
-async fn round_trips_per_request_are_0_1_1_2() {
+async fn round_trips_per_request_are_0_1_1_2(adapter: Adapter) {
     let redis = RedisServer::start();
-    let srv = start(&redis, Duration::from_secs(2)).await;
+    let srv = start(adapter, &redis, Duration::from_secs(2)).await;
     let c = srv.client();
     // Warm up: the first use of each script loads it.
     c.get("/?name=warm").await;
@@ -63,16 +96,15 @@ async fn round_trips_per_request_are_0_1_1_2() {
     assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
 }
 
-#[tokio::test]
-async fn two_hundred_concurrent_requests_keep_all_names() {
+async fn two_hundred_concurrent_requests_keep_all_names(adapter: Adapter) {
     let redis = RedisServer::start();
-    scenarios::concurrent_names_survive(layer(&redis, Duration::from_secs(5)).await, 200).await;
+    let manager = manager(&redis, Duration::from_secs(5)).await;
+    scenarios::concurrent_names_survive(adapter, manager, 200).await;
 }
 
-#[tokio::test]
-async fn data_is_readable_json_and_keys_are_not_tokens() {
+async fn data_is_readable_json_and_keys_are_not_tokens(adapter: Adapter) {
     let redis = RedisServer::start();
-    let srv = start(&redis, Duration::from_secs(2)).await;
+    let srv = start(adapter, &redis, Duration::from_secs(2)).await;
     let c = srv.client();
     c.get("/?name=alice").await;
     let cookie = c.cookie("id").unwrap();
@@ -94,66 +126,15 @@ async fn data_is_readable_json_and_keys_are_not_tokens() {
     assert!(bytes <= 136, "the seed session grew to {bytes} bytes");
 }
 
-#[tokio::test]
-async fn redis_down_gives_503_within_the_timeout_and_recovers() {
+async fn redis_down_gives_503_within_the_timeout_and_recovers(adapter: Adapter) {
     let mut redis = RedisServer::start();
     let timeout = Duration::from_millis(500);
-    let layer = layer(&redis, timeout).await;
-    scenarios::outage_and_recovery(&mut redis, layer, timeout).await;
+    let manager = manager(&redis, timeout).await;
+    scenarios::outage_and_recovery(&mut redis, adapter, manager, timeout).await;
 }
 
-#[tokio::test]
-async fn concurrent_increments_all_count() {
+async fn concurrent_increments_all_count(adapter: Adapter) {
     let redis = RedisServer::start();
-    scenarios::concurrent_increments_all_count(layer(&redis, Duration::from_secs(5)).await, 100)
-        .await;
-}
-
-#[tokio::test]
-async fn password_acl_user_database_and_prefix_from_storage_config() {
-    let redis = RedisServer::start_with(&[
-        "--requirepass",
-        "default-pass",
-        "--user",
-        "app",
-        "on",
-        ">app-pass",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    let storage = |user: Option<&str>, password: &str| cloakroom::StorageConfig {
-        port: Some(redis.port),
-        username: user.map(str::to_owned),
-        password: Some(password.to_owned()),
-        db_sessions: Some(4),
-        prefix: Some("myapp".to_owned()),
-        timeout_ms: Some(1000),
-        ..Default::default()
-    };
-    let wrong = RedisConfig::from_storage(&storage(Some("app"), "wrong")).unwrap();
-    assert!(
-        RedisStore::connect(wrong).await.is_err(),
-        "a wrong password is refused"
-    );
-
-    for (user, password) in [(None, "default-pass"), (Some("app"), "app-pass")] {
-        let config = RedisConfig::from_storage(&storage(user, password)).unwrap();
-        let layer = SessionLayer::builder(
-            RedisStore::connect(config).await.unwrap(),
-            KeyRing::new(["x".repeat(32)]).unwrap(),
-        )
-        .cookie(CookieConfig::default().secure(false))
-        .build()
-        .unwrap();
-        let srv = TestServer::start(app(layer)).await;
-        let c = srv.client();
-        c.get("/?name=alice").await;
-        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
-    }
-    let keys = redis.cli(&[
-        "--user", "app", "--pass", "app-pass", "-n", "4", "KEYS", "*",
-    ]);
-    assert_eq!(keys.lines().count(), 2, "{keys}");
-    assert!(keys.lines().all(|k| k.starts_with("myapp:{")), "{keys}");
+    let manager = manager(&redis, Duration::from_secs(5)).await;
+    scenarios::concurrent_increments_all_count(adapter, manager, 100).await;
 }

@@ -1,7 +1,7 @@
 //! The store-dependent security points (SECURITY.md) on a real redis-server.
 //! Round trips are counted by the server (`total_reads_processed`).
 
-use cloakroom::SessionLayer;
+use cloakroom::SessionManager;
 use cloakroom_redis::{RedisConfig, RedisStore};
 use cloakroom_testkit::RedisServer;
 use cloakroom_testkit::security::Fixture;
@@ -13,10 +13,10 @@ async fn redis() -> (Arc<RedisServer>, Fixture) {
         .await
         .unwrap();
     let counter = server.clone();
-    let fixture = Fixture {
-        make: Arc::new(move |keys| SessionLayer::builder(store.clone(), keys)),
-        round_trips: Arc::new(move || counter.stat("total_reads_processed")),
-    };
+    let fixture = Fixture::new(
+        move |keys| SessionManager::builder(store.clone(), keys),
+        move || counter.stat("total_reads_processed"),
+    );
     (server, fixture)
 }
 

@@ -1,7 +1,7 @@
 //! HTTP scenarios run the same way on every networked store.
 
-use crate::{MemcachedServer, RedisServer, TestServer, app};
-use cloakroom::SessionLayer;
+use crate::{Adapter, MemcachedServer, RedisServer, TestServer};
+use cloakroom::SessionManager;
 use std::time::{Duration, Instant};
 
 /// A store server a test can crash and bring back.
@@ -32,8 +32,8 @@ impl Restartable for MemcachedServer {
 
 /// `n` concurrent requests on one session, each setting its own name,
 /// leave all `n` names.
-pub async fn concurrent_names_survive(layer: SessionLayer, n: usize) {
-    let srv = TestServer::start(app(layer)).await;
+pub async fn concurrent_names_survive(adapter: Adapter, manager: SessionManager, n: usize) {
+    let srv = TestServer::serve(adapter, manager).await;
     let c = srv.client();
     c.get("/set?seed=1").await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -53,8 +53,8 @@ pub async fn concurrent_names_survive(layer: SessionLayer, n: usize) {
 
 /// Concurrent requests incrementing one counter lose no increment, and a
 /// request sees its own increment.
-pub async fn concurrent_increments_all_count(layer: SessionLayer, n: usize) {
-    let srv = TestServer::start(app(layer)).await;
+pub async fn concurrent_increments_all_count(adapter: Adapter, manager: SessionManager, n: usize) {
+    let srv = TestServer::serve(adapter, manager).await;
     let c = srv.client();
     assert_eq!(
         c.get("/incr").await.body,
@@ -83,10 +83,11 @@ pub async fn concurrent_increments_all_count(layer: SessionLayer, n: usize) {
 /// a restart, sessions work again without restarting the app.
 pub async fn outage_and_recovery(
     server: &mut impl Restartable,
-    layer: SessionLayer,
+    adapter: Adapter,
+    manager: SessionManager,
     timeout: Duration,
 ) {
-    let srv = TestServer::start(app(layer)).await;
+    let srv = TestServer::serve(adapter, manager).await;
     let c = srv.client();
     c.get("/?name=alice").await;
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");

@@ -2,8 +2,8 @@
 //! run on every store with [`security_tests!`](crate::security_tests). Each
 //! function is named after its point in SECURITY.md.
 
-use crate::{TestServer, app};
-use cloakroom::{CookieConfig, ExpiryPolicy, KeyRing, Limits, ManualClock, SessionLayerBuilder};
+use crate::{Adapter, TestServer};
+use cloakroom::{CookieConfig, ExpiryPolicy, KeyRing, Limits, ManualClock, SessionManagerBuilder};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +12,41 @@ pub const SECRET: &str = "security test secret, long enough to sign";
 /// An older secret, for rotation.
 pub const OLD_SECRET: &str = "an older security secret, long enough too";
 
-/// A store under test, seen through the layer.
+/// A store under test, seen through an adapter.
 #[derive(Clone)]
 pub struct Fixture {
-    /// A builder over the store (the same store on every call), with
-    /// `Secure` off because the tests speak plain HTTP.
-    pub make: Arc<dyn Fn(KeyRing) -> SessionLayerBuilder + Send + Sync>,
+    /// A builder over the store (the same store on every call).
+    pub make: Arc<dyn Fn(KeyRing) -> SessionManagerBuilder + Send + Sync>,
     /// A counter of the store's round trips so far. Reading it may itself
     /// cost a constant amount, which the tests measure and subtract.
     pub round_trips: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The framework the test app runs on.
+    pub adapter: Adapter,
 }
 
 impl Fixture {
-    fn builder(&self, keys: KeyRing, clock: &ManualClock) -> SessionLayerBuilder {
+    /// A fixture over `make`'s store, counting round trips with
+    /// `round_trips`, on axum until [`on`](Self::on) says otherwise.
+    pub fn new(
+        make: impl Fn(KeyRing) -> SessionManagerBuilder + Send + Sync + 'static,
+        round_trips: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Fixture {
+            make: Arc::new(make),
+            round_trips: Arc::new(round_trips),
+            adapter: Adapter::Axum,
+        }
+    }
+
+    /// The same store, on `adapter`.
+    pub fn on(mut self, adapter: Adapter) -> Self {
+        self.adapter = adapter;
+        self
+    }
+
+    /// A builder over the store with `Secure` off, because the tests speak
+    /// plain HTTP, and `clock`.
+    fn builder(&self, keys: KeyRing, clock: &ManualClock) -> SessionManagerBuilder {
         (self.make)(keys)
             .cookie(CookieConfig::default().secure(false))
             .clock(clock.clone())
@@ -38,12 +60,12 @@ impl Fixture {
     async fn server_with(
         &self,
         clock: &ManualClock,
-        adjust: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+        adjust: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder,
     ) -> TestServer {
-        let layer = adjust(self.builder(keys(&[SECRET]), clock))
+        let manager = adjust(self.builder(keys(&[SECRET]), clock))
             .build()
-            .expect("valid layer");
-        TestServer::start(app(layer)).await
+            .expect("valid settings");
+        TestServer::serve(self.adapter, manager).await
     }
 }
 
@@ -190,10 +212,16 @@ pub async fn p04_absolute_lifetime_is_enforced_on_the_server(fx: Fixture) {
 /// the current key; removing the key invalidates what it signed.
 pub async fn p07_key_rotation_without_logging_anyone_out(fx: Fixture) {
     let clock = ManualClock::starting_now();
-    let layer = |secrets: &[&str]| fx.builder(keys(secrets), &clock).build().expect("layer");
-    let old = TestServer::start(app(layer(&[OLD_SECRET]))).await;
-    let rotated = TestServer::start(app(layer(&[SECRET, OLD_SECRET]))).await;
-    let removed = TestServer::start(app(layer(&[SECRET]))).await;
+    let serve = |secrets: &[&str]| {
+        let manager = fx
+            .builder(keys(secrets), &clock)
+            .build()
+            .expect("valid settings");
+        TestServer::serve(fx.adapter, manager)
+    };
+    let old = serve(&[OLD_SECRET]).await;
+    let rotated = serve(&[SECRET, OLD_SECRET]).await;
+    let removed = serve(&[SECRET]).await;
 
     let c = old.client();
     c.get("/?name=alice").await;
@@ -246,11 +274,11 @@ pub async fn p08_limits_reject_and_store_nothing(fx: Fixture) {
 
 /// Point 11: forged tokens never reach the store, and are counted.
 pub async fn p11_forged_tokens_cost_no_round_trip_and_are_counted(fx: Fixture) {
-    let layer = fx
+    let manager = fx
         .builder(keys(&[SECRET]), &ManualClock::starting_now())
         .build()
-        .expect("valid layer");
-    let srv = TestServer::start(app(layer.clone())).await;
+        .expect("valid settings");
+    let srv = TestServer::serve(fx.adapter, manager.clone()).await;
     let rt = &fx.round_trips;
     let (a, b) = (rt(), rt());
     let reading_costs = b - a;
@@ -264,15 +292,28 @@ pub async fn p11_forged_tokens_cost_no_round_trip_and_are_counted(fx: Fixture) {
     }
     let c = rt();
     assert_eq!(c - b - reading_costs, 0, "forged tokens reached the store");
-    assert_eq!(layer.stats().rejected_tokens, 100);
+    assert_eq!(manager.stats().rejected_tokens, 100);
 }
 
-/// One `#[tokio::test]` per store-dependent security point. `$make` is an
-/// expression (it may `.await`) giving `(guard, Fixture)`.
+/// One `#[tokio::test]` per store-dependent security point and adapter,
+/// in modules `axum` and `actix`. `$make` is an expression (it may
+/// `.await`) giving `(guard, Fixture)`.
 #[macro_export]
 macro_rules! security_tests {
     ($make:expr) => {
-        $crate::security_tests!(@each $make;
+        mod axum {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::security_tests!(@adapter Axum, $make);
+        }
+        mod actix {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::security_tests!(@adapter Actix, $make);
+        }
+    };
+    (@adapter $adapter:ident, $make:expr) => {
+        $crate::security_tests!(@each $adapter, $make;
             p02_strict_mode_never_adopts_unissued_ids,
             p02_strict_mode_never_adopts_destroyed_or_expired_ids,
             p03_cycle_id_kills_the_old_id_and_keeps_data_and_deadline,
@@ -282,11 +323,12 @@ macro_rules! security_tests {
             p08_limits_reject_and_store_nothing,
             p11_forged_tokens_cost_no_round_trip_and_are_counted);
     };
-    (@each $make:expr; $($name:ident),*) => {
+    (@each $adapter:ident, $make:expr; $($name:ident),*) => {
         $(
             #[tokio::test]
             async fn $name() {
                 let (_guard, fixture) = $make;
+                let fixture = fixture.on($crate::Adapter::$adapter);
                 $crate::security::$name(fixture).await;
             }
         )*

@@ -8,8 +8,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Everything that can go wrong with a session.
 ///
 /// Store failures are [`Error::Unavailable`] or [`Error::Timeout`]. With the
-/// `axum` feature, `Error` implements `IntoResponse`, so a handler can use `?`
-/// and a store outage becomes a `503 Service Unavailable`.
+/// `axum` feature `Error` implements `IntoResponse`, and with the `actix`
+/// feature actix-web's `ResponseError`, so a handler can use `?` and a
+/// store outage becomes a `503 Service Unavailable`
+/// ([`status_and_body`](Error::status_and_body) says what each variant
+/// becomes).
 ///
 /// No variant ever carries a session token.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +90,3 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(feature = "axum")]
-impl axum::response::IntoResponse for Error {
-    fn into_response(self) -> axum::response::Response {
-        let (status, body) = self.status_and_body();
-        tracing::error!(error = %self, "session error returned by handler");
-        (status, body).into_response()
-    }
-}

@@ -1,10 +1,14 @@
-//! Server-side HTTP sessions for tower and axum.
+//! Server-side HTTP sessions for Rust web services: axum and tower,
+//! actix-web, or any framework through [`SessionManager`].
 //!
 //! The browser holds only a signed, opaque ticket (the cookie); the session
 //! data stays on the server, in a [`Store`]. Like a cloakroom: the guest
 //! hands over a coat and gets a ticket back.
 //!
+//! With the `axum` feature:
+//!
 //! ```
+//! # #[cfg(feature = "axum")] mod example {
 //! use axum::{Router, extract::Query, routing::get};
 //! use cloakroom::{KeyRing, MemoryStore, Session, SessionLayer};
 //! use std::collections::HashMap;
@@ -21,14 +25,33 @@
 //!     Ok(format!("detail get ok! {}", login.as_deref().unwrap_or("None")))
 //! }
 //!
-//! # fn main() -> cloakroom::Result<()> {
-//! let sessions = SessionLayer::builder(MemoryStore::new(), KeyRing::random()).build()?;
-//! let app: Router = Router::new()
-//!     .route("/", get(index))
-//!     .route("/detail", get(detail))
-//!     .layer(sessions);
-//! # Ok(()) }
+//! pub fn app() -> cloakroom::Result<Router> {
+//!     let sessions = SessionLayer::builder(MemoryStore::new(), KeyRing::random()).build()?;
+//!     Ok(Router::new()
+//!         .route("/", get(index))
+//!         .route("/detail", get(detail))
+//!         .layer(sessions))
+//! }
+//! # }
+//! # fn main() {}
 //! ```
+//!
+//! The layers:
+//! - [`SessionManager`] is the whole request lifecycle, with no framework:
+//!   open a [`Session`] from the request's headers, commit it, and get the
+//!   [`ResponseHeaders`] to set.
+//! - Adapters are thin shells over it: [`SessionLayer`] (feature `tower`,
+//!   and `axum` for the extractors), and the `cloakroom-actix` crate
+//!   (which turns on the `actix` feature for its extractors).
+//! - [`Store`] is where sessions live: [`MemoryStore`] here, Redis and
+//!   Memcached in `cloakroom-redis` and `cloakroom-memcached`. The
+//!   `cloakroom.toml` loader is the `cloakroom-config` crate.
+//!
+//! Features, all off by default:
+//! - `tower`: [`SessionLayer`], a tower layer;
+//! - `axum`: `tower`, plus the [`Session`] and [`Notifications`]
+//!   extractors and `IntoResponse` for [`Error`];
+//! - `actix`: the extractors and `ResponseError` for actix-web 4.
 //!
 //! What it guarantees:
 //! - **Lazy.** A request that never touches its session makes no store call
@@ -44,14 +67,12 @@
 //!   ([`ExpiryPolicy`]).
 #![warn(missing_docs)]
 
-mod config;
+mod adapters;
 mod cookie;
 mod error;
 mod expiry;
-#[cfg(feature = "axum")]
-mod extract;
-mod layer;
 mod limits;
+mod manager;
 mod patch;
 mod session;
 pub mod store;
@@ -125,14 +146,19 @@ pub mod internals {
     }
 }
 
-pub use config::{Config, CookiesConfig, Engine, ExpiryConfig, StorageConfig};
+#[cfg(feature = "actix")]
+pub use adapters::actix::MissingSessionMiddleware;
+#[cfg(feature = "axum")]
+pub use adapters::axum::MissingSessionLayer;
+#[cfg(feature = "tower")]
+pub use adapters::tower::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService};
 pub use cookie::{CookieConfig, KeyRing, MIN_SECRET_BYTES, SameSite};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SystemClock, Timestamp};
-#[cfg(feature = "axum")]
-pub use extract::MissingSessionLayer;
-pub use layer::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService, Stats};
 pub use limits::{Limits, SizeLimits};
+pub use manager::{
+    EditMode, HeaderEdit, ResponseHeaders, SessionManager, SessionManagerBuilder, Stats,
+};
 pub use patch::{Change, Patch};
 pub use session::{Notifications, Session};
 pub use store::{Applied, MemoryStore, Record, Store};

@@ -7,7 +7,7 @@
 
 use crate::cookie::Verified;
 use crate::error::{Error, Result};
-use crate::layer::Shared;
+use crate::manager::Shared;
 use crate::patch::Patch;
 use crate::store::{Applied, Record};
 use crate::token::{SessionId, Token};
@@ -21,8 +21,10 @@ use tokio::sync::OnceCell;
 
 /// The session of the current request.
 ///
-/// Get it as an axum extractor, or from the request's extensions when
-/// using the tower layer directly. Clones share the same state, so every
+/// Get it as an extractor (axum, actix-web), from the request's
+/// extensions with the tower layer alone, or from
+/// [`SessionManager::open`](crate::SessionManager::open) without a
+/// framework. Clones share the same state, so every
 /// extractor in one request sees the same session.
 ///
 /// Every method is async and returns [`Result`]: a store failure is an
@@ -110,7 +112,7 @@ impl Session {
         self.state().untouched()
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 
@@ -417,7 +419,8 @@ impl Session {
         }
     }
 
-    /// Writes this request's changes. Called once, by the layer, when the
+    /// Writes this request's changes. Called once, by
+    /// [`SessionManager::commit`](crate::SessionManager::commit), when the
     /// response is ready.
     pub(crate) async fn commit(&self) -> Result<TokenAction> {
         let shared = &self.inner.shared;

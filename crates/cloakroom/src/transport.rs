@@ -3,8 +3,8 @@
 //! `X-Auth-Token`.
 
 use crate::cookie::{CookieConfig, SIGNED_LEN};
-use http::HeaderMap;
-use http::header::{CACHE_CONTROL, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
+use crate::manager::ResponseHeaders;
+use http::header::{COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 
 /// At most this many candidate tokens are considered per request.
 const MAX_CANDIDATES: usize = 4;
@@ -84,19 +84,26 @@ impl Transport {
         }
     }
 
-    /// The headers a request's token may be in, kept as they are: cloning
-    /// a header value only counts a reference, so a request that never
-    /// uses its session never parses its cookies.
-    pub(crate) fn token_headers(&self, headers: &HeaderMap) -> TokenHeaders {
-        let name = match self {
+    /// The request header the token arrives in.
+    pub(crate) fn request_header(&self) -> &HeaderName {
+        match self {
             Transport::Cookie(_) => &COOKIE,
             Transport::Header(name) => name,
-        };
+        }
+    }
+
+    /// The values of a request's token header, kept as they are: cloning
+    /// a header value only counts a reference, so a request that never
+    /// uses its session never parses its cookies.
+    pub(crate) fn token_headers(
+        &self,
+        values: impl IntoIterator<Item = HeaderValue>,
+    ) -> TokenHeaders {
         let mut out = TokenHeaders::default();
-        for (i, value) in headers.get_all(name).iter().enumerate() {
+        for (i, value) in values.into_iter().enumerate() {
             match out.first.get_mut(i) {
-                Some(slot) => *slot = Some(value.clone()),
-                None => out.more.push(value.clone()),
+                Some(slot) => *slot = Some(value),
+                None => out.more.push(value),
             }
         }
         out
@@ -134,11 +141,11 @@ impl Transport {
         out
     }
 
-    /// Writes `action` into the response headers. Any response that sets
-    /// or clears the token is marked `Cache-Control: no-store`.
-    pub(crate) fn write(&self, action: TokenAction, headers: &mut HeaderMap) {
+    /// The response headers `action` needs. Any response that sets or
+    /// clears the token is marked `Cache-Control: no-store`.
+    pub(crate) fn response_headers(&self, action: TokenAction) -> ResponseHeaders {
         let (name, line) = match (self, action) {
-            (_, TokenAction::Keep) => return,
+            (_, TokenAction::Keep) => return ResponseHeaders::default(),
             (Transport::Cookie(c), TokenAction::Set(value)) => (&SET_COOKIE, c.set_cookie(&value)),
             (Transport::Cookie(c), TokenAction::Clear) => (&SET_COOKIE, c.clear_cookie()),
             (Transport::Header(name), TokenAction::Set(value)) => (name, value),
@@ -147,11 +154,11 @@ impl Transport {
         // Names and attributes were validated to be visible ASCII, and
         // signed values are base64url.
         match HeaderValue::try_from(line) {
-            Ok(value) => {
-                headers.append(name, value);
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(value) => ResponseHeaders::token(name.clone(), value),
+            Err(_) => {
+                tracing::error!("session token is not a valid header value");
+                ResponseHeaders::default()
             }
-            Err(_) => tracing::error!("session token is not a valid header value"),
         }
     }
 }

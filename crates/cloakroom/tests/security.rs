@@ -4,35 +4,48 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloakroom::{CookieConfig, KeyRing, MemoryStore, SameSite, SessionLayer};
+use cloakroom::{CookieConfig, KeyRing, MemoryStore, SameSite, SessionManager};
 use cloakroom_testkit::counted::Counted;
 use cloakroom_testkit::security::{Fixture, SECRET};
-use cloakroom_testkit::{TestServer, app};
+use cloakroom_testkit::{Adapter, TestServer};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
 fn memory() -> ((), Fixture) {
     let store = Counted::new(MemoryStore::new());
     let counts = store.counts.clone();
-    let fixture = Fixture {
-        make: Arc::new(move |keys| SessionLayer::builder(store.clone(), keys)),
-        round_trips: Arc::new(move || counts.total() as u64),
-    };
+    let fixture = Fixture::new(
+        move |keys| SessionManager::builder(store.clone(), keys),
+        move || counts.total() as u64,
+    );
     ((), fixture)
 }
 
-cloakroom_testkit::security_tests!(memory());
+/// The points that depend on the store, from the testkit.
+mod store_points {
+    use super::*;
+    cloakroom_testkit::security_tests!(memory());
+}
 
-fn layer() -> SessionLayer {
-    SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+// The points below are HTTP behaviour: they run on every adapter.
+cloakroom_testkit::adapter_tests!(
+    p01_ids_are_256_random_bits_and_store_keys_are_derived,
+    p04_idle_timeout_is_enforced_on_the_server,
+    p05_cookie_attributes_are_secure_by_default,
+    p06_responses_that_set_or_clear_the_cookie_are_not_cached,
+    p09_no_raw_token_in_logs_errors_or_debug_output,
+    p10_header_token_mode_carries_the_same_sessions
+);
+
+fn manager() -> SessionManager {
+    SessionManager::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
         .cookie(CookieConfig::default().secure(false))
         .build()
         .unwrap()
 }
 
-#[tokio::test]
-async fn p01_ids_are_256_random_bits_and_store_keys_are_derived() {
-    let srv = TestServer::start(app(layer())).await;
+async fn p01_ids_are_256_random_bits_and_store_keys_are_derived(adapter: Adapter) {
+    let srv = TestServer::serve(adapter, manager()).await;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
         let c = srv.client();
@@ -53,10 +66,9 @@ async fn p01_ids_are_256_random_bits_and_store_keys_are_derived() {
 /// Redis and Memcached measure idle time on their own clocks, so there the
 /// idle timeout is checked by the conformance suite with a short real
 /// window; here the clock is injected.
-#[tokio::test]
-async fn p04_idle_timeout_is_enforced_on_the_server() {
+async fn p04_idle_timeout_is_enforced_on_the_server(adapter: Adapter) {
     let clock = cloakroom::ManualClock::starting_now();
-    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+    let manager = SessionManager::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
         .cookie(
             CookieConfig::default()
                 .secure(false)
@@ -70,7 +82,7 @@ async fn p04_idle_timeout_is_enforced_on_the_server() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let srv = TestServer::start(app(layer)).await;
+    let srv = TestServer::serve(adapter, manager).await;
     let c = srv.client();
     c.get("/?name=alice").await;
     for _ in 0..5 {
@@ -81,12 +93,11 @@ async fn p04_idle_timeout_is_enforced_on_the_server() {
     assert_eq!(c.get("/detail").await.body, "detail get ok! None");
 }
 
-#[tokio::test]
-async fn p05_cookie_attributes_are_secure_by_default() {
-    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+async fn p05_cookie_attributes_are_secure_by_default(adapter: Adapter) {
+    let manager = SessionManager::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
         .build()
         .unwrap();
-    let srv = TestServer::start(app(layer)).await;
+    let srv = TestServer::serve(adapter, manager).await;
     let r = srv.client().get("/?name=x").await;
     let set = &r.set_cookies()[0];
     for attr in ["; Path=/", "; HttpOnly", "; SameSite=Lax", "; Secure"] {
@@ -107,7 +118,7 @@ fn p05_same_site_none_forces_secure_and_strict_is_available() {
     let keys = || KeyRing::new([SECRET]).unwrap();
     let strict = CookieConfig::default().same_site(SameSite::Strict);
     assert!(
-        SessionLayer::builder(MemoryStore::new(), keys())
+        SessionManager::builder(MemoryStore::new(), keys())
             .cookie(strict)
             .build()
             .is_ok()
@@ -118,7 +129,7 @@ fn p05_same_site_none_forces_secure_and_strict_is_available() {
 fn p05_host_prefix_conflicts_are_rejected_by_the_builder() {
     let keys = || KeyRing::new([SECRET]).unwrap();
     let build = |cookie: CookieConfig| {
-        SessionLayer::builder(MemoryStore::new(), keys())
+        SessionManager::builder(MemoryStore::new(), keys())
             .cookie(cookie)
             .build()
             .map(|_| ())
@@ -136,9 +147,8 @@ fn p05_host_prefix_conflicts_are_rejected_by_the_builder() {
     }
 }
 
-#[tokio::test]
-async fn p06_responses_that_set_or_clear_the_cookie_are_not_cached() {
-    let srv = TestServer::start(app(layer())).await;
+async fn p06_responses_that_set_or_clear_the_cookie_are_not_cached(adapter: Adapter) {
+    let srv = TestServer::serve(adapter, manager()).await;
     let c = srv.client();
     for path in ["/?name=a", "/login?name=b", "/logout"] {
         let r = c.get(path).await;
@@ -174,22 +184,31 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-#[tokio::test]
-async fn p09_no_raw_token_in_logs_errors_or_debug_output() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+/// Everything logged by this test process, from any thread: handlers run
+/// on the runtime's workers, and actix-web's on a thread of its own.
+fn captured_logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+async fn p09_no_raw_token_in_logs_errors_or_debug_output(adapter: Adapter) {
+    let logs = captured_logs();
 
     let store = Counted::new(MemoryStore::new());
     let counts = store.counts.clone();
-    let layer = SessionLayer::builder(store, KeyRing::new([SECRET]).unwrap())
+    let manager = SessionManager::builder(store, KeyRing::new([SECRET]).unwrap())
         .cookie(CookieConfig::default().secure(false))
         .build()
         .unwrap();
-    let srv = TestServer::start(app(layer.clone())).await;
+    let srv = TestServer::serve(adapter, manager.clone()).await;
     let c = srv.client();
     c.get("/?name=alice").await;
     let first = c.cookie("id").unwrap();
@@ -213,31 +232,30 @@ async fn p09_no_raw_token_in_logs_errors_or_debug_output() {
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("rejected a session cookie"), "{logged}");
     assert!(logged.contains("session was not saved"), "{logged}");
-    let debug = format!("{layer:?}");
+    let debug = format!("{manager:?}");
     for cookie in [&first, &second] {
         let token = &cookie[..43];
         let signature = &cookie[44..];
         for (what, text) in [
             ("logs", &logged),
-            ("layer Debug", &debug),
+            ("manager Debug", &debug),
             ("body", &failed.body),
         ] {
             assert!(!text.contains(token), "token in {what}");
             assert!(!text.contains(signature), "signature in {what}");
         }
     }
-    assert!(!debug.contains(SECRET), "secret in layer Debug: {debug}");
+    assert!(!debug.contains(SECRET), "secret in manager Debug: {debug}");
 }
 
-#[tokio::test]
-async fn p10_header_token_mode_carries_the_same_sessions() {
+async fn p10_header_token_mode_carries_the_same_sessions(adapter: Adapter) {
     use cloakroom_testkit::Client;
     let header = http::HeaderName::from_static("x-auth-token");
-    let layer = SessionLayer::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
+    let manager = SessionManager::builder(MemoryStore::new(), KeyRing::new([SECRET]).unwrap())
         .header(header)
         .build()
         .unwrap();
-    let srv = TestServer::start(app(layer)).await;
+    let srv = TestServer::serve(adapter, manager).await;
     let c: Client = srv.client();
     let r = c.get("/?name=alice").await;
     assert!(r.set_cookies().is_empty(), "no cookie in header mode");

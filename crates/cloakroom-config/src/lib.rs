@@ -1,0 +1,210 @@
+//! `cloakroom.toml` and `CLOAKROOM_*` environment variables, in pycket's
+//! shape, to a ready session layer or middleware in one call.
+//!
+//! The file follows pycket's settings (`engine`, `[storage]`, `[cookies]`)
+//! and adds Cloakroom's own (`[expiry]`, `[limits]`). Every key can be
+//! overridden by `CLOAKROOM_` + its path in upper case (`CLOAKROOM_ENGINE`,
+//! `CLOAKROOM_STORAGE_URL`, `CLOAKROOM_COOKIE_SECRET`). The store is picked
+//! at run time by `engine` or by `storage.url`'s scheme.
+//!
+//! The result is whatever the adapter builds from a
+//! [`SessionManager`]: a `cloakroom::SessionLayer` for axum and tower, a
+//! `cloakroom_actix::SessionMiddleware` for actix-web, or the manager
+//! itself.
+//!
+//! ```no_run
+//! use cloakroom::SessionLayer;
+//!
+//! # async fn run() -> cloakroom::Result<()> {
+//! // Reads ./cloakroom.toml and CLOAKROOM_*, connects the store.
+//! let sessions: SessionLayer = cloakroom_config::load(Some("cloakroom.toml".as_ref())).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! To adjust the result first (tests set a clock, say), take the builder:
+//!
+//! ```
+//! use cloakroom::{ManualClock, SessionManager};
+//! use cloakroom_config::Config;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> cloakroom::Result<()> {
+//! let config = Config::from_toml(r#"
+//!     engine = "memory"
+//!     cookie_secret = "a secret of at least thirty-two bytes"
+//!     [expiry]
+//!     idle_timeout_secs = 900
+//! "#)?;
+//! let manager: SessionManager = config
+//!     .builder()
+//!     .await?
+//!     .clock(ManualClock::starting_now())
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! `Debug` on [`Config`] and [`StorageConfig`] never prints a secret or a
+//! password.
+#![warn(missing_docs)]
+
+mod file;
+mod store;
+
+pub use file::{Config, CookiesConfig, Engine, ExpiryConfig, LimitsConfig, StorageConfig};
+pub use store::ConfiguredStore;
+
+use cloakroom::{KeyRing, MemoryStore, Result, SessionManager, SessionManagerBuilder};
+use std::path::Path;
+
+/// Reads `path` (if given) and the `CLOAKROOM_*` variables, connects the
+/// store they pick, and builds a `T`: a `SessionLayer`, a
+/// `SessionMiddleware`, or a [`SessionManager`].
+///
+/// Errors name the setting at fault.
+pub async fn load<T: From<SessionManager>>(path: Option<&Path>) -> Result<T> {
+    Config::load(path)?.build().await
+}
+
+impl Config {
+    /// Connects the store this configuration picks and builds a `T` from
+    /// it, with every setting applied.
+    pub async fn build<T: From<SessionManager>>(&self) -> Result<T> {
+        self.builder().await?.build()
+    }
+
+    /// Like [`build`](Self::build), returning the builder for more
+    /// settings first.
+    ///
+    /// With no `cookie_secret`, a random key is used and a warning is
+    /// logged: sessions will not survive a restart.
+    pub async fn builder<T: From<SessionManager>>(&self) -> Result<SessionManagerBuilder<T>> {
+        let keys = match self.key_ring()? {
+            Some(keys) => keys,
+            None => {
+                tracing::warn!(
+                    "no cookie_secret configured: using a random one, so sessions will not \
+                     survive a restart; set cookie_secret or CLOAKROOM_COOKIE_SECRET"
+                );
+                KeyRing::random()
+            }
+        };
+        let store = self.store().await?;
+        tracing::info!(engine = ?self.effective_engine()?, "session store ready");
+        Ok(SessionManager::builder(store, keys)
+            .cookie(self.cookie_config()?)
+            .expiry(self.expiry_policy())
+            .limits(self.limits())
+            .output())
+    }
+
+    /// The engine in force: `storage.url`'s scheme when a URL is set,
+    /// `engine` otherwise.
+    pub fn effective_engine(&self) -> Result<Engine> {
+        match &self.storage.url {
+            Some(url) => Engine::of_url(url),
+            None => Ok(self.engine),
+        }
+    }
+
+    /// Connects the store this configuration picks.
+    pub async fn store(&self) -> Result<ConfiguredStore> {
+        match self.effective_engine()? {
+            Engine::Memory => {
+                let mut store = MemoryStore::new();
+                if let Some(max) = self.storage.max_sessions {
+                    store = store.max_sessions(max);
+                }
+                Ok(ConfiguredStore::Memory(store))
+            }
+            #[cfg(feature = "redis")]
+            Engine::Redis => {
+                let redis = self.redis_config()?;
+                tracing::info!(config = ?redis, "connecting to redis");
+                Ok(ConfiguredStore::Redis(
+                    cloakroom_redis::RedisStore::connect(redis).await?,
+                ))
+            }
+            #[cfg(not(feature = "redis"))]
+            Engine::Redis => Err(store::engine_not_built("redis", "redis")),
+            #[cfg(feature = "memcached")]
+            Engine::Memcached => {
+                let memcached = self.memcached_config()?;
+                tracing::info!(config = ?memcached, "connecting to memcached");
+                let store = cloakroom_memcached::MemcachedStore::new(memcached);
+                store.ping().await?;
+                Ok(ConfiguredStore::Memcached(store))
+            }
+            #[cfg(not(feature = "memcached"))]
+            Engine::Memcached => Err(store::engine_not_built("memcached", "memcached")),
+        }
+    }
+
+    /// The Redis settings of `[storage]`: `url`, or `host` and `port`; then
+    /// `db_sessions`, `db_notifications`, `username`, `password`,
+    /// `max_connections`, `prefix`, `timeout_ms` and `tls_ca_file`.
+    #[cfg(feature = "redis")]
+    pub fn redis_config(&self) -> Result<cloakroom_redis::RedisConfig> {
+        let storage = &self.storage;
+        let url = match &storage.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "redis://{}:{}",
+                storage.host.as_deref().unwrap_or("127.0.0.1"),
+                storage.port.unwrap_or(6379)
+            ),
+        };
+        let mut config = cloakroom_redis::RedisConfig::from_url(&url)?;
+        if let Some(db) = storage.db_sessions {
+            config = config.db(i64::from(db));
+        }
+        if let Some(user) = &storage.username {
+            config = config.username(user);
+        }
+        if let Some(password) = &storage.password {
+            config = config.password(password);
+        }
+        config = config.db_notifications(storage.db_notifications.map(i64::from));
+        if let Some(path) = &storage.tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                cloakroom::Error::Config(format!("storage.tls_ca_file {}: {e}", path.display()))
+            })?;
+            config = config.tls_ca_pem(pem);
+        }
+        if let Some(prefix) = &storage.prefix {
+            config = config.prefix(prefix);
+        }
+        if let Some(timeout) = storage.timeout()? {
+            config = config.timeout(timeout);
+        }
+        if let Some(n) = storage.connections()? {
+            config = config.max_connections(n);
+        }
+        Ok(config)
+    }
+
+    /// The Memcached settings of `[storage]`: `url`, or `host` and `port`;
+    /// then `max_connections`, `prefix` and `timeout_ms`.
+    #[cfg(feature = "memcached")]
+    pub fn memcached_config(&self) -> Result<cloakroom_memcached::MemcachedConfig> {
+        let storage = &self.storage;
+        let url = match &storage.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "memcache://{}:{}",
+                storage.host.as_deref().unwrap_or("127.0.0.1"),
+                storage.port.unwrap_or(11211)
+            ),
+        };
+        let mut config = cloakroom_memcached::MemcachedConfig::from_url(&url)?;
+        if let Some(prefix) = &storage.prefix {
+            config = config.prefix(prefix)?;
+        }
+        if let Some(timeout) = storage.timeout()? {
+            config = config.timeout(timeout);
+        }
+        if let Some(n) = storage.connections()? {
+            config = config.max_connections(n);
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,83 @@
+//! The store a configuration picks, chosen at run time.
+
+use cloakroom::{Applied, Error, Expiry, MemoryStore, Patch, Record, Result, SessionId, Store};
+
+/// One of the stores, as `engine` or `storage.url` picked it. It is a
+/// [`Store`] itself, so a manager built over it is not generic over the
+/// engine.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ConfiguredStore {
+    /// `engine = "memory"`, `memory://`.
+    Memory(MemoryStore),
+    /// `engine = "redis"`, `redis://`, `rediss://`, `redis+cluster://`,
+    /// `redis+sentinel://`.
+    #[cfg(feature = "redis")]
+    Redis(cloakroom_redis::RedisStore),
+    /// `engine = "memcached"`, `memcache://`.
+    #[cfg(feature = "memcached")]
+    Memcached(cloakroom_memcached::MemcachedStore),
+}
+
+/// Forwards a call to whichever store this is.
+macro_rules! each_store {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            ConfiguredStore::Memory($store) => $call,
+            #[cfg(feature = "redis")]
+            ConfiguredStore::Redis($store) => $call,
+            #[cfg(feature = "memcached")]
+            ConfiguredStore::Memcached($store) => $call,
+        }
+    };
+}
+
+impl Store for ConfiguredStore {
+    async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
+        each_store!(self, s => s.load(id, expiry).await)
+    }
+
+    async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+        each_store!(self, s => s.apply(id, patch, expiry).await)
+    }
+
+    async fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        expiry: &Expiry,
+    ) -> Result<Option<String>> {
+        each_store!(self, s => s.take_notification(id, name, expiry).await)
+    }
+
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> Result<Option<i64>> {
+        each_store!(self, s => s.increment(id, name, by, expiry).await)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        each_store!(self, s => s.delete(id).await)
+    }
+
+    async fn cycle(&self, old: &SessionId, new: &SessionId, expiry: &Expiry) -> Result<Applied> {
+        each_store!(self, s => s.cycle(old, new, expiry).await)
+    }
+
+    async fn touch(&self, id: &SessionId, expiry: &Expiry) -> Result<Applied> {
+        each_store!(self, s => s.touch(id, expiry).await)
+    }
+}
+
+/// The error for an engine this build of the crate leaves out.
+#[allow(dead_code)] // unused when every engine's feature is on
+pub(crate) fn engine_not_built(engine: &str, feature: &str) -> Error {
+    Error::Config(format!(
+        "engine {engine:?}: this build of cloakroom-config leaves it out \
+         (enable the {feature:?} feature)"
+    ))
+}

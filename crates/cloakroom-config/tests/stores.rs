@@ -1,0 +1,97 @@
+//! A configuration connects the store it names, with its settings applied,
+//! on real servers.
+
+use cloakroom::SessionLayer;
+use cloakroom_config::{Config, Engine};
+use cloakroom_testkit::{MemcachedServer, RedisServer, TestServer, app};
+
+const SECRET: &str = "config test secret, long enough to sign";
+
+fn config(toml: &str) -> Config {
+    // Top-level keys first: `toml` may open `[storage]`.
+    let text = format!("cookie_secret = {SECRET:?}\n{toml}\n[cookies]\nsecure = false\n");
+    Config::from_toml(&text).unwrap()
+}
+
+async fn seed_flow(layer: SessionLayer) {
+    let srv = TestServer::start(app(layer)).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+#[tokio::test]
+async fn password_acl_user_database_and_prefix_reach_redis() {
+    let redis = RedisServer::start_with(&[
+        "--requirepass",
+        "default-pass",
+        "--user",
+        "app",
+        "on",
+        ">app-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let storage = |user: Option<&str>, password: &str| {
+        let user = user.map_or(String::new(), |u| format!("username = {u:?}\n"));
+        config(&format!(
+            "[storage]\nport = {}\n{user}password = {password:?}\ndb_sessions = 4\n\
+             prefix = 'myapp'\ntimeout_ms = 1000\n",
+            redis.port
+        ))
+    };
+    let wrong = storage(Some("app"), "wrong");
+    assert_eq!(wrong.effective_engine().unwrap(), Engine::Memory);
+    let wrong = Config {
+        engine: Engine::Redis,
+        ..wrong
+    };
+    assert!(
+        wrong.build::<SessionLayer>().await.is_err(),
+        "a wrong password is refused"
+    );
+
+    for (user, password) in [(None, "default-pass"), (Some("app"), "app-pass")] {
+        let config = Config {
+            engine: Engine::Redis,
+            ..storage(user, password)
+        };
+        seed_flow(config.build().await.unwrap()).await;
+    }
+    let keys = redis.cli(&[
+        "--user", "app", "--pass", "app-pass", "-n", "4", "KEYS", "*",
+    ]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    assert!(keys.lines().all(|k| k.starts_with("myapp:{")), "{keys}");
+}
+
+#[tokio::test]
+async fn a_url_picks_the_engine_whatever_engine_says() {
+    let redis = RedisServer::start();
+    let memcached = MemcachedServer::start();
+    let on_redis = config(&format!(
+        "engine = 'memcached'\n[storage]\nurl = {:?}\n",
+        redis.url()
+    ));
+    assert_eq!(on_redis.effective_engine().unwrap(), Engine::Redis);
+    seed_flow(on_redis.build().await.unwrap()).await;
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "1");
+
+    let on_memcached = config(&format!(
+        "[storage]\nurl = 'memcache://127.0.0.1:{}'\n",
+        memcached.port
+    ));
+    seed_flow(on_memcached.build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_memory_engine_needs_no_server_and_a_bad_scheme_is_named() {
+    seed_flow(config("").build().await.unwrap()).await;
+    let err = config("[storage]\nurl = 'mongodb://x'\n")
+        .build::<SessionLayer>()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mongodb"), "{err}");
+}

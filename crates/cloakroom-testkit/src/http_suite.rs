@@ -1,0 +1,524 @@
+//! The HTTP scenarios, written once: every store runs them on every
+//! adapter with [`http_tests!`](crate::http_tests). The store is wrapped in
+//! [`Counted`](crate::counted::Counted), so the tests count its calls and
+//! can switch it off to play an outage.
+
+use crate::counted::Counts;
+use crate::{Adapter, TestServer};
+use cloakroom::{CookieConfig, KeyRing, ManualClock, SessionManager, SessionManagerBuilder};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// The current signing secret of the fixtures.
+pub const SECRET: &str = "test secret that is long enough to sign with";
+/// An older secret, for rotation.
+pub const OLD_SECRET: &str = "an older secret, also long enough to sign";
+
+fn keys() -> KeyRing {
+    KeyRing::new([SECRET]).expect("a valid secret")
+}
+
+/// A counted store under test, seen through an adapter.
+#[derive(Clone)]
+pub struct HttpFixture {
+    /// A builder over the store (the same store on every call).
+    pub make: Arc<dyn Fn(KeyRing) -> SessionManagerBuilder + Send + Sync>,
+    /// The calls made to the store, and its off switch.
+    pub counts: Arc<Counts>,
+    /// The framework the test app runs on.
+    pub adapter: Adapter,
+    /// The clock every manager of this fixture uses.
+    pub clock: ManualClock,
+}
+
+impl HttpFixture {
+    /// A fixture over `make`'s store (wrapped in `Counted` with `counts`),
+    /// on axum until [`on`](Self::on) says otherwise.
+    pub fn new(
+        make: impl Fn(KeyRing) -> SessionManagerBuilder + Send + Sync + 'static,
+        counts: Arc<Counts>,
+    ) -> Self {
+        HttpFixture {
+            make: Arc::new(make),
+            counts,
+            adapter: Adapter::Axum,
+            clock: ManualClock::starting_now(),
+        }
+    }
+
+    /// The same store, on `adapter`.
+    pub fn on(mut self, adapter: Adapter) -> Self {
+        self.adapter = adapter;
+        self
+    }
+
+    /// A manager signing with `keys`, `Secure` off (the tests speak plain
+    /// HTTP), on the fixture's clock, then adjusted by `adjust`.
+    pub fn manager_with(
+        &self,
+        keys: KeyRing,
+        adjust: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder,
+    ) -> SessionManager {
+        let builder = (self.make)(keys)
+            .cookie(CookieConfig::default().secure(false))
+            .clock(self.clock.clone());
+        adjust(builder).build().expect("valid settings")
+    }
+
+    /// The default manager of the tests.
+    pub fn manager(&self) -> SessionManager {
+        self.manager_with(keys(), |b| b)
+    }
+
+    /// Serves the test app over `manager` on the fixture's adapter.
+    pub async fn serve(&self, manager: SessionManager) -> TestServer {
+        TestServer::serve(self.adapter, manager).await
+    }
+
+    /// Serves the test app over the default manager.
+    pub async fn server(&self) -> TestServer {
+        self.serve(self.manager()).await
+    }
+}
+
+/// Seed flow stores and reads login.
+pub async fn seed_flow_stores_and_reads_login(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    let r = c.get("/?name=alice").await;
+    assert_eq!(r.body, "index get ok!");
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("id="), "{set:?}");
+    assert!(set[0].contains("HttpOnly") && set[0].contains("SameSite=Lax"));
+    assert!(set[0].contains("Path=/"));
+    assert!(
+        !set[0].contains("Max-Age"),
+        "browser-session cookie by default"
+    );
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+/// Untouched request makes no store call and sets no cookie.
+pub async fn untouched_request_makes_no_store_call_and_sets_no_cookie(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let before = counts.total();
+    let r = c.get("/untouched").await;
+    assert_eq!(r.status, 200);
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(counts.total(), before);
+}
+
+/// Detail without cookie sets no cookie and calls no store.
+pub async fn detail_without_cookie_sets_no_cookie_and_calls_no_store(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let r = srv.client().get("/detail").await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert!(r.set_cookies().is_empty());
+    assert!(r.header("cache-control").is_none());
+    assert_eq!(counts.total(), 0);
+}
+
+/// Other cookies are no session and no rejected token.
+pub async fn other_cookies_are_no_session_and_no_rejected_token(fx: HttpFixture) {
+    let manager = fx.manager();
+    let srv = fx.serve(manager.clone()).await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    let r = c.get_raw("/detail", Some(b"theme=dark; lang=en")).await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert_eq!(counts.total(), 0);
+    assert_eq!(manager.stats().rejected_tokens, 0);
+    // A cookie of our name that fails verification is counted.
+    let r = c.get_raw("/detail", Some(b"theme=dark; id=forged")).await;
+    assert_eq!(r.body, "detail get ok! None");
+    assert_eq!(manager.stats().rejected_tokens, 1);
+}
+
+/// One changed character is no session and no store call.
+pub async fn one_changed_character_is_no_session_and_no_store_call(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let value = c.cookie("id").unwrap();
+    let loads = counts.loads();
+    for i in [0, 10, 43, 50, value.len() - 1] {
+        let mut forged = value.clone().into_bytes();
+        forged[i] = if forged[i] == b'x' { b'y' } else { b'x' };
+        let forged = String::from_utf8(forged).unwrap();
+        let r = srv
+            .client()
+            .get_raw("/detail", Some(format!("id={forged}").as_bytes()))
+            .await;
+        assert_eq!(r.body, "detail get ok! None", "position {i}");
+    }
+    assert_eq!(
+        counts.loads(),
+        loads,
+        "a bad signature must not reach the store"
+    );
+}
+
+/// Junk cookies never cause a server error.
+pub async fn junk_cookies_never_cause_a_server_error(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let good = {
+        let c = srv.client();
+        c.get("/?name=alice").await;
+        c.cookie("id").unwrap()
+    };
+    let huge = format!("id={}", "A".repeat(16 * 1024));
+    let dots = format!("id={good}.extra");
+    let many = format!("id=1; id=2; id=3; id=4; id=5; id={good}");
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"id=".to_vec(),
+        b"id".to_vec(),
+        b"=; ;;; id==".to_vec(),
+        huge.into_bytes(),
+        b"id=\xff\xfe\x80abc".to_vec(),
+        b"id=....".to_vec(),
+        dots.into_bytes(),
+        b"id=\"\"".to_vec(),
+        many.into_bytes(),
+    ];
+    for cookie in &junk {
+        let c = srv.client();
+        let r = c.get_raw("/detail", Some(cookie)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "cookie {:?}",
+            String::from_utf8_lossy(cookie)
+        );
+        assert_eq!(r.body, "detail get ok! None");
+        let r = c.get_raw("/?name=bob", Some(cookie)).await;
+        assert_eq!(r.status, 200);
+    }
+    // A good cookie beside non-UTF-8 junk still works.
+    let mixed = [b"x=\xff\xfe; ".as_slice(), format!("id={good}").as_bytes()].concat();
+    let r = srv.client().get_raw("/detail", Some(&mixed)).await;
+    assert_eq!(r.body, "detail get ok! alice");
+    assert!(counts.loads() >= 1);
+    // And the server is still up.
+    assert_eq!(srv.client().get("/untouched").await.status, 200);
+}
+
+/// Loads at most once and writes without reading.
+pub async fn loads_at_most_once_and_writes_without_reading(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    // A first write creates the session without loading anything.
+    c.get("/set?a=1&b=2").await;
+    assert_eq!((counts.loads(), counts.applies()), (0, 1));
+    // Writing to an existing session, without a read: no load.
+    c.get("/set?a=3").await;
+    assert_eq!((counts.loads(), counts.applies()), (0, 2));
+    // Three reads, one load, no write.
+    let r = c.get("/get-many").await;
+    assert_eq!(r.body, r#"Some("3") Some("2") None"#);
+    assert_eq!((counts.loads(), counts.applies()), (1, 2));
+    assert!(r.set_cookies().is_empty());
+    // Read then write: one load, one apply.
+    c.get("/read-write").await;
+    assert_eq!((counts.loads(), counts.applies()), (2, 3));
+}
+
+/// Setting the value already stored writes nothing.
+pub async fn setting_the_value_already_stored_writes_nothing(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let applies = counts.applies();
+    let r = c.get("/same").await;
+    assert_eq!(r.body, "alice");
+    assert_eq!(counts.applies(), applies);
+    assert!(r.set_cookies().is_empty());
+}
+
+/// Keys remove and clear.
+pub async fn keys_remove_and_clear(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/set?a=1&b=2&c=3").await;
+    assert_eq!(c.get("/keys").await.body, "a,b,c");
+    c.get("/remove?b").await;
+    assert_eq!(c.get("/keys").await.body, "a,c");
+    c.get("/clear").await;
+    assert_eq!(c.get("/keys").await.body, "");
+    c.get("/set?d=4").await;
+    assert_eq!(c.get("/keys").await.body, "d");
+}
+
+/// Concurrent requests setting different names all survive.
+pub async fn concurrent_requests_setting_different_names_all_survive(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/set?seed=1").await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = c.get(&format!("/set?name{i:03}={i}")).await;
+            assert_eq!(r.status, 200);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let keys = c.get("/keys").await.body;
+    let names: Vec<&str> = keys.split(',').collect();
+    assert_eq!(names.len(), 101, "{keys}");
+    for i in 0..100 {
+        assert!(names.contains(&format!("name{i:03}").as_str()));
+    }
+}
+
+/// Cycle id issues a new cookie and kills the old one.
+pub async fn cycle_id_issues_a_new_cookie_and_kills_the_old_one(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/?name=anon").await;
+    let before = c.cookie("id").unwrap();
+    let id_before = c.get("/id").await.body;
+    let r = c.get("/login?name=alice").await;
+    let after = c.cookie("id").unwrap();
+    assert_ne!(before, after);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    assert_ne!(c.get("/id").await.body, id_before);
+    let old = srv.client();
+    old.set_cookie("id", &before);
+    assert_eq!(old.get("/detail").await.body, "detail get ok! None");
+}
+
+/// Destroy deletes the session and clears the cookie.
+pub async fn destroy_deletes_the_session_and_clears_the_cookie(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let cookie = c.cookie("id").unwrap();
+    let r = c.get("/logout").await;
+    let set = r.set_cookies();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("id=;") && set[0].contains("Max-Age=0"));
+    assert!(set[0].contains("Expires=Thu, 01 Jan 1970"));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(counts.deletes.load(Ordering::SeqCst), 1);
+    assert!(c.cookie("id").is_none());
+    let replay = srv.client();
+    replay.set_cookie("id", &cookie);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+}
+
+/// Writes under a dead cookie create a fresh id.
+pub async fn writes_under_a_dead_cookie_create_a_fresh_id(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let old = c.cookie("id").unwrap();
+    c.fork().get("/logout").await;
+    // `c` still holds the dead cookie and writes blindly.
+    let r = c.get("/?name=mallory").await;
+    assert_eq!(r.set_cookies().len(), 1, "a new cookie is issued");
+    let new = c.cookie("id").unwrap();
+    assert_ne!(old, new);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! mallory");
+    let replay = srv.client();
+    replay.set_cookie("id", &old);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+}
+
+/// Notifications are read once.
+pub async fn notifications_are_read_once(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/notify?welcome=hello").await;
+    assert_eq!(c.get("/take?name=welcome").await.body, "hello");
+    assert_eq!(c.get("/take?name=welcome").await.body, "None");
+}
+
+/// Concurrent takes hand a notification out once.
+pub async fn concurrent_takes_hand_a_notification_out_once(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/notify?flash=once").await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(
+            async move { c.get("/take?name=flash").await.body },
+        ));
+    }
+    let mut got = 0;
+    for t in tasks {
+        if t.await.unwrap() == "once" {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
+}
+
+/// Clear keeps notifications.
+pub async fn clear_keeps_notifications(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    c.get("/notify?flash=still-here").await;
+    c.get("/clear").await;
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(c.get("/take?name=flash").await.body, "still-here");
+}
+
+/// Older keys verify and are resigned with the current key.
+pub async fn older_keys_verify_and_are_resigned_with_the_current_key(fx: HttpFixture) {
+    let with_keys = |secrets: &[&str]| fx.manager_with(KeyRing::new(secrets).unwrap(), |b| b);
+    let old_manager = with_keys(&[OLD_SECRET]);
+    let rotated = with_keys(&[SECRET, OLD_SECRET]);
+    let removed = with_keys(&[SECRET]);
+    let old_srv = fx.serve(old_manager).await;
+    let c = old_srv.client();
+    c.get("/?name=alice").await;
+    let old_cookie = c.cookie("id").unwrap();
+
+    let rot_srv = fx.serve(rotated).await;
+    let c = rot_srv.client();
+    c.set_cookie("id", &old_cookie);
+    // Untouched: no cookie. Touched: re-signed.
+    assert!(c.get("/untouched").await.set_cookies().is_empty());
+    let r = c.get("/detail").await;
+    assert_eq!(r.body, "detail get ok! alice");
+    assert_eq!(r.set_cookies().len(), 1);
+    let resigned = c.cookie("id").unwrap();
+    assert_ne!(resigned, old_cookie);
+    assert_eq!(
+        resigned[..43],
+        old_cookie[..43],
+        "same token, new signature"
+    );
+    assert!(c.get("/detail").await.set_cookies().is_empty());
+
+    let rem_srv = fx.serve(removed).await;
+    let c = rem_srv.client();
+    c.set_cookie("id", &old_cookie);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+    let c = rem_srv.client();
+    c.set_cookie("id", &resigned);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+/// Forged tokens are counted.
+pub async fn forged_tokens_are_counted(fx: HttpFixture) {
+    let manager = fx.manager();
+    let srv = fx.serve(manager.clone()).await;
+    let counts = &fx.counts;
+    let token = "A".repeat(43);
+    for i in 0..10 {
+        let forged = format!("id={token}.{:0>43}", i);
+        srv.client()
+            .get_raw("/detail", Some(forged.as_bytes()))
+            .await;
+    }
+    assert_eq!(manager.stats().rejected_tokens, 10);
+    assert_eq!(counts.total(), 0);
+}
+
+/// Store outage becomes 503 and recovers.
+pub async fn store_outage_becomes_503_and_recovers(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    counts.down.store(true, Ordering::SeqCst);
+    // The handler's read fails and it returns the error: 503.
+    let r = c.get("/detail").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "session store unavailable\n");
+    // The handler's write fails at commit: 503, and no cookie.
+    let r = srv.client().get("/?name=bob").await;
+    assert_eq!(r.status, 503);
+    assert!(r.set_cookies().is_empty());
+    // An untouched route is not affected.
+    assert_eq!(c.get("/untouched").await.status, 200);
+    counts.down.store(false, Ordering::SeqCst);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+}
+
+/// Persistent cookie with expires days.
+pub async fn persistent_cookie_with_expires_days(fx: HttpFixture) {
+    let persistent = CookieConfig::default()
+        .secure(false)
+        .expires_days(Some(30.0));
+    let manager = fx.manager_with(keys(), |b| b.cookie(persistent));
+    let srv = fx.serve(manager).await;
+    let r = srv.client().get("/?name=alice").await;
+    assert!(r.set_cookies()[0].contains("Max-Age=2592000"));
+}
+
+/// Concurrent increments all count.
+pub async fn concurrent_increments_all_count(fx: HttpFixture) {
+    crate::scenarios::concurrent_increments_all_count(fx.adapter, fx.manager(), 100).await;
+}
+
+/// One `#[tokio::test]` per HTTP scenario and adapter, in modules `axum`
+/// and `actix`. `$make` is an expression (it may `.await`) giving
+/// `(guard, HttpFixture)`.
+#[macro_export]
+macro_rules! http_tests {
+    ($make:expr) => {
+        mod axum {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::http_tests!(@adapter Axum, $make);
+        }
+        mod actix {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::http_tests!(@adapter Actix, $make);
+        }
+    };
+    (@adapter $adapter:ident, $make:expr) => {
+        $crate::http_tests!(@each $adapter, $make;
+            seed_flow_stores_and_reads_login,
+            untouched_request_makes_no_store_call_and_sets_no_cookie,
+            detail_without_cookie_sets_no_cookie_and_calls_no_store,
+            other_cookies_are_no_session_and_no_rejected_token,
+            one_changed_character_is_no_session_and_no_store_call,
+            junk_cookies_never_cause_a_server_error,
+            loads_at_most_once_and_writes_without_reading,
+            setting_the_value_already_stored_writes_nothing,
+            keys_remove_and_clear,
+            concurrent_requests_setting_different_names_all_survive,
+            cycle_id_issues_a_new_cookie_and_kills_the_old_one,
+            destroy_deletes_the_session_and_clears_the_cookie,
+            writes_under_a_dead_cookie_create_a_fresh_id,
+            notifications_are_read_once,
+            concurrent_takes_hand_a_notification_out_once,
+            clear_keeps_notifications,
+            older_keys_verify_and_are_resigned_with_the_current_key,
+            forged_tokens_are_counted,
+            store_outage_becomes_503_and_recovers,
+            persistent_cookie_with_expires_days,
+            concurrent_increments_all_count);
+    };
+    (@each $adapter:ident, $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (_guard, fixture) = $make;
+                let fixture = fixture.on($crate::Adapter::$adapter);
+                $crate::http_suite::$name(fixture).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,394 @@
+//! The framework-neutral request lifecycle: find the token, open a
+//! [`Session`], commit it, and say which response headers to set.
+//!
+//! Every adapter (the tower layer, the actix-web middleware) is a thin
+//! shell around a [`SessionManager`]; so is anything that is not a web
+//! framework at all, like a hand-written hyper service.
+
+use crate::cookie::{CookieConfig, KeyRing};
+use crate::error::{Error, Result};
+use crate::expiry::{Clock, Expiry, ExpiryPolicy, SystemClock};
+use crate::limits::Limits;
+use crate::session::Session;
+use crate::store::{DynStore, Store};
+use crate::token::Token;
+use crate::transport::Transport;
+use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// At most one warning about rejected tokens per this interval.
+const REJECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Settings shared by every request of one manager.
+pub(crate) struct Shared {
+    pub(crate) store: Box<dyn DynStore>,
+    pub(crate) keys: KeyRing,
+    pub(crate) transport: Transport,
+    pub(crate) expiry: ExpiryPolicy,
+    pub(crate) limits: Limits,
+    clock: Box<dyn Clock>,
+    rejected: AtomicU64,
+    last_warning: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    pub(crate) fn expiry(&self) -> Expiry {
+        self.expiry.at(self.clock.now())
+    }
+
+    pub(crate) fn sign(&self, token: &Token) -> String {
+        self.keys.sign(self.transport.name(), token)
+    }
+
+    /// Counts a cookie that failed verification, and warns now and then:
+    /// a stream of them is a sign of someone guessing.
+    pub(crate) fn reject_token(&self) {
+        let total = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REJECT_WARN_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                rejected_total = total,
+                "rejected a session cookie that failed verification"
+            );
+        }
+    }
+}
+
+/// Counters of one [`SessionManager`] (and so of the layer or middleware
+/// built on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Session cookies that failed verification (forged, malformed, signed
+    /// by a removed key) since the manager was built.
+    pub rejected_tokens: u64,
+}
+
+/// The request lifecycle, without a web framework: it holds the store, the
+/// key ring, the transport (cookie or header), the expiry policy and the
+/// limits, and it is cheap to clone.
+///
+/// An adapter calls [`open`](Self::open) when a request arrives, hands the
+/// [`Session`] to the handler, and when the response is ready calls
+/// [`commit`](Self::commit), which writes the request's changes in at most
+/// one store call and returns the headers the response needs.
+///
+/// ```
+/// use cloakroom::{KeyRing, MemoryStore, SessionManager};
+/// use http::{HeaderMap, header::SET_COOKIE};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cloakroom::Result<()> {
+/// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random()).build()?;
+///
+/// // A request without a cookie: the handler stores a name.
+/// let session = manager.open(&HeaderMap::new());
+/// session.set("login", "alice").await?;
+/// let mut response_headers = HeaderMap::new();
+/// manager.commit(&session).await?.apply_to(&mut response_headers);
+/// let cookie = response_headers[SET_COOKIE].to_str().unwrap();
+/// assert!(cookie.starts_with("id="));
+///
+/// // The next request sends the cookie back and reads the name.
+/// let mut request_headers = HeaderMap::new();
+/// let value = cookie.split(';').next().unwrap();
+/// request_headers.insert(http::header::COOKIE, value.parse().unwrap());
+/// let session = manager.open(&request_headers);
+/// assert_eq!(session.get::<String>("login").await?.as_deref(), Some("alice"));
+/// assert!(manager.commit(&session).await?.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    shared: Arc<Shared>,
+}
+
+impl SessionManager {
+    /// Starts building a manager over `store`, signing with `keys`.
+    pub fn builder(store: impl Store, keys: KeyRing) -> SessionManagerBuilder {
+        SessionManagerBuilder::new(store, keys)
+    }
+
+    /// The request header that carries the token: `cookie`, or the header
+    /// set with [`SessionManagerBuilder::header`].
+    pub fn token_header(&self) -> &HeaderName {
+        self.shared.transport.request_header()
+    }
+
+    /// Opens the session of a request with these headers. Nothing is
+    /// parsed, verified or loaded yet: a handler that never uses the
+    /// session costs no store call.
+    pub fn open(&self, headers: &HeaderMap) -> Session {
+        self.open_values(headers.get_all(self.token_header()).iter().cloned())
+    }
+
+    /// Like [`open`](Self::open), for a framework with header types of its
+    /// own: pass the values of the request's
+    /// [`token_header`](Self::token_header), in order.
+    pub fn open_values(&self, values: impl IntoIterator<Item = HeaderValue>) -> Session {
+        Session::new(
+            self.shared.clone(),
+            self.shared.transport.token_headers(values),
+        )
+    }
+
+    /// Whether [`commit`](Self::commit) would have anything to do: false
+    /// when the handler never used the session (its cookie was not even
+    /// verified). Adapters use it to skip the commit entirely.
+    pub fn needs_commit(&self, session: &Session) -> bool {
+        !session.untouched()
+    }
+
+    /// Writes the session's changes to the store (at most one `apply`,
+    /// plus a `delete` after [`Session::destroy`]) and returns the headers
+    /// the response must carry. Call it once, when the handler's response
+    /// is ready and before its head is sent.
+    ///
+    /// On an error nothing about the token goes into the response: answer
+    /// with [`Error::status_and_body`] instead, as the adapters do.
+    pub async fn commit(&self, session: &Session) -> Result<ResponseHeaders> {
+        if !Arc::ptr_eq(&self.shared, session.shared_arc()) {
+            return Err(Error::config(
+                "a session was committed by a SessionManager that did not open it",
+            ));
+        }
+        let action = session.commit().await?;
+        Ok(self.shared.transport.response_headers(action))
+    }
+
+    /// The manager's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            rejected_tokens: self.shared.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("transport", &self.shared.transport)
+            .field("expiry", &self.shared.expiry)
+            .field("keys", &self.shared.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a [`HeaderEdit`] changes the response's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EditMode {
+    /// Add the value beside any the response has (`Set-Cookie`).
+    Append,
+    /// Replace every value the response has.
+    Replace,
+}
+
+/// One change to a response's headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderEdit {
+    /// The header.
+    pub name: HeaderName,
+    /// Its value.
+    pub value: HeaderValue,
+    /// Whether it is added or replaces.
+    pub mode: EditMode,
+}
+
+/// The headers a committed session asks of its response: the cookie (or
+/// token header) and `Cache-Control: no-store` when the token is set or
+/// cleared, nothing otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    edits: Vec<HeaderEdit>,
+}
+
+impl ResponseHeaders {
+    /// Whether the response needs no change.
+    pub fn is_empty(&self) -> bool {
+        self.edits.is_empty()
+    }
+
+    /// The edits, in the order they are to be made.
+    pub fn iter(&self) -> std::slice::Iter<'_, HeaderEdit> {
+        self.edits.iter()
+    }
+
+    /// Makes the edits on an `http` header map.
+    pub fn apply_to(self, headers: &mut HeaderMap) {
+        for edit in self.edits {
+            match edit.mode {
+                EditMode::Append => {
+                    headers.append(edit.name, edit.value);
+                }
+                EditMode::Replace => {
+                    headers.insert(edit.name, edit.value);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn token(name: HeaderName, value: HeaderValue) -> Self {
+        ResponseHeaders {
+            edits: vec![
+                HeaderEdit {
+                    name,
+                    value,
+                    mode: EditMode::Append,
+                },
+                HeaderEdit {
+                    name: CACHE_CONTROL,
+                    value: HeaderValue::from_static("no-store"),
+                    mode: EditMode::Replace,
+                },
+            ],
+        }
+    }
+}
+
+impl IntoIterator for ResponseHeaders {
+    type Item = HeaderEdit;
+    type IntoIter = std::vec::IntoIter<HeaderEdit>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.edits.into_iter()
+    }
+}
+
+/// Builds a [`SessionManager`], or anything made from one (an adapter's
+/// layer or middleware, picked by `T`); [`build`](Self::build) checks the
+/// settings.
+///
+/// ```
+/// use cloakroom::{ExpiryPolicy, KeyRing, MemoryStore, SessionManager};
+/// use std::time::Duration;
+///
+/// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+///     .expiry(ExpiryPolicy::default().idle(Duration::from_secs(900)))
+///     .build()?;
+/// # Ok::<(), cloakroom::Error>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SessionManagerBuilder<T = SessionManager> {
+    store: Box<dyn DynStore>,
+    keys: KeyRing,
+    transport: Transport,
+    expiry: ExpiryPolicy,
+    limits: Limits,
+    clock: Box<dyn Clock>,
+    output: PhantomData<fn() -> T>,
+}
+
+impl SessionManagerBuilder {
+    /// Starts building over `store`, signing with `keys`; the same as
+    /// [`SessionManager::builder`].
+    pub fn new(store: impl Store, keys: KeyRing) -> Self {
+        SessionManagerBuilder {
+            store: Box::new(store),
+            keys,
+            transport: Transport::Cookie(CookieConfig::default()),
+            expiry: ExpiryPolicy::default(),
+            limits: Limits::default(),
+            clock: Box::new(SystemClock),
+            output: PhantomData,
+        }
+    }
+}
+
+impl<T> SessionManagerBuilder<T> {
+    /// The same settings, building a `U` instead: how an adapter offers
+    /// `Adapter::builder(store, keys)`.
+    pub fn output<U: From<SessionManager>>(self) -> SessionManagerBuilder<U> {
+        SessionManagerBuilder {
+            store: self.store,
+            keys: self.keys,
+            transport: self.transport,
+            expiry: self.expiry,
+            limits: self.limits,
+            clock: self.clock,
+            output: PhantomData,
+        }
+    }
+
+    /// The cookie's name and attributes.
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.transport = Transport::Cookie(cookie);
+        self
+    }
+
+    /// Carries the token in a request and response header instead of a
+    /// cookie, for API clients (like Spring Session's `X-Auth-Token`). The
+    /// client sends back the value it last received; an empty value in a
+    /// response means the session ended.
+    ///
+    /// ```
+    /// use cloakroom::{KeyRing, MemoryStore, SessionManager};
+    /// use http::HeaderName;
+    /// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+    ///     .header(HeaderName::from_static("x-auth-token"))
+    ///     .build()?;
+    /// assert_eq!(manager.token_header(), "x-auth-token");
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.transport = Transport::Header(name);
+        self
+    }
+
+    /// The idle timeout and absolute lifetime.
+    pub fn expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Size limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The clock; tests use a [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds.
+    pub fn build(self) -> Result<T>
+    where
+        T: From<SessionManager>,
+    {
+        if let Transport::Cookie(cookie) = &self.transport {
+            cookie.validate()?;
+        }
+        self.expiry.validate()?;
+        Ok(T::from(SessionManager {
+            shared: Arc::new(Shared {
+                store: self.store,
+                keys: self.keys,
+                transport: self.transport,
+                expiry: self.expiry,
+                limits: self.limits,
+                clock: self.clock,
+                rejected: AtomicU64::new(0),
+                last_warning: std::sync::Mutex::new(None),
+            }),
+        }))
+    }
+}
+
+impl<T> fmt::Debug for SessionManagerBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManagerBuilder")
+            .field("transport", &self.transport)
+            .field("expiry", &self.expiry)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
