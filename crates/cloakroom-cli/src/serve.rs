@@ -47,13 +47,7 @@ pub async fn build_layer(
     listen: SocketAddr,
 ) -> Result<SessionLayer, Error> {
     let mut config = config.clone();
-    if config.cookies.secure.is_none() && listen.ip().is_loopback() {
-        config.cookies.secure = Some(false);
-        tracing::warn!(
-            "plain HTTP on a loopback address: the session cookie's Secure flag is OFF; \
-             set cookies.secure = true behind TLS"
-        );
-    }
+    config.plain_http_on(listen);
     if let Some(url) = store_url {
         config.storage.url = Some(url.to_owned());
     }

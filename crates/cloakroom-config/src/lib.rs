@@ -97,6 +97,32 @@ impl Config {
             .output())
     }
 
+    /// For a server speaking plain HTTP on `listen`: on a loopback address,
+    /// where a browser would not send a `Secure` cookie back over plain
+    /// HTTP, turns `Secure` off unless `cookies.secure` is set, and warns.
+    /// Returns whether it did. The demos call it; behind TLS it changes
+    /// nothing that matters, since production listens elsewhere.
+    ///
+    /// ```
+    /// use cloakroom_config::Config;
+    /// let mut config = Config::default();
+    /// assert!(config.plain_http_on(([127, 0, 0, 1], 8888).into()));
+    /// assert_eq!(config.cookies.secure, Some(false));
+    /// let mut public = Config::default();
+    /// assert!(!public.plain_http_on(([0, 0, 0, 0], 8888).into()));
+    /// ```
+    pub fn plain_http_on(&mut self, listen: std::net::SocketAddr) -> bool {
+        if self.cookies.secure.is_some() || !listen.ip().is_loopback() {
+            return false;
+        }
+        self.cookies.secure = Some(false);
+        tracing::warn!(
+            "plain HTTP on a loopback address: the session cookie's Secure flag is OFF; \
+             set cookies.secure = true behind TLS"
+        );
+        true
+    }
+
     /// The engine in force: `storage.url`'s scheme when a URL is set,
     /// `engine` otherwise.
     pub fn effective_engine(&self) -> Result<Engine> {

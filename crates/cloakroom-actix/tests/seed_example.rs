@@ -1,0 +1,149 @@
+//! `examples/seed.rs` as a user runs it: a process on a real redis-server,
+//! driven over HTTP, with round trips counted by Redis itself.
+
+use cloakroom_testkit::{Client, RedisServer};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The example's binary, brought up to date by cargo once per test run
+/// (`cargo test --test seed_example` alone does not build examples).
+fn example_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "cloakroom-actix", "--example", "seed"])
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "cargo build --example seed failed");
+            // target/<profile>/deps/seed_example-HASH -> target/<profile>/examples/seed
+            let exe = std::env::current_exe().expect("the test binary's path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>");
+            profile_dir.join("examples").join("seed")
+        })
+        .clone()
+}
+
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Example {
+    async fn start(store: &str) -> Example {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = Command::new(example_binary());
+        cmd.args(["--listen", &addr.to_string(), "--store", store])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLOAKROOM_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env(
+            "CLOAKROOM_COOKIE_SECRET",
+            "the example's secret, at least 32 bytes",
+        );
+        let example = Example {
+            child: cmd.spawn().expect("start the example"),
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "the example did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        example
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests Redis read from its clients during `f`, less what the
+/// measuring itself costs.
+async fn round_trips<F: std::future::Future>(redis: &RedisServer, f: F) -> u64 {
+    let idle = {
+        let a = redis.stat("total_reads_processed");
+        let b = redis.stat("total_reads_processed");
+        b - a
+    };
+    let before = redis.stat("total_reads_processed");
+    f.await;
+    let after = redis.stat("total_reads_processed");
+    after - before - idle
+}
+
+#[tokio::test]
+async fn the_seed_flow_login_and_logout_on_redis() {
+    let redis = RedisServer::start();
+    let example = Example::start(&redis.url()).await;
+    let c = example.client();
+
+    let r = c.get("/?name=alice").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "index get ok!"));
+    let set = r.set_cookies();
+    assert!(
+        set[0].starts_with("id=") && set[0].contains("HttpOnly"),
+        "{set:?}"
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    assert_eq!(c.get("/health").await.body, "ok");
+    assert_eq!(c.get("/").await.status, 400, "a missing name");
+
+    // /login cycles the id: the old cookie is dead at once.
+    let before = c.cookie("id").unwrap();
+    assert_eq!(c.get("/login?name=bob").await.body, "login ok!");
+    let after = c.cookie("id").unwrap();
+    assert_ne!(before, after);
+    let replay = example.client();
+    replay.set_cookie("id", &before);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
+
+    // /logout kills the cookie it ends at once.
+    let r = c.get("/logout").await;
+    assert!(r.set_cookies()[0].contains("Max-Age=0"));
+    let replay = example.client();
+    replay.set_cookie("id", &after);
+    assert_eq!(replay.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0", "nothing left in Redis");
+}
+
+#[tokio::test]
+async fn redis_counts_1_round_trip_per_read_and_write_and_0_untouched() {
+    let redis = RedisServer::start();
+    let example = Example::start(&redis.url()).await;
+    let c = example.client();
+    // Warm up: the connection and the scripts.
+    c.get("/?name=warm").await;
+    c.get("/detail").await;
+    c.get("/login?name=warm").await;
+
+    let untouched = round_trips(&redis, c.get("/health")).await;
+    let read = round_trips(&redis, c.get("/detail")).await;
+    let write = round_trips(&redis, c.get("/?name=carol")).await;
+    let fresh = example.client();
+    let create = round_trips(&redis, fresh.get("/?name=dave")).await;
+    assert_eq!(
+        (untouched, read, write, create),
+        (0, 1, 1, 1),
+        "untouched, read, write, create"
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! carol");
+}
