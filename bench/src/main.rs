@@ -18,6 +18,9 @@ enum System {
     TowerSessions,
     /// actix-session 0.11 with its RedisSessionStore.
     ActixSession,
+    /// Cloakroom on actix-web (cloakroom-actix), on its Redis store, with
+    /// the same handlers and workers as actix-session.
+    CloakroomActix,
     /// axum with no sessions: the ceiling.
     Axum,
     /// axum doing one raw Redis GET (or SET) per request: the floor.
@@ -40,6 +43,7 @@ fn main() {
     let args = Args::parse();
     match args.system {
         System::ActixSession => actix::run(args).expect("actix server"),
+        System::CloakroomActix => cloakroom_actix_app::run(args).expect("actix server"),
         _ => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -54,7 +58,7 @@ async fn run_axum(args: Args) {
         System::TowerSessions => tower::app(&args.redis).await,
         System::Axum => plain::app(),
         System::RawRedis => raw::app(&args.redis).await,
-        System::ActixSession => unreachable!("served by actix"),
+        System::ActixSession | System::CloakroomActix => unreachable!("served by actix"),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -169,6 +173,57 @@ mod actix {
                             .cookie_secure(false)
                             .build(),
                     )
+                    .route("/", web::get().to(index))
+                    .route("/detail", web::get().to(detail))
+                    .route("/health", web::get().to(|| async { "ok" }))
+            })
+            .workers(2)
+            .bind(args.listen)?
+            .run()
+            .await
+        })
+    }
+}
+
+mod cloakroom_actix_app {
+    use super::{Args, SECRET, name_of};
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use cloakroom_actix::{Session, SessionMiddleware};
+    use std::collections::HashMap;
+
+    async fn index(session: Session, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+        let Some(name) = name_of(&q) else {
+            return HttpResponse::BadRequest().body("missing query parameter: name\n");
+        };
+        match session.set("login", name).await {
+            Ok(()) => HttpResponse::Ok().body("index get ok!"),
+            Err(_) => HttpResponse::ServiceUnavailable().body("session error\n"),
+        }
+    }
+
+    async fn detail(session: Session) -> HttpResponse {
+        match session.get::<String>("login").await {
+            Ok(login) => HttpResponse::Ok().body(format!(
+                "detail get ok! {}",
+                login.as_deref().unwrap_or("None")
+            )),
+            Err(_) => HttpResponse::ServiceUnavailable().body("session error\n"),
+        }
+    }
+
+    pub fn run(args: Args) -> std::io::Result<()> {
+        actix_web::rt::System::new().block_on(async move {
+            // The store's defaults, as a user would get them.
+            let mut config =
+                cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
+                    .expect("config");
+            config.plain_http_on(args.listen);
+            config.storage.url = Some(args.redis.clone());
+            let sessions: SessionMiddleware = config.build().await.expect("cloakroom middleware");
+            eprintln!("CloakroomActix listening on {}", args.listen);
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(sessions.clone())
                     .route("/", web::get().to(index))
                     .route("/detail", web::get().to(detail))
                     .route("/health", web::get().to(|| async { "ok" }))
