@@ -104,6 +104,17 @@ pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
     SessionKeys { data }
 }
 
+/// The index of `user`'s sessions: `PREFIX:u:{USER}`, a sorted set of
+/// session ids in a slot of its own.
+pub(crate) fn user_index(prefix: &str, user: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + user.len() + 5);
+    key.push_str(prefix);
+    key.push_str(":u:{");
+    key.push_str(user);
+    key.push('}');
+    key
+}
+
 /// The hash field for a session name.
 pub(crate) fn field(name: &str) -> std::borrow::Cow<'_, str> {
     if name.starts_with('@') {

@@ -31,6 +31,7 @@
 
 mod config;
 mod conn;
+mod inventory;
 mod keys;
 
 pub use config::RedisConfig;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 struct Scripts {
+    admit: Script,
     apply: Script,
     refresh: Script,
     rollback: Script,
@@ -117,6 +119,7 @@ impl RedisStore {
             data,
             notes,
             scripts: Arc::new(Scripts {
+                admit: Script::new(include_str!("lua/admit.lua")),
                 apply: Script::new(include_str!("lua/apply.lua")),
                 refresh: Script::new(include_str!("lua/refresh.lua")),
                 rollback: Script::new(include_str!("lua/rollback.lua")),
@@ -784,6 +787,42 @@ impl cloakroom::Store for RedisStore {
             self.del(&mut notes.get(), &[&notes_key]).await?;
         }
         Ok(())
+    }
+
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<cloakroom::SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> Result<cloakroom::Admission> {
+        self.admit_to_index(user, id, cap, expiry, check_only).await
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        expiry: &Expiry,
+    ) -> Result<Vec<cloakroom::SessionInfo>> {
+        self.index_sessions(user, expiry).await
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> Result<usize> {
+        self.end_index_sessions(user, except, expiry).await
+    }
+
+    async fn end_all(&self, _expiry: &Expiry) -> Result<usize> {
+        self.end_every_session().await
+    }
+
+    async fn count(&self, _expiry: &Expiry) -> Result<usize> {
+        self.count_sessions().await
     }
 }
 

@@ -15,6 +15,14 @@ async fn store() -> (RedisCluster, RedisStore) {
 
 cloakroom_testkit::conformance_tests!(store().await);
 
+/// The session inventory on the cluster: the user index lives in a slot
+/// of its own, the sessions in theirs.
+mod inventory {
+    use super::*;
+
+    cloakroom_testkit::inventory_tests!(store().await);
+}
+
 fn reads(cluster: &RedisCluster) -> u64 {
     cluster
         .nodes

@@ -20,3 +20,10 @@ mod separate_notifications_db {
 
     cloakroom_testkit::conformance_tests!(store(Some(1)).await);
 }
+
+/// The session inventory (user index, cap) on a real redis-server.
+mod inventory {
+    use super::*;
+
+    cloakroom_testkit::inventory_tests!(store(None).await);
+}

@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod counted;
 mod http_client;
 pub mod http_suite;
+pub mod inventory;
 pub mod scenarios;
 pub mod security;
 mod servers;

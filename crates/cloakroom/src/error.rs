@@ -56,6 +56,19 @@ pub enum Error {
     /// Invalid configuration: the message names the offending key.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// The user already has the most live sessions the cap allows, and
+    /// the cap refuses new ones (`on_max_sessions = "refuse"`). The
+    /// session was not bound.
+    #[error("too many sessions: this user already has {limit}, the most allowed")]
+    TooManySessions {
+        /// The configured `max_sessions_per_user`.
+        limit: usize,
+    },
+
+    /// The store cannot do this (Memcached cannot list its keys, say).
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
 }
 
 impl Error {
@@ -83,6 +96,10 @@ impl Error {
                 "session store unavailable\n",
             ),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large\n"),
+            Error::TooManySessions { .. } => (
+                StatusCode::CONFLICT,
+                "too many sessions for this user: sign out elsewhere first\n",
+            ),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error\n"),
         }
     }

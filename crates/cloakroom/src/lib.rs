@@ -71,6 +71,7 @@ mod adapters;
 mod cookie;
 mod error;
 mod expiry;
+pub mod inventory;
 mod limits;
 mod manager;
 mod patch;
@@ -155,9 +156,11 @@ pub use adapters::tower::{ResponseFuture, SessionLayer, SessionLayerBuilder, Ses
 pub use cookie::{CookieConfig, KeyRing, MIN_SECRET_BYTES, SameSite};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SystemClock, Timestamp};
+pub use inventory::{Admission, ClientInfo, OnMaxSessions, SessionCap, SessionInfo};
 pub use limits::{Limits, SizeLimits};
 pub use manager::{
-    EditMode, HeaderEdit, ResponseHeaders, SessionManager, SessionManagerBuilder, Stats,
+    EditMode, HeaderEdit, ResponseHeaders, SessionAdmin, SessionManager, SessionManagerBuilder,
+    Stats,
 };
 pub use patch::{Change, Patch};
 pub use session::{Notifications, Session};

@@ -1,6 +1,7 @@
 //! Size limits on what a session may hold.
 
 use crate::error::{Error, Result};
+use crate::inventory::{OnMaxSessions, SessionCap};
 
 /// Limits checked when a handler writes to a session. A write over a limit
 /// fails with [`Error::TooLarge`] and records nothing.
@@ -17,6 +18,8 @@ pub struct Limits {
     max_names: usize,
     max_session_bytes: usize,
     max_cookie_header_bytes: usize,
+    max_sessions_per_user: Option<usize>,
+    on_max_sessions: OnMaxSessions,
 }
 
 impl Default for Limits {
@@ -30,6 +33,8 @@ impl Default for Limits {
             max_names: 256,
             max_session_bytes: 256 * 1024,
             max_cookie_header_bytes: 8 * 1024,
+            max_sessions_per_user: None,
+            on_max_sessions: OnMaxSessions::EvictOldest,
         }
     }
 }
@@ -68,6 +73,38 @@ impl Limits {
         self
     }
 
+    /// The most live sessions one user may have (`None`, the default:
+    /// no cap; 0 counts as 1). Checked when a session is bound with
+    /// [`Session::bind_user`](crate::Session::bind_user), atomically in
+    /// the store, so concurrent sign-ins cannot go over it.
+    ///
+    /// ```
+    /// use cloakroom::{Limits, OnMaxSessions};
+    /// let limits = Limits::default()
+    ///     .max_sessions_per_user(Some(3))
+    ///     .on_max_sessions(OnMaxSessions::Refuse);
+    /// assert_eq!(limits.session_cap().map(|c| c.max), Some(3));
+    /// ```
+    pub fn max_sessions_per_user(mut self, n: Option<usize>) -> Self {
+        self.max_sessions_per_user = n.map(|n| n.max(1));
+        self
+    }
+
+    /// What a sign-in at the cap does: end the least recently used
+    /// session (the default), or fail.
+    pub fn on_max_sessions(mut self, on_max: OnMaxSessions) -> Self {
+        self.on_max_sessions = on_max;
+        self
+    }
+
+    /// The cap per user, if one is set.
+    pub fn session_cap(&self) -> Option<SessionCap> {
+        self.max_sessions_per_user.map(|max| SessionCap {
+            max,
+            on_max: self.on_max_sessions,
+        })
+    }
+
     /// The configured longest token header.
     pub fn cookie_header_bytes(&self) -> usize {
         self.max_cookie_header_bytes
@@ -92,6 +129,11 @@ impl Limits {
     }
 
     pub(crate) fn check(&self, name: &str, json: &str) -> Result<()> {
+        if crate::inventory::is_reserved(name) {
+            return Err(Error::Config(format!(
+                "session name {name:?}: names starting with U+0001 are reserved"
+            )));
+        }
         if name.len() > self.max_name_bytes {
             return Err(Error::TooLarge {
                 what: "session name".to_owned(),

@@ -161,6 +161,12 @@ impl SessionManager {
         Ok(self.shared.transport.response_headers(action))
     }
 
+    /// The admin handle: list and end users' sessions, outside any
+    /// request.
+    pub fn admin(&self) -> SessionAdmin {
+        SessionAdmin::new(self.shared.clone())
+    }
+
     /// The manager's counters.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -176,6 +182,96 @@ impl fmt::Debug for SessionManager {
             .field("expiry", &self.shared.expiry)
             .field("keys", &self.shared.keys)
             .finish_non_exhaustive()
+    }
+}
+
+/// Lists and ends sessions, outside any request: "which sessions does
+/// alice have?", "sign alice out everywhere", "sign out every user".
+///
+/// Ending is immediate: the next request with an ended session's cookie
+/// has no session. Get it from [`SessionManager::admin`], from a layer or
+/// middleware's manager, or from [`Session::admin`] in a handler. It is
+/// cheap to clone.
+///
+/// ```
+/// use cloakroom::{ClientInfo, KeyRing, MemoryStore, SessionManager};
+/// use http::HeaderMap;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cloakroom::Result<()> {
+/// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random()).build()?;
+/// for _ in 0..2 {
+///     // Two sign-ins of alice, from two devices.
+///     let session = manager.open(&HeaderMap::new());
+///     session.bind_user("alice", ClientInfo::default().user_agent("Firefox")).await?;
+///     manager.commit(&session).await?;
+/// }
+/// let admin = manager.admin();
+/// let sessions = admin.list("alice").await?;
+/// assert_eq!(sessions.len(), 2);
+/// assert_eq!(sessions[0].client.user_agent.as_deref(), Some("Firefox"));
+/// assert_eq!(admin.end_user_except("alice", &sessions[0].id).await?, 1);
+/// assert_eq!(admin.list("alice").await?.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionAdmin {
+    shared: Arc<Shared>,
+}
+
+impl SessionAdmin {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        SessionAdmin { shared }
+    }
+
+    /// `user`'s live sessions, oldest first, each with its deadlines and
+    /// the client recorded at sign-in.
+    pub async fn list(&self, user: &str) -> Result<Vec<crate::SessionInfo>> {
+        let expiry = self.shared.expiry();
+        self.shared.store.sessions_of(user, &expiry).await
+    }
+
+    /// Ends one session.
+    pub async fn end(&self, id: &crate::SessionId) -> Result<()> {
+        self.shared.store.delete(id).await
+    }
+
+    /// Ends every session of `user` (after a password reset, or when the
+    /// account is disabled), and returns how many there were.
+    pub async fn end_user(&self, user: &str) -> Result<usize> {
+        let expiry = self.shared.expiry();
+        self.shared.store.end_sessions_of(user, None, &expiry).await
+    }
+
+    /// Ends every session of `user` but `keep` (the current one, after a
+    /// password change), and returns how many it ended.
+    pub async fn end_user_except(&self, user: &str, keep: &crate::SessionId) -> Result<usize> {
+        let expiry = self.shared.expiry();
+        self.shared
+            .store
+            .end_sessions_of(user, Some(keep), &expiry)
+            .await
+    }
+
+    /// Ends every session of every user, and the anonymous ones; returns
+    /// how many there were. Not every store can enumerate its sessions
+    /// ([`Error::Unsupported`] on Memcached).
+    pub async fn end_all(&self) -> Result<usize> {
+        let expiry = self.shared.expiry();
+        self.shared.store.end_all(&expiry).await
+    }
+
+    /// How many live sessions the store holds ([`Error::Unsupported`] on
+    /// Memcached).
+    pub async fn count(&self) -> Result<usize> {
+        let expiry = self.shared.expiry();
+        self.shared.store.count(&expiry).await
+    }
+}
+
+impl fmt::Debug for SessionAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionAdmin").finish_non_exhaustive()
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::cookie::Verified;
 use crate::error::{Error, Result};
+use crate::inventory::{self, Admission, CLIENT_NAME, ClientInfo, OnMaxSessions, USER_NAME};
 use crate::manager::Shared;
 use crate::patch::Patch;
 use crate::store::{Applied, Record};
@@ -66,6 +67,9 @@ struct State {
     /// Values learned from atomic store calls this request, newer than the
     /// loaded record; never written back.
     observed: BTreeMap<String, String>,
+    /// The user this request bound the session to: admitted to the user's
+    /// index once the binding is written.
+    bound: Option<String>,
 }
 
 impl State {
@@ -207,6 +211,7 @@ impl Session {
     /// trip); later reads use that copy. A value that does not deserialize
     /// as `T` is an [`Error::Serde`].
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        not_reserved(name)?;
         match self.raw(name).await? {
             Some(json) => serde_json::from_str(&json)
                 .map(Some)
@@ -220,6 +225,7 @@ impl Session {
 
     /// Whether `name` is set.
     pub async fn contains(&self, name: &str) -> Result<bool> {
+        not_reserved(name)?;
         Ok(self.raw(name).await?.is_some())
     }
 
@@ -260,6 +266,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn increment(&self, name: &str, by: i64) -> Result<i64> {
+        not_reserved(name)?;
         let not_integer = |source| Error::Serde {
             name: name.to_owned(),
             source,
@@ -305,6 +312,7 @@ impl Session {
 
     /// Removes `name`.
     pub async fn remove(&self, name: &str) -> Result<()> {
+        not_reserved(name)?;
         let mut st = self.state();
         if self.existing(&mut st).is_some() {
             let absent = st.patch.lookup(name).is_none()
@@ -318,11 +326,28 @@ impl Session {
         Ok(())
     }
 
-    /// Removes every name. Notifications are kept.
+    /// Removes every name. Notifications and the user binding are kept.
     pub async fn clear(&self) -> Result<()> {
+        let token = self.existing(&mut self.state());
+        // The binding lives among the names: learn it before clearing.
+        let record = match &token {
+            Some(token) => self.load(token).await?,
+            None => None,
+        };
         let mut st = self.state();
         if self.existing(&mut st).is_some() || st.fresh.is_some() {
+            let keep: Vec<(&str, String)> = [USER_NAME, CLIENT_NAME]
+                .into_iter()
+                .filter_map(|name| {
+                    let pending = st.patch.lookup(name).map(|v| v.map(str::to_owned));
+                    let stored = || record.and_then(|r| r.values.get(name).cloned());
+                    pending.unwrap_or_else(stored).map(|v| (name, v))
+                })
+                .collect();
             st.patch.clear();
+            for (name, json) in keep {
+                st.patch.set(name, json);
+            }
         }
         Ok(())
     }
@@ -347,11 +372,13 @@ impl Session {
             }
         }
         let patch = &st.patch;
-        keys.retain(|k| patch.lookup(k).is_none());
+        keys.retain(|k| patch.lookup(k).is_none() && !inventory::is_reserved(k));
         keys.extend(
             patch
                 .changes()
-                .filter(|(_, change)| matches!(change, crate::Change::Set(_)))
+                .filter(|(k, change)| {
+                    matches!(change, crate::Change::Set(_)) && !inventory::is_reserved(k)
+                })
                 .map(|(k, _)| k.to_owned()),
         );
         keys.sort_unstable();
@@ -402,7 +429,100 @@ impl Session {
         st.patch = Patch::default();
         st.fresh = None;
         st.renamed = None;
+        st.bound = None;
         Ok(())
+    }
+
+    /// Binds the session to `user` (their id in the app: a number, a
+    /// name), recording `client` for their list of sessions. Call it at
+    /// sign-in, after [`cycle_id`](Self::cycle_id); like `set`, it is
+    /// written when the response is ready, and then the session joins the
+    /// user's index, where [`SessionAdmin`](crate::SessionAdmin) finds it.
+    ///
+    /// With `max_sessions_per_user` set, the cap is enforced then:
+    /// `evict_oldest` ends the user's least recently used sessions;
+    /// `refuse` makes this call fail with [`Error::TooManySessions`] when
+    /// the user is at the cap already (one store round trip to check), so
+    /// the handler can say so. Two sign-ins racing for the last place are
+    /// settled when they are written: the loser's response is a `409`.
+    ///
+    /// A user id is 1 to 256 bytes without control characters.
+    ///
+    /// ```
+    /// use cloakroom::{ClientInfo, Session};
+    ///
+    /// async fn sign_in(session: Session, user: &str, agent: &str) -> cloakroom::Result<()> {
+    ///     session.cycle_id().await?;
+    ///     session.bind_user(user, ClientInfo::default().user_agent(agent)).await
+    /// }
+    /// ```
+    pub async fn bind_user(&self, user: &str, client: ClientInfo) -> Result<()> {
+        if user.is_empty()
+            || user.len() > inventory::MAX_USER_BYTES
+            || user.chars().any(char::is_control)
+        {
+            return Err(Error::Config(format!(
+                "user id {user:?}: must be 1 to {} bytes without control characters",
+                inventory::MAX_USER_BYTES
+            )));
+        }
+        let client = serde_json::to_string(&client).map_err(|source| Error::Serde {
+            name: CLIENT_NAME.to_owned(),
+            source,
+        })?;
+        let shared = &self.inner.shared;
+        if let Some(cap) = shared.limits.session_cap()
+            && cap.on_max == OnMaxSessions::Refuse
+        {
+            let target = {
+                let mut st = self.state();
+                self.ensure_target(&mut st);
+                self.target_id(&mut st)
+            };
+            if let Some(target) = target {
+                let check = shared
+                    .store
+                    .admit(user, &target, Some(cap), &shared.expiry(), true)
+                    .await?;
+                if check == Admission::Refused {
+                    return Err(Error::TooManySessions { limit: cap.max });
+                }
+            }
+        }
+        let mut st = self.state();
+        st.patch.set(USER_NAME, inventory::user_json(user));
+        st.patch.set(CLIENT_NAME, client);
+        st.bound = Some(user.to_owned());
+        self.ensure_target(&mut st);
+        Ok(())
+    }
+
+    /// The user the session is bound to, or `None`. Reads the session
+    /// (one round trip, the first time in a request).
+    pub async fn user(&self) -> Result<Option<String>> {
+        match self.raw(USER_NAME).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|source| Error::Serde {
+                    name: USER_NAME.to_owned(),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// The admin handle of this session's manager: list and end a user's
+    /// sessions from a handler ("sign out everywhere else").
+    pub fn admin(&self) -> crate::SessionAdmin {
+        crate::SessionAdmin::new(self.inner.shared.clone())
+    }
+
+    /// The id the session will have once committed, if it will have one.
+    fn target_id(&self, st: &mut State) -> Option<SessionId> {
+        if let Some(token) = st.renamed.as_ref().or(st.fresh.as_ref()) {
+            return Some(token.id());
+        }
+        self.existing(st).map(|t| t.id())
     }
 
     /// The session's notifications: values that can be read once.
@@ -424,7 +544,7 @@ impl Session {
     /// response is ready.
     pub(crate) async fn commit(&self) -> Result<TokenAction> {
         let shared = &self.inner.shared;
-        let (existing, stale_key, destroyed, patch, fresh, renamed) = {
+        let (existing, stale_key, destroyed, patch, fresh, renamed, bound) = {
             let mut st = self.state();
             if st.untouched() {
                 return Ok(TokenAction::Keep);
@@ -441,6 +561,7 @@ impl Session {
                 std::mem::take(&mut st.patch),
                 st.fresh.take(),
                 st.renamed.take(),
+                st.bound.take(),
             )
         };
         let mut patch = patch;
@@ -460,11 +581,23 @@ impl Session {
                 }
                 return Ok(action);
             }
+            // A bound session keeps its binding under its new id; learn
+            // it, so the user's index can follow the rename.
+            let mut admit = bound.clone();
+            if admit.is_none() && renamed.is_some() {
+                admit = self
+                    .load(&token)
+                    .await?
+                    .and_then(|r| r.values.get(USER_NAME))
+                    .and_then(|json| serde_json::from_str(json).ok());
+            }
             if let Some(new) = &renamed {
                 patch.rename_to(new.id());
             }
             match shared.store.apply(&token.id(), &patch, &expiry).await? {
                 Applied::Done => {
+                    let now_under = renamed.as_ref().unwrap_or(&token).id();
+                    self.admit(admit, now_under).await?;
                     if let Some(new) = renamed {
                         action = TokenAction::Set(shared.sign(&new));
                     } else if stale_key {
@@ -486,7 +619,10 @@ impl Session {
         let mut token = fresh.unwrap_or_else(Token::generate);
         for _ in 0..3 {
             match shared.store.apply(&token.id(), &create, &expiry).await? {
-                Applied::Done => return Ok(TokenAction::Set(shared.sign(&token))),
+                Applied::Done => {
+                    self.admit(bound, token.id()).await?;
+                    return Ok(TokenAction::Set(shared.sign(&token)));
+                }
                 // A 256-bit collision; draw again.
                 Applied::Gone => token = Token::generate(),
             }
@@ -495,6 +631,49 @@ impl Session {
             "the store refused to create a session under three fresh ids".to_owned(),
         ))
     }
+
+    /// Adds the session, written under `id` and bound to `user`, to the
+    /// user's index, under the cap. Refused (a sign-in that lost the race
+    /// for the last place): the binding is taken off again, and the
+    /// session stays, anonymous.
+    async fn admit(&self, user: Option<String>, id: SessionId) -> Result<()> {
+        let Some(user) = user else {
+            return Ok(());
+        };
+        let shared = &self.inner.shared;
+        let cap = shared.limits.session_cap();
+        let expiry = shared.expiry();
+        match shared.store.admit(&user, &id, cap, &expiry, false).await? {
+            Admission::Admitted { ended } => {
+                if !ended.is_empty() {
+                    tracing::info!(
+                        ended = ended.len(),
+                        "the per-user session cap ended the least recently used sessions"
+                    );
+                }
+                Ok(())
+            }
+            Admission::Refused => {
+                let mut unbind = Patch::default();
+                unbind.remove(USER_NAME);
+                unbind.remove(CLIENT_NAME);
+                let _ = shared.store.apply(&id, &unbind, &expiry).await?;
+                Err(Error::TooManySessions {
+                    limit: cap.map_or(0, |c| c.max),
+                })
+            }
+        }
+    }
+}
+
+/// Names starting with U+0001 belong to Cloakroom (the user binding).
+fn not_reserved(name: &str) -> Result<()> {
+    if inventory::is_reserved(name) {
+        return Err(Error::Config(format!(
+            "session name {name:?}: names starting with U+0001 are reserved"
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Session {

@@ -181,11 +181,10 @@ mod tests {
             assert!(seen.insert(t.0), "a token repeated");
         }
         // Threads draw from their own batches, and never the same bytes.
-        let other: Vec<[u8; TOKEN_BYTES]> = std::thread::spawn(|| {
-            (0..BATCH_TOKENS + 1).map(|_| Token::generate().0).collect()
-        })
-        .join()
-        .unwrap();
+        let other: Vec<[u8; TOKEN_BYTES]> =
+            std::thread::spawn(|| (0..BATCH_TOKENS + 1).map(|_| Token::generate().0).collect())
+                .join()
+                .unwrap();
         assert!(other.iter().all(|t| seen.insert(*t)));
     }
 

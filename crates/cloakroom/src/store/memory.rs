@@ -3,6 +3,7 @@
 use super::{Applied, Record, Store};
 use crate::error::Result;
 use crate::expiry::{Expiry, Timestamp};
+use crate::inventory::{Admission, CLIENT_NAME, OnMaxSessions, SessionCap, SessionInfo, USER_NAME};
 use crate::patch::{Change, Patch};
 use crate::token::SessionId;
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,9 @@ pub struct MemoryStore {
 struct Inner {
     sessions: HashMap<SessionId, Entry>,
     writes_since_sweep: usize,
+    /// Each user's admitted session ids; dead ones are pruned when the
+    /// user's index is used.
+    users: HashMap<String, Vec<SessionId>>,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,23 @@ impl Inner {
             self.sessions.remove(id);
         }
         self.sessions.get_mut(id)
+    }
+
+    /// `user`'s live sessions, the index pruned of the others.
+    fn live_sessions_of(&mut self, user: &str, now: Timestamp) -> Vec<SessionId> {
+        let bound = crate::inventory::user_json(user);
+        let Some(mut ids) = self.users.remove(user) else {
+            return Vec::new();
+        };
+        ids.retain(|id| {
+            self.sessions
+                .get(id)
+                .is_some_and(|e| e.live(now) && e.record.values.get(USER_NAME) == Some(&bound))
+        });
+        if !ids.is_empty() {
+            self.users.insert(user.to_owned(), ids.clone());
+        }
+        ids
     }
 
     fn sweep(&mut self, now: Timestamp) {
@@ -243,6 +264,100 @@ impl Store for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<()> {
         self.lock().sessions.remove(id);
         Ok(())
+    }
+
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> Result<Admission> {
+        let mut inner = self.lock();
+        let mut live = inner.live_sessions_of(user, expiry.now);
+        let mut ended = Vec::new();
+        if !live.contains(id)
+            && let Some(cap) = cap
+            && live.len() >= cap.max
+        {
+            if cap.on_max == OnMaxSessions::Refuse {
+                return Ok(Admission::Refused);
+            }
+            if check_only {
+                return Ok(Admission::Admitted { ended });
+            }
+            // Least recently used first: the nearest idle deadline.
+            live.sort_by_key(|id| inner.sessions.get(id).map(|e| e.expires_at));
+            let excess = live.len() + 1 - cap.max;
+            for victim in live.drain(..excess) {
+                inner.sessions.remove(&victim);
+                ended.push(victim);
+            }
+        }
+        if !check_only && !live.contains(id) {
+            live.push(*id);
+            inner.users.insert(user.to_owned(), live);
+        }
+        Ok(Admission::Admitted { ended })
+    }
+
+    async fn sessions_of(&self, user: &str, expiry: &Expiry) -> Result<Vec<SessionInfo>> {
+        let mut inner = self.lock();
+        let ids = inner.live_sessions_of(user, expiry.now);
+        let mut infos: Vec<SessionInfo> = ids
+            .iter()
+            .filter_map(|id| {
+                let e = inner.sessions.get(id)?;
+                Some(SessionInfo::from_parts(
+                    *id,
+                    e.record.created,
+                    e.expires_at,
+                    e.record.deadline,
+                    expiry.idle,
+                    e.record.values.get(CLIENT_NAME).map(String::as_str),
+                ))
+            })
+            .collect();
+        infos.sort_by_key(|i| i.created);
+        Ok(infos)
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> Result<usize> {
+        let mut inner = self.lock();
+        let ids = inner.live_sessions_of(user, expiry.now);
+        let mut ended = 0;
+        for id in ids.iter().filter(|id| Some(*id) != except) {
+            inner.sessions.remove(id);
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    async fn end_all(&self, expiry: &Expiry) -> Result<usize> {
+        let mut inner = self.lock();
+        let live = inner
+            .sessions
+            .values()
+            .filter(|e| e.live(expiry.now))
+            .count();
+        inner.sessions.clear();
+        inner.users.clear();
+        Ok(live)
+    }
+
+    async fn count(&self, expiry: &Expiry) -> Result<usize> {
+        let inner = self.lock();
+        Ok(inner
+            .sessions
+            .values()
+            .filter(|e| e.live(expiry.now))
+            .count())
     }
 }
 

@@ -8,8 +8,9 @@ mod memory;
 
 pub use memory::{MemoryStore, add_to};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::expiry::{Expiry, Timestamp};
+use crate::inventory::{Admission, SessionCap, SessionInfo};
 use crate::patch::Patch;
 use crate::token::SessionId;
 use std::collections::BTreeMap;
@@ -121,6 +122,71 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Applied>> + Send {
         async move { self.apply(id, &Patch::default(), expiry).await }
     }
+
+    /// Adds session `id`, already written with the binding to `user`, to
+    /// `user`'s index, enforcing `cap` atomically: concurrent admissions
+    /// never leave more than `cap.max` live sessions in the index. At the
+    /// cap, [`OnMaxSessions::EvictOldest`](crate::OnMaxSessions) deletes
+    /// the least recently used sessions and returns them; `Refuse` adds
+    /// nothing. Dead sessions in the index never count. With `check_only`,
+    /// nothing is added or ended: the answer says whether it would be.
+    ///
+    /// The default says the store keeps no index.
+    fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> impl Future<Output = Result<Admission>> + Send {
+        let _ = (user, id, cap, expiry, check_only);
+        async { Err(no_index()) }
+    }
+
+    /// The live sessions bound to `user`, oldest first. Dead ones found in
+    /// the index are pruned from it.
+    fn sessions_of(
+        &self,
+        user: &str,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+        let _ = (user, expiry);
+        async { Err(no_index()) }
+    }
+
+    /// Ends every session bound to `user` but `except`, and returns how
+    /// many were live.
+    fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<usize>> + Send {
+        let _ = (user, except, expiry);
+        async { Err(no_index()) }
+    }
+
+    /// Ends every session of every user (and the anonymous ones), and
+    /// returns how many there were.
+    fn end_all(&self, expiry: &Expiry) -> impl Future<Output = Result<usize>> + Send {
+        let _ = expiry;
+        async {
+            Err(Error::Unsupported(
+                "this store cannot list its sessions".to_owned(),
+            ))
+        }
+    }
+
+    /// How many live sessions the store holds.
+    fn count(&self, expiry: &Expiry) -> impl Future<Output = Result<usize>> + Send {
+        let _ = expiry;
+        async {
+            Err(Error::Unsupported(
+                "this store cannot count its sessions".to_owned(),
+            ))
+        }
+    }
 }
 
 impl<S: Store> Store for std::sync::Arc<S> {
@@ -159,6 +225,57 @@ impl<S: Store> Store for std::sync::Arc<S> {
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<()>> + Send {
         (**self).delete(id)
     }
+    fn cycle(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send {
+        (**self).cycle(old, new, expiry)
+    }
+    fn touch(
+        &self,
+        id: &SessionId,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Applied>> + Send {
+        (**self).touch(id, expiry)
+    }
+    fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> impl Future<Output = Result<Admission>> + Send {
+        (**self).admit(user, id, cap, expiry, check_only)
+    }
+    fn sessions_of(
+        &self,
+        user: &str,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+        (**self).sessions_of(user, expiry)
+    }
+    fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> impl Future<Output = Result<usize>> + Send {
+        (**self).end_sessions_of(user, except, expiry)
+    }
+    fn end_all(&self, expiry: &Expiry) -> impl Future<Output = Result<usize>> + Send {
+        (**self).end_all(expiry)
+    }
+    fn count(&self, expiry: &Expiry) -> impl Future<Output = Result<usize>> + Send {
+        (**self).count(expiry)
+    }
+}
+
+/// The error of a store without a user index.
+fn no_index() -> Error {
+    Error::Unsupported("this store keeps no per-user session index".to_owned())
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -190,6 +307,27 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         e: &'a Expiry,
     ) -> BoxFuture<'a, Result<Option<i64>>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>>;
+    fn admit<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a SessionId,
+        cap: Option<SessionCap>,
+        e: &'a Expiry,
+        check_only: bool,
+    ) -> BoxFuture<'a, Result<Admission>>;
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>>>;
+    fn end_sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        except: Option<&'a SessionId>,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<usize>>;
+    fn end_all<'a>(&'a self, e: &'a Expiry) -> BoxFuture<'a, Result<usize>>;
+    fn count<'a>(&'a self, e: &'a Expiry) -> BoxFuture<'a, Result<usize>>;
 }
 
 impl<S: Store> DynStore for S {
@@ -227,5 +365,36 @@ impl<S: Store> DynStore for S {
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<()>> {
         Box::pin(Store::delete(self, id))
+    }
+    fn admit<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a SessionId,
+        cap: Option<SessionCap>,
+        e: &'a Expiry,
+        check_only: bool,
+    ) -> BoxFuture<'a, Result<Admission>> {
+        Box::pin(Store::admit(self, user, id, cap, e, check_only))
+    }
+    fn sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>>> {
+        Box::pin(Store::sessions_of(self, user, e))
+    }
+    fn end_sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        except: Option<&'a SessionId>,
+        e: &'a Expiry,
+    ) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(Store::end_sessions_of(self, user, except, e))
+    }
+    fn end_all<'a>(&'a self, e: &'a Expiry) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(Store::end_all(self, e))
+    }
+    fn count<'a>(&'a self, e: &'a Expiry) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(Store::count(self, e))
     }
 }
