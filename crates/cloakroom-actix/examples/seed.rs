@@ -2,7 +2,8 @@
 //!
 //! - `GET /?name=alice` stores `login` = alice;
 //! - `GET /detail` answers `detail get ok! alice`;
-//! - `GET /login?name=bob` gives the session a new id, then stores bob;
+//! - `GET /login?name=bob` gives the session a new id, stores bob, and
+//!   binds the session to user bob;
 //! - `GET /logout` deletes the session and clears the cookie;
 //! - `GET /health` answers `ok` without touching the session.
 //!
@@ -16,9 +17,10 @@
 //! `memcache://`); `--config` reads a `cloakroom.toml`, and the
 //! `CLOAKROOM_*` variables (`CLOAKROOM_COOKIE_SECRET`, …) override it.
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::http::header::USER_AGENT;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use clap::Parser;
-use cloakroom_actix::{Session, SessionMiddleware};
+use cloakroom_actix::{ClientInfo, Session, SessionMiddleware};
 use cloakroom_config::Config;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -70,12 +72,22 @@ async fn detail(session: Session) -> cloakroom_actix::Result<String> {
     ))
 }
 
-async fn login(session: Session, q: web::Query<Name>) -> cloakroom_actix::Result<HttpResponse> {
+/// A new id first, then `login` = X, and the session bound to user X.
+async fn login(
+    session: Session,
+    req: HttpRequest,
+    q: web::Query<Name>,
+) -> cloakroom_actix::Result<HttpResponse> {
     let Some(name) = q.into_inner().get() else {
         return Ok(missing_name());
     };
     session.cycle_id().await?;
-    session.set("login", name).await?;
+    session.set("login", &name).await?;
+    let mut client = ClientInfo::default();
+    if let Some(agent) = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()) {
+        client = client.user_agent(agent);
+    }
+    session.bind_user(&name, client).await?;
     Ok(HttpResponse::Ok().body("login ok!"))
 }
 

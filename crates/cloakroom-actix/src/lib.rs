@@ -46,6 +46,7 @@ pub use middleware::{ResponseFuture, SessionMiddleware, SessionMiddlewareBuilder
 
 pub use cloakroom;
 pub use cloakroom::{
-    CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, MemoryStore, MissingSessionMiddleware,
-    Notifications, Result, SameSite, Session, SessionId, SessionManager, Stats, Store,
+    ClientInfo, CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, MemoryStore,
+    MissingSessionMiddleware, Notifications, OnMaxSessions, Result, SameSite, Session,
+    SessionAdmin, SessionId, SessionInfo, SessionManager, Stats, Store,
 };

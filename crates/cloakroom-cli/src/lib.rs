@@ -5,9 +5,11 @@
 
 pub mod seed;
 mod serve;
+mod sessions;
 pub mod showcase;
 
 pub use serve::{App, ServeArgs, build_layer, serve};
+pub use sessions::{SessionsArgs, sessions};
 
 use clap::{Parser, Subcommand};
 
@@ -25,19 +27,23 @@ pub struct Cli {
 pub enum Command {
     /// Serve the seed demo: `/?name=NAME` stores it, `/detail` shows it.
     Serve(ServeArgs),
+    /// List and end users' sessions in the store.
+    Sessions(SessionsArgs),
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), cloakroom::Error> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Sessions(args) => sessions(args).await,
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `default`: `info` for
+/// the server, `warn` for the admin commands, whose output is on stdout).
+pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cloakroom_cli::init_tracing();
+    let level = match cli.command {
+        cloakroom_cli::Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    cloakroom_cli::init_tracing(level);
     match cloakroom_cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

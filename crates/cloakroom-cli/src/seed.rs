@@ -2,10 +2,11 @@
 
 use axum::Router;
 use axum::extract::Query;
-use axum::http::StatusCode;
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cloakroom::{Session, SessionLayer};
+use cloakroom::{ClientInfo, Session, SessionLayer};
 use std::collections::HashMap;
 
 /// The demo app: `/`, `/detail`, `/login` and `/logout`.
@@ -52,13 +53,23 @@ async fn detail(session: Session) -> Result<String, cloakroom::Error> {
     ))
 }
 
-/// `GET /login?name=X`: a new id first, then `login` = X.
-async fn login(session: Session, params: Params) -> Result<Response, cloakroom::Error> {
+/// `GET /login?name=X`: a new id first, then `login` = X, and the session
+/// bound to user X (so `cloakroom sessions list --user X` finds it).
+async fn login(
+    session: Session,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, cloakroom::Error> {
     let Some(name) = name_param(params) else {
         return Ok(missing_name());
     };
     session.cycle_id().await?;
-    session.set("login", name).await?;
+    session.set("login", &name).await?;
+    let mut client = ClientInfo::default();
+    if let Some(agent) = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
+        client = client.user_agent(agent);
+    }
+    session.bind_user(&name, client).await?;
     Ok("login ok!".into_response())
 }
 

@@ -179,6 +179,10 @@ pub struct LimitsConfig {
     pub max_session_bytes: Option<usize>,
     /// Longest `Cookie` header read (default 8192).
     pub max_cookie_header_bytes: Option<usize>,
+    /// Most live sessions per user (default: no cap).
+    pub max_sessions_per_user: Option<usize>,
+    /// At the cap: `evict_oldest` (default) or `refuse`.
+    pub on_max_sessions: Option<cloakroom::OnMaxSessions>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -298,6 +302,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "max_names", Kind::Int),
     ("limits", "max_session_bytes", Kind::Int),
     ("limits", "max_cookie_header_bytes", Kind::Int),
+    ("limits", "max_sessions_per_user", Kind::Int),
+    ("limits", "on_max_sessions", Kind::Str),
 ];
 
 const ENV_PREFIX: &str = "CLOAKROOM_";
@@ -359,6 +365,11 @@ impl Config {
         config.expiry_policy().validate()?;
         config.storage.timeout()?;
         config.storage.connections()?;
+        if config.limits.max_sessions_per_user == Some(0) {
+            return Err(config_error(
+                "limits.max_sessions_per_user must be at least 1 (leave it unset for no cap)",
+            ));
+        }
         Ok(config)
     }
 
@@ -447,6 +458,12 @@ impl Config {
         }
         if let Some(n) = self.limits.max_cookie_header_bytes {
             limits = limits.max_cookie_header_bytes(n);
+        }
+        if let Some(n) = self.limits.max_sessions_per_user {
+            limits = limits.max_sessions_per_user(Some(n));
+        }
+        if let Some(on_max) = self.limits.on_max_sessions {
+            limits = limits.on_max_sessions(on_max);
         }
         limits
     }
@@ -553,6 +570,42 @@ mod tests {
             cookie.contains("2592000") || cookie.contains("30"),
             "{cookie}"
         );
+    }
+
+    #[test]
+    fn the_session_cap_from_the_file_and_the_environment() {
+        let config =
+            Config::from_toml("[limits]\nmax_sessions_per_user = 3\non_max_sessions = 'refuse'\n")
+                .unwrap();
+        let cap = config.limits().session_cap().unwrap();
+        assert_eq!((cap.max, cap.on_max), (3, cloakroom::OnMaxSessions::Refuse));
+        let env = [
+            ("CLOAKROOM_LIMITS_MAX_SESSIONS_PER_USER", "2"),
+            ("CLOAKROOM_LIMITS_ON_MAX_SESSIONS", "evict_oldest"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let cap = Config::load_with_env(None, env)
+            .unwrap()
+            .limits()
+            .session_cap()
+            .unwrap();
+        assert_eq!(
+            (cap.max, cap.on_max),
+            (2, cloakroom::OnMaxSessions::EvictOldest)
+        );
+        assert!(
+            Config::default().limits().session_cap().is_none(),
+            "no cap by default"
+        );
+        for bad in ["on_max_sessions = 'sometimes'", "max_sessions_per_user = 0"] {
+            let err = Config::from_toml(&format!("[limits]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("on_max_sessions") || err.contains("max_sessions_per_user"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

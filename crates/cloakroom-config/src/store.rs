@@ -1,6 +1,9 @@
 //! The store a configuration picks, chosen at run time.
 
-use cloakroom::{Applied, Error, Expiry, MemoryStore, Patch, Record, Result, SessionId, Store};
+use cloakroom::{
+    Admission, Applied, Error, Expiry, MemoryStore, Patch, Record, Result, SessionCap, SessionId,
+    SessionInfo, Store,
+};
 
 /// One of the stores, as `engine` or `storage.url` picked it. It is a
 /// [`Store`] itself, so a manager built over it is not generic over the
@@ -70,6 +73,38 @@ impl Store for ConfiguredStore {
 
     async fn touch(&self, id: &SessionId, expiry: &Expiry) -> Result<Applied> {
         each_store!(self, s => s.touch(id, expiry).await)
+    }
+
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> Result<Admission> {
+        each_store!(self, s => s.admit(user, id, cap, expiry, check_only).await)
+    }
+
+    async fn sessions_of(&self, user: &str, expiry: &Expiry) -> Result<Vec<SessionInfo>> {
+        each_store!(self, s => s.sessions_of(user, expiry).await)
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> Result<usize> {
+        each_store!(self, s => s.end_sessions_of(user, except, expiry).await)
+    }
+
+    async fn end_all(&self, expiry: &Expiry) -> Result<usize> {
+        each_store!(self, s => s.end_all(expiry).await)
+    }
+
+    async fn count(&self, expiry: &Expiry) -> Result<usize> {
+        each_store!(self, s => s.count(expiry).await)
     }
 }
 

@@ -59,6 +59,18 @@ impl Shared {
     }
 }
 
+/// Warns, once per process, that bound sessions are not indexed.
+pub(crate) fn warn_once_no_index(why: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            reason = why,
+            "sessions are bound to users, but this store keeps no user index: \
+             listing and ending a user's sessions will fail"
+        );
+    });
+}
+
 /// Counters of one [`SessionManager`] (and so of the layer or middleware
 /// built on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

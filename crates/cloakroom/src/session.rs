@@ -643,7 +643,16 @@ impl Session {
         let shared = &self.inner.shared;
         let cap = shared.limits.session_cap();
         let expiry = shared.expiry();
-        match shared.store.admit(&user, &id, cap, &expiry, false).await? {
+        let admitted = match shared.store.admit(&user, &id, cap, &expiry, false).await {
+            // A store without a user index (Memcached) keeps the binding
+            // but cannot list it; without a cap nothing else depends on it.
+            Err(Error::Unsupported(why)) if cap.is_none() => {
+                crate::manager::warn_once_no_index(&why);
+                return Ok(());
+            }
+            other => other?,
+        };
+        match admitted {
             Admission::Admitted { ended } => {
                 if !ended.is_empty() {
                     tracing::info!(
