@@ -75,20 +75,6 @@ impl Drop for Example {
     }
 }
 
-/// Requests Redis read from its clients during `f`, less what the
-/// measuring itself costs.
-async fn round_trips<F: std::future::Future>(redis: &RedisServer, f: F) -> u64 {
-    let idle = {
-        let a = redis.stat("total_reads_processed");
-        let b = redis.stat("total_reads_processed");
-        b - a
-    };
-    let before = redis.stat("total_reads_processed");
-    f.await;
-    let after = redis.stat("total_reads_processed");
-    after - before - idle
-}
-
 #[tokio::test]
 async fn the_seed_flow_login_and_logout_on_redis() {
     let redis = RedisServer::start();
@@ -139,11 +125,11 @@ async fn redis_counts_1_round_trip_per_read_and_write_and_0_untouched() {
     c.get("/detail").await;
     c.get("/login?name=warm").await;
 
-    let untouched = round_trips(&redis, c.get("/health")).await;
-    let read = round_trips(&redis, c.get("/detail")).await;
-    let write = round_trips(&redis, c.get("/?name=carol")).await;
+    let untouched = redis.round_trips(c.get("/health")).await;
+    let read = redis.round_trips(c.get("/detail")).await;
+    let write = redis.round_trips(c.get("/?name=carol")).await;
     let fresh = example.client();
-    let create = round_trips(&redis, fresh.get("/?name=dave")).await;
+    let create = redis.round_trips(fresh.get("/?name=dave")).await;
     assert_eq!(
         (untouched, read, write, create),
         (0, 1, 1, 1),

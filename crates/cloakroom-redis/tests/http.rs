@@ -58,20 +58,6 @@ cloakroom_testkit::adapter_tests!(
     concurrent_increments_all_count,
 );
 
-/// Requests the server read from its clients during `f`, less what the
-/// measuring itself costs.
-async fn round_trips<F: std::future::Future>(redis: &RedisServer, f: F) -> u64 {
-    let idle = {
-        let a = redis.stat("total_reads_processed");
-        let b = redis.stat("total_reads_processed");
-        b - a
-    };
-    let before = redis.stat("total_reads_processed");
-    f.await;
-    let after = redis.stat("total_reads_processed");
-    after - before - idle
-}
-
 async fn round_trips_per_request_are_0_1_1_2(adapter: Adapter) {
     let redis = RedisServer::start();
     let srv = start(adapter, &redis, Duration::from_secs(2)).await;
@@ -82,12 +68,12 @@ async fn round_trips_per_request_are_0_1_1_2(adapter: Adapter) {
     c.get("/read-write").await;
     c.clear_cookies();
 
-    let create = round_trips(&redis, c.get("/?name=alice")).await;
-    let untouched = round_trips(&redis, c.get("/untouched")).await;
-    let read = round_trips(&redis, c.get("/detail")).await;
-    let write = round_trips(&redis, c.get("/?name=bob")).await;
-    let read_write = round_trips(&redis, c.get("/read-write")).await;
-    let anonymous_read = round_trips(&redis, srv.client().get("/detail")).await;
+    let create = redis.round_trips(c.get("/?name=alice")).await;
+    let untouched = redis.round_trips(c.get("/untouched")).await;
+    let read = redis.round_trips(c.get("/detail")).await;
+    let write = redis.round_trips(c.get("/?name=bob")).await;
+    let read_write = redis.round_trips(c.get("/read-write")).await;
+    let anonymous_read = redis.round_trips(srv.client().get("/detail")).await;
     assert_eq!(
         (untouched, read, write, create, read_write, anonymous_read),
         (0, 1, 1, 1, 2, 0),

@@ -230,6 +230,20 @@ impl RedisServer {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {field} in INFO stats"))
     }
+
+    /// The requests the server read from its clients while `f` ran (its
+    /// round trips), less what the measuring itself costs.
+    pub async fn round_trips<F: std::future::Future>(&self, f: F) -> u64 {
+        let idle = {
+            let a = self.stat("total_reads_processed");
+            let b = self.stat("total_reads_processed");
+            b - a
+        };
+        let before = self.stat("total_reads_processed");
+        f.await;
+        let after = self.stat("total_reads_processed");
+        after - before - idle
+    }
 }
 
 /// A `memcached` process with 64 MB of memory.
