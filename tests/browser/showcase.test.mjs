@@ -235,6 +235,50 @@ for (const storeName of ['memory', 'redis']) {
       await context.close();
     });
 
+    it('lists your devices, and one device signs the others out', async () => {
+      const device = async (name) => {
+        const context = await browser.newContext({ userAgent: `Device ${name} (test browser)` });
+        const page = await context.newPage();
+        await signIn(page, showcase, 'grace');
+        return { context, page };
+      };
+      const a = await device('A');
+      const b = await device('B');
+      const c = await device('C');
+
+      await b.page.goto(`${showcase}/devices`);
+      const rows = b.page.locator('li.device');
+      assert.equal(await rows.count(), 3);
+      assert.equal(await b.page.locator('li.device.current .browser').textContent(),
+        'Device B (test browser)', 'this device is marked');
+      for (const name of ['A', 'C']) {
+        assert.equal(await b.page.locator(`li.device:has-text("Device ${name}")`).count(), 1);
+      }
+      assert.match(await b.page.locator('li.device.current .muted').textContent(),
+        /started \d{4}-\d\d-\d\dT.*, last used \d{4}-/);
+      await shot(b.page, 'showcase-devices');
+
+      // B signs A out: A's next page is the sign-in form.
+      await Promise.all([
+        b.page.waitForURL(`${showcase}/devices`),
+        b.page.locator('li.device:has-text("Device A") button.end').click(),
+      ]);
+      assert.equal(await rows.count(), 2);
+      await a.page.goto(`${showcase}/`);
+      assert.equal(await text(a.page, '#who'), 'Not signed in.');
+      assert.equal(await a.page.locator('#login').count(), 1, 'the sign-in form');
+
+      // Then everywhere else: C is signed out, B stays.
+      await Promise.all([b.page.waitForURL(`${showcase}/devices`), b.page.click('#end-others')]);
+      assert.equal(await rows.count(), 1);
+      await c.page.goto(`${showcase}/`);
+      assert.equal(await text(c.page, '#who'), 'Not signed in.');
+      await b.page.goto(`${showcase}/`);
+      assert.equal(await text(b.page, '#user'), 'grace');
+      await shot(b.page, 'showcase-devices-after');
+      for (const d of [a, b, c]) await d.context.close();
+    });
+
     it('rejects a sign-in without the session CSRF token', async () => {
       const context = await browser.newContext();
       const page = await context.newPage();

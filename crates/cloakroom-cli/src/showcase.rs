@@ -5,22 +5,27 @@
 //!   [`Session::increment`], so two tabs never lose a visit), and the
 //!   one-time "Welcome back" notification; it offers a sign-in or sign-out
 //!   form.
-//! - `POST /login` cycles the session id, then stores the user.
+//! - `POST /login` cycles the session id, stores the user, and binds the
+//!   session to them (with the browser's `User-Agent`).
 //! - `POST /logout` destroys the session.
+//! - `GET /devices`, "Your devices": the signed-in user's sessions, this
+//!   one marked, each with when it started, when it was last used, and its
+//!   browser; `POST /devices/end` signs one device out, and
+//!   `POST /devices/end-others` every device but this one.
 //!
-//! Both forms carry a CSRF token that lives in the session and is compared
+//! Every form carries a CSRF token that lives in the session and is compared
 //! in constant time; `SameSite=Lax` is the first line of defence, the
 //! token the second. Every page is `Cache-Control: no-store`, so the back
 //! button after sign-out cannot show a signed-in page from the cache.
 
 use axum::Form;
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloakroom::{Session, SessionLayer};
+use cloakroom::{ClientInfo, Session, SessionId, SessionLayer, Timestamp};
 use serde::Deserialize;
 
 /// The showcase app.
@@ -29,6 +34,9 @@ pub fn app(sessions: SessionLayer) -> Router {
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/devices", get(devices))
+        .route("/devices/end", post(end_device))
+        .route("/devices/end-others", post(end_other_devices))
         .route("/health", get(|| async { "ok" }))
         .layer(sessions)
 }
@@ -95,6 +103,10 @@ fn page(title: &str, body: &str) -> Response {
   .notice {{ background: #e8f5e9; border: 1px solid #a5d6a7; padding: .6rem 1rem; border-radius: 6px; }}
   .muted {{ color: #666; font-size: .9rem; }}
   input, button {{ font: inherit; padding: .3rem .6rem; }}
+  ul#device-list {{ list-style: none; padding: 0; }}
+  li.device {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem 1rem; margin: .5rem 0; }}
+  li.device.current {{ border-color: #a5d6a7; background: #f1f8e9; }}
+  li.device form {{ margin-top: .4rem; }}
 </style>
 </head>
 <body>
@@ -130,7 +142,7 @@ async fn home(session: Session) -> cloakroom::Result<Response> {
   <input type="hidden" name="csrf" value="{csrf}">
   <button id="logout" type="submit">Sign out</button>
 </form>
-<p class="muted" id="sessions">My sessions: a list of your other signed-in sessions, each with a button to end it, is planned. Signing out ends this session.</p>"#,
+<p><a id="devices" href="/devices">Your devices</a></p>"#,
             user = escape(user),
         )),
         None => body.push_str(&format!(
@@ -165,7 +177,11 @@ fn forbidden() -> Response {
         .into_response()
 }
 
-async fn login(session: Session, Form(form): Form<LoginForm>) -> cloakroom::Result<Response> {
+async fn login(
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> cloakroom::Result<Response> {
     if !csrf_ok(&session, &form.csrf).await? {
         return Ok(forbidden());
     }
@@ -181,6 +197,22 @@ async fn login(session: Session, Form(form): Form<LoginForm>) -> cloakroom::Resu
     session.cycle_id().await?;
     session.set(USER, name).await?;
     session.set(CSRF, new_csrf_token()).await?;
+    let mut client = ClientInfo::default();
+    if let Some(agent) = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        client = client.user_agent(agent);
+    }
+    match session.bind_user(name, client).await {
+        Err(cloakroom::Error::TooManySessions { limit }) => {
+            let body = format!(
+                r#"<p id="refused">You are signed in on {limit} devices already, the most allowed. Sign out on one of them first.</p><p><a href="/">Back</a></p>"#
+            );
+            return Ok((StatusCode::CONFLICT, page("Too many devices", &body)).into_response());
+        }
+        other => other?,
+    }
     session
         .notifications()
         .set(WELCOME, format!("Welcome back, {name}"))
@@ -194,6 +226,101 @@ async fn logout(session: Session, Form(form): Form<LogoutForm>) -> cloakroom::Re
     }
     session.destroy().await?;
     Ok(Redirect::to("/").into_response())
+}
+
+fn when(t: Timestamp) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// "Your devices": every session of the signed-in user.
+async fn devices(session: Session) -> cloakroom::Result<Response> {
+    let Some(user) = session.user().await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let current = session.id().await?;
+    let csrf = csrf_token(&session).await?;
+    let mut rows = String::new();
+    for device in session.admin().list(&user).await? {
+        let this = Some(device.id) == current;
+        let browser = device
+            .client
+            .user_agent
+            .as_deref()
+            .unwrap_or("an unknown browser");
+        rows.push_str(&format!(
+            r#"<li class="device{mark}" data-id="{id}">
+  <strong class="browser">{browser}</strong>{note}<br>
+  <span class="muted">started {started}, last used {seen}</span>
+  <form method="post" action="/devices/end">
+    <input type="hidden" name="csrf" value="{csrf}">
+    <input type="hidden" name="id" value="{id}">
+    <button class="end" type="submit">Sign out this device</button>
+  </form>
+</li>
+"#,
+            mark = if this { " current" } else { "" },
+            note = if this { " <em>(this device)</em>" } else { "" },
+            id = device.id,
+            browser = escape(browser),
+            started = when(device.created),
+            seen = when(device.last_seen),
+        ));
+    }
+    let body = format!(
+        r#"<p>Signed in as <strong id="user">{user}</strong>. These are your devices:</p>
+<ul id="device-list">
+{rows}</ul>
+<form method="post" action="/devices/end-others">
+  <input type="hidden" name="csrf" value="{csrf}">
+  <button id="end-others" type="submit">Sign out everywhere else</button>
+</form>
+<p><a href="/">Home</a></p>"#,
+        user = escape(&user),
+    );
+    Ok(page("Your devices", &body))
+}
+
+#[derive(Debug, Deserialize)]
+struct EndForm {
+    csrf: String,
+    id: String,
+}
+
+/// Signs one of the user's devices out. Only the user's own sessions can
+/// be ended this way: the id must be in their list.
+async fn end_device(session: Session, Form(form): Form<EndForm>) -> cloakroom::Result<Response> {
+    if !csrf_ok(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    let Some(user) = session.user().await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let Some(id) = SessionId::decode(&form.id) else {
+        return Ok((StatusCode::BAD_REQUEST, "not a session id\n").into_response());
+    };
+    let admin = session.admin();
+    if admin.list(&user).await?.iter().any(|d| d.id == id) {
+        if session.id().await? == Some(id) {
+            session.destroy().await?;
+            return Ok(Redirect::to("/").into_response());
+        }
+        admin.end(&id).await?;
+    }
+    Ok(Redirect::to("/devices").into_response())
+}
+
+async fn end_other_devices(
+    session: Session,
+    Form(form): Form<LogoutForm>,
+) -> cloakroom::Result<Response> {
+    if !csrf_ok(&session, &form.csrf).await? {
+        return Ok(forbidden());
+    }
+    if let (Some(user), Some(current)) = (session.user().await?, session.id().await?) {
+        session.admin().end_user_except(&user, &current).await?;
+    }
+    Ok(Redirect::to("/devices").into_response())
 }
 
 #[cfg(test)]
