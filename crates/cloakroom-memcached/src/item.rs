@@ -55,6 +55,16 @@ impl Item {
         now.0 < self.e && now.0 < self.d
     }
 
+    /// When the session was created.
+    pub(crate) fn created(&self) -> Timestamp {
+        Timestamp(self.c)
+    }
+
+    /// The stored JSON of `name`.
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
+        self.v.get(name).map(|v| v.get())
+    }
+
     pub(crate) fn deadline(&self) -> Timestamp {
         Timestamp(self.d)
     }

@@ -25,6 +25,7 @@
 //! [`Store::apply`]: cloakroom::Store::apply
 #![warn(missing_docs)]
 
+mod inventory;
 mod item;
 mod pool;
 
@@ -409,5 +410,33 @@ impl Store for MemcachedStore {
             conn.delete(&key).await
         })
         .await
+    }
+
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<cloakroom::SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> Result<cloakroom::Admission> {
+        self.admit_to_index(user, id, cap, expiry, check_only).await
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        expiry: &Expiry,
+    ) -> Result<Vec<cloakroom::SessionInfo>> {
+        self.index_sessions(user, expiry).await
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> Result<usize> {
+        self.end_index_sessions(user, except, expiry).await
     }
 }

@@ -10,3 +10,11 @@ fn store() -> (MemcachedServer, MemcachedStore) {
 }
 
 cloakroom_testkit::conformance_tests!(store());
+
+/// The session inventory on a real memcached: a CAS-updated index item
+/// per user.
+mod inventory {
+    use super::*;
+
+    cloakroom_testkit::inventory_tests!(store());
+}

@@ -23,6 +23,7 @@ use cloakroom::{
     Admission, Error, Expiry, OnMaxSessions, Result, SessionCap, SessionId, SessionInfo, Timestamp,
 };
 use redis::Value;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 /// Rounds of "full, check the members, ask again" before giving up; each
 /// round makes progress unless other sign-ins keep filling the index.
@@ -285,15 +286,9 @@ impl RedisStore {
 
 impl RedisStore {
     /// Calls `each` with batches of the keys under this store's prefix
-    /// that match `suffix_pattern` (a glob after `PREFIX:`), by SCAN.
+    /// that match `suffix_pattern` (a glob after `PREFIX:`), by SCAN: on
+    /// the server, or on each master of a cluster in turn.
     async fn scan_keys(&self, suffix_pattern: &str, mut each: impl AsyncKeys) -> Result<()> {
-        if self.cluster {
-            return Err(Error::Unsupported(
-                "listing every session is not implemented on a Redis Cluster yet; \
-                 end sessions per user instead"
-                    .into(),
-            ));
-        }
         let mut pattern = String::new();
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -304,24 +299,46 @@ impl RedisStore {
         pattern.push(':');
         pattern.push_str(suffix_pattern);
         let mut conn = self.data.get();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) =
-                self.bounded(scan.query_async(&mut conn)).await?;
-            if !keys.is_empty() {
-                each.batch(self, &mut conn, keys).await?;
+        let nodes = match &mut conn {
+            Conn::Cluster(cluster) => masters(cluster, self)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            _ => vec![None],
+        };
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply: Value = match (&node, &mut conn) {
+                    (Some((host, port)), Conn::Cluster(cluster)) => {
+                        let to = SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        };
+                        let call = cluster.route_command(scan, RoutingInfo::SingleNode(to));
+                        self.bounded(call).await?
+                    }
+                    _ => self.bounded(scan.query_async(&mut conn)).await?,
+                };
+                let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                    .map_err(|e| Error::Corrupt(format!("SCAN: {e}")))?;
+                if !keys.is_empty() {
+                    each.batch(self, &mut conn, keys).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     pub(crate) async fn count_sessions(&self) -> Result<usize> {
@@ -336,6 +353,43 @@ impl RedisStore {
         self.scan_keys("*", Deleter).await?;
         Ok(counter.0)
     }
+}
+
+/// The addresses of a cluster's masters, from `CLUSTER NODES`.
+async fn masters(
+    cluster: &mut redis::cluster_async::ClusterConnection,
+    store: &RedisStore,
+) -> Result<Vec<(String, u16)>> {
+    let call = cluster.route_command(
+        redis::cmd("CLUSTER").arg("NODES").clone(),
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+    );
+    let reply: Value = store.bounded(call).await?;
+    let text: String = redis::from_redis_value(reply)
+        .map_err(|e| Error::Corrupt(format!("CLUSTER NODES: {e}")))?;
+    let mut out = Vec::new();
+    // `<id> <ip:port@cport[,hostname]> <flags> …`, one node a line.
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(addr), Some(flags)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+            continue;
+        }
+        let addr = addr.split(['@', ',']).next().unwrap_or_default();
+        if let Some((host, port)) = addr.rsplit_once(':')
+            && let Ok(port) = port.parse()
+        {
+            out.push((host.to_owned(), port));
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Corrupt("CLUSTER NODES listed no master".into()));
+    }
+    Ok(out)
 }
 
 /// What [`RedisStore::scan_keys`] does with each batch.

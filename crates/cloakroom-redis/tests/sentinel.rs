@@ -80,3 +80,19 @@ async fn sessions_survive_a_failover_and_writes_resume() {
         "{promoted}"
     );
 }
+
+/// The session inventory through Sentinel.
+mod inventory {
+    use super::*;
+
+    async fn store() -> (RedisSentinels, RedisStore) {
+        let set = RedisSentinels::start();
+        let config = RedisConfig::from_url(&set.url())
+            .unwrap()
+            .node_credentials(None, RedisSentinels::DATA_PASSWORD);
+        let store = RedisStore::connect(config).await.unwrap();
+        (set, store)
+    }
+
+    cloakroom_testkit::inventory_tests!(store().await);
+}
