@@ -201,6 +201,24 @@ mod cloakroom_actix_app {
         }
     }
 
+    /// A sign-in: a new id, the name stored, the session bound to the user.
+    async fn login(session: Session, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+        let Some(name) = name_of(&q) else {
+            return HttpResponse::BadRequest().body("missing query parameter: name\n");
+        };
+        let signed_in = async {
+            session.cycle_id().await?;
+            session.set("login", &name).await?;
+            session
+                .bind_user(&name, cloakroom_actix::ClientInfo::default())
+                .await
+        };
+        match signed_in.await {
+            Ok(()) => HttpResponse::Ok().body("login ok!"),
+            Err(_) => HttpResponse::ServiceUnavailable().body("session error\n"),
+        }
+    }
+
     async fn detail(session: Session) -> HttpResponse {
         match session.get::<String>("login").await {
             Ok(login) => HttpResponse::Ok().body(format!(
@@ -225,6 +243,7 @@ mod cloakroom_actix_app {
                 App::new()
                     .wrap(sessions.clone())
                     .route("/", web::get().to(index))
+                    .route("/login", web::get().to(login))
                     .route("/detail", web::get().to(detail))
                     .route("/health", web::get().to(|| async { "ok" }))
             })
