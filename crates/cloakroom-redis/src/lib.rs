@@ -31,6 +31,7 @@
 
 mod config;
 mod conn;
+mod dump;
 mod inventory;
 mod keys;
 
@@ -43,6 +44,7 @@ use redis::{Script, Value};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 struct Scripts {
@@ -68,6 +70,9 @@ pub struct RedisStore {
     timeout: Duration,
     /// A Redis Cluster: a rename crosses slots, so it cannot be one script.
     cluster: bool,
+    /// Creates use `RESTORE` until the server refuses it (an ACL without
+    /// `@dangerous`, a server without the command): then the `MULTI`.
+    restore: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -132,6 +137,7 @@ impl RedisStore {
             prefix: config.key_prefix().into(),
             timeout,
             cluster,
+            restore: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -187,12 +193,14 @@ impl RedisStore {
         })
     }
 
-    /// Creates a session without a script. The hash is built under a
-    /// staging key that only this call uses, given its TTL, then moved
-    /// into place with `RENAMENX`, which refuses to replace an existing
-    /// session; a refused create deletes the staging key. `MULTI` makes
-    /// the three commands all-or-nothing, so a dropped connection leaves
-    /// no key without a TTL.
+    /// Creates a session without a script, in one `RESTORE` of the hash
+    /// with its TTL, which refuses an existing key (see `dump.rs`). Where
+    /// Redis refuses `RESTORE` (an ACL without `@dangerous`), the hash is
+    /// built under a staging key that only this call uses, given its TTL,
+    /// then moved into place with `RENAMENX`, which refuses to replace an
+    /// existing session; a refused create deletes the staging key. `MULTI`
+    /// makes those three commands all-or-nothing, so a dropped connection
+    /// leaves no key without a TTL.
     ///
     /// Plain commands cost Redis a fraction of a script call: a Lua call
     /// costs several microseconds before it runs a single command.
@@ -225,6 +233,37 @@ impl RedisStore {
         }
         if let Some(limits) = patch.size_limits() {
             limits.check_totals(names, bytes)?;
+        }
+        if self.restore.load(Ordering::Relaxed) {
+            let meta = meta.encode();
+            let mut pairs: Vec<(std::borrow::Cow<'_, str>, &str)> =
+                vec![(keys::META.into(), &meta)];
+            for (name, change) in patch.changes() {
+                if let Change::Set(json) = change {
+                    pairs.push((field(name), json));
+                }
+            }
+            let payload =
+                dump::hash_payload(pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
+            let mut restore = redis::cmd("RESTORE");
+            restore.arg(&keys.data).arg(ttl).arg(payload);
+            let mut conn = self.data.get();
+            match conn::timed(self.timeout, restore.query_async::<()>(&mut conn)).await? {
+                Ok(()) => return Ok(Some(Applied::Done)),
+                // The id is taken: nothing was written.
+                Err(e) if e.code() == Some("BUSYKEY") => return Ok(Some(Applied::Gone)),
+                Err(e)
+                    if matches!(e.kind(), redis::ErrorKind::Server(_)) && !e.is_cluster_error() =>
+                {
+                    tracing::warn!(
+                        error = %e,
+                        "Redis refused RESTORE; creating sessions with MULTI from now on"
+                    );
+                    self.restore.store(false, Ordering::Relaxed);
+                }
+                Err(e) if self.cluster && discarded_by_redirect(&e) => return Ok(None),
+                Err(e) => return Err(Error::unavailable(e)),
+            }
         }
         let mut pipe = redis::pipe();
         pipe.atomic()

@@ -176,3 +176,73 @@ async fn a_change_to_a_gone_session_leaves_nothing() {
         assert_eq!(keys(&redis), Vec::<String>::new());
     }
 }
+
+/// A create is one `RESTORE` (the hash and its TTL, refused over an
+/// existing key). Where an ACL forbids it, creates fall back to the
+/// `MULTI` with a staging key, with the same guarantees.
+#[tokio::test]
+async fn creates_restore_the_hash_or_fall_back_where_restore_is_forbidden() {
+    for forbidden in [false, true] {
+        let acl = if forbidden { "-@dangerous" } else { "+@all" };
+        let redis = RedisServer::start_with(&[
+            "--user",
+            "app",
+            "on",
+            ">app-pass",
+            "~*",
+            "&*",
+            "+@all",
+            acl,
+        ]);
+        let url = format!("redis://app:app-pass@127.0.0.1:{}", redis.port);
+        let store = RedisStore::connect(RedisConfig::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+        let restores = || {
+            redis
+                .cli(&["INFO", "commandstats"])
+                .lines()
+                .find(|l| l.starts_with("cmdstat_restore:"))
+                .map(str::to_owned)
+        };
+        for round in 0..2 {
+            let id = new_id();
+            let created = store.apply(&id, &creating("a", "\"x\""), &e).await.unwrap();
+            assert_eq!(
+                created,
+                Applied::Done,
+                "forbidden {forbidden}, round {round}"
+            );
+            assert_eq!(
+                store.apply(&id, &creating("b", "2"), &e).await.unwrap(),
+                Applied::Gone,
+                "an existing id is never overwritten"
+            );
+            let loaded = store.load(&id, &e).await.unwrap().expect("the session");
+            assert_eq!(loaded.values.get("a").map(String::as_str), Some("\"x\""));
+            assert!(!loaded.values.contains_key("b"));
+        }
+        let all = keys(&redis);
+        assert_eq!(all.len(), 2, "two sessions, no staging key: {all:?}");
+        for key in &all {
+            let ttl: i64 = redis.cli(&["PTTL", key]).parse().unwrap();
+            assert!((590_000..=600_000).contains(&ttl), "idle TTL: {ttl}");
+        }
+        let stat = restores();
+        if forbidden {
+            // Refused once (counted as a rejected call, or not at all).
+            assert!(
+                stat.as_deref()
+                    .is_none_or(|s| s.contains("calls=0") || s.contains("rejected_calls=1")),
+                "{stat:?}"
+            );
+        } else {
+            assert!(
+                stat.as_deref()
+                    .is_some_and(|s| s.starts_with("cmdstat_restore:calls=4")),
+                "{stat:?}"
+            );
+        }
+    }
+}
