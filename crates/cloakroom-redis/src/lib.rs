@@ -219,30 +219,22 @@ impl RedisStore {
             deadline,
             until: created.saturating_add(ttl),
         };
-        let staging = keys.staging();
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&staging).arg(keys::META).arg(meta.encode());
+        let meta = meta.encode();
+        let mut pairs: Vec<(std::borrow::Cow<'_, str>, &str)> = Vec::with_capacity(4);
+        pairs.push((keys::META.into(), &meta));
         let (mut names, mut bytes) = (0, 0);
         for (name, change) in patch.changes() {
             if let Change::Set(json) = change {
                 let f = field(name);
                 names += 1;
                 bytes += f.len() + json.len();
-                hset.arg(f.as_ref()).arg(json);
+                pairs.push((f, json));
             }
         }
         if let Some(limits) = patch.size_limits() {
             limits.check_totals(names, bytes)?;
         }
         if self.restore.load(Ordering::Relaxed) {
-            let meta = meta.encode();
-            let mut pairs: Vec<(std::borrow::Cow<'_, str>, &str)> =
-                vec![(keys::META.into(), &meta)];
-            for (name, change) in patch.changes() {
-                if let Change::Set(json) = change {
-                    pairs.push((field(name), json));
-                }
-            }
             let payload =
                 dump::hash_payload(pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
             let mut restore = redis::cmd("RESTORE");
@@ -264,6 +256,12 @@ impl RedisStore {
                 Err(e) if self.cluster && discarded_by_redirect(&e) => return Ok(None),
                 Err(e) => return Err(Error::unavailable(e)),
             }
+        }
+        let staging = keys.staging();
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&staging);
+        for (f, v) in &pairs {
+            hset.arg(f.as_ref()).arg(*v);
         }
         let mut pipe = redis::pipe();
         pipe.atomic()

@@ -105,7 +105,8 @@ pub mod internals {
 
         /// The signed cookie value of a token made of `bytes`.
         pub fn sign(&self, bytes: [u8; 32]) -> String {
-            self.keys.sign(self.cookie.cookie_name(), &Token(bytes))
+            self.keys
+                .sign(self.cookie.cookie_name(), &Token::from_bytes(bytes))
         }
 
         /// Whether `value` verifies, and the token bytes if so.

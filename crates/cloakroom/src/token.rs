@@ -18,7 +18,11 @@ const ID_BYTES: usize = 16;
 /// It travels only inside the signed cookie. It is never logged: its `Debug`
 /// shows the short hash of its [`SessionId`] instead.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Token(pub(crate) [u8; TOKEN_BYTES]);
+pub(crate) struct Token {
+    bytes: [u8; TOKEN_BYTES],
+    /// Its [`SessionId`], hashed once: nearly every use of a token needs it.
+    id: SessionId,
+}
 
 /// Tokens' worth of OS randomness fetched per system call.
 const BATCH_TOKENS: usize = 64;
@@ -56,16 +60,27 @@ impl Token {
             token.copy_from_slice(slot);
             slot.fill(0);
             batch.next += TOKEN_BYTES;
-            Token(token)
+            Token::from_bytes(token)
         })
     }
 
+    /// A token of these bytes, with its id.
+    pub(crate) fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
+        let digest = Sha256::digest(bytes);
+        let mut id = [0u8; ID_BYTES];
+        id.copy_from_slice(&digest[..ID_BYTES]);
+        Token {
+            bytes,
+            id: SessionId(id),
+        }
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8; TOKEN_BYTES] {
-        &self.0
+        &self.bytes
     }
 
     pub(crate) fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        URL_SAFE_NO_PAD.encode(self.bytes)
     }
 
     /// Decodes exactly [`TOKEN_B64_LEN`] base64url characters.
@@ -75,17 +90,14 @@ impl Token {
         }
         let mut bytes = [0u8; TOKEN_BYTES];
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(TOKEN_BYTES) => Some(Token(bytes)),
+            Ok(TOKEN_BYTES) => Some(Token::from_bytes(bytes)),
             _ => None,
         }
     }
 
-    /// The store key of this token.
+    /// The store key of this token: the first 128 bits of its SHA-256.
     pub(crate) fn id(&self) -> SessionId {
-        let digest = Sha256::digest(self.0);
-        let mut id = [0u8; ID_BYTES];
-        id.copy_from_slice(&digest[..ID_BYTES]);
-        SessionId(id)
+        self.id
     }
 }
 
@@ -177,14 +189,17 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..BATCH_TOKENS * 5 + 3 {
             let t = Token::generate();
-            assert_ne!(t.0, [0; TOKEN_BYTES], "an unfilled slot was handed out");
-            assert!(seen.insert(t.0), "a token repeated");
+            assert_ne!(t.bytes, [0; TOKEN_BYTES], "an unfilled slot was handed out");
+            assert!(seen.insert(t.bytes), "a token repeated");
         }
         // Threads draw from their own batches, and never the same bytes.
-        let other: Vec<[u8; TOKEN_BYTES]> =
-            std::thread::spawn(|| (0..BATCH_TOKENS + 1).map(|_| Token::generate().0).collect())
-                .join()
-                .unwrap();
+        let other: Vec<[u8; TOKEN_BYTES]> = std::thread::spawn(|| {
+            (0..BATCH_TOKENS + 1)
+                .map(|_| Token::generate().bytes)
+                .collect()
+        })
+        .join()
+        .unwrap();
         assert!(other.iter().all(|t| seen.insert(*t)));
     }
 
