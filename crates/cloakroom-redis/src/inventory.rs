@@ -12,8 +12,9 @@
 //!   takes at most two calls of the script.
 //! - Reads, writes and idle refreshes never touch the index. A session
 //!   that ended (logout, expiry) stays in it until the next listing or
-//!   sign-in at the cap finds it dead, or its deadline passes: listings
-//!   check every member.
+//!   sign-in at the cap finds it dead, its deadline passes, or a sign-in
+//!   finds the index over 32 members and sweeps it: listings check every
+//!   member, and an index holds at most the live sessions and 32 more.
 
 use crate::RedisStore;
 use crate::conn::Conn;
@@ -24,6 +25,12 @@ use cloakroom::{
 };
 use redis::Value;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+/// An index larger than this after a sign-in is swept: its members are
+/// read and the dead ones pruned. Without a cap nothing else would prune
+/// sessions that ended before their absolute deadline, so this bounds an
+/// index at the user's live sessions plus this many.
+const SWEEP_ABOVE: usize = 32;
 
 /// Rounds of "full, check the members, ask again" before giving up; each
 /// round makes progress unless other sign-ins keep filling the index.
@@ -64,11 +71,14 @@ impl RedisStore {
                 call.arg(id);
             }
             let reply: Value = self.bounded(call.invoke_async(&mut conn)).await?;
-            let (admitted, ids) = admit_reply(reply)?;
+            let (admitted, ids, size) = admit_reply(reply)?;
             if admitted {
                 let ended: Vec<SessionId> =
                     ids.iter().filter_map(|i| SessionId::decode(i)).collect();
                 self.delete_sessions(&mut conn, &ended).await?;
+                if size > SWEEP_ABOVE {
+                    self.index_members(&mut conn, user, expiry).await?;
+                }
                 return Ok(Admission::Admitted { ended });
             }
             let Some(cap) = cap else {
@@ -425,8 +435,8 @@ impl AsyncKeys for Deleter {
     }
 }
 
-/// `{1, ids}` or `{0, ids}`.
-fn admit_reply(reply: Value) -> Result<(bool, Vec<String>)> {
+/// `{1, ids, size}` or `{0, ids}`.
+fn admit_reply(reply: Value) -> Result<(bool, Vec<String>, usize)> {
     let malformed = || Error::Corrupt("the admit script returned a malformed reply".into());
     let Value::Array(items) = reply else {
         return Err(malformed());
@@ -450,5 +460,9 @@ fn admit_reply(reply: Value) -> Result<(bool, Vec<String>)> {
         Some(Value::Nil) | None => Vec::new(),
         _ => return Err(malformed()),
     };
-    Ok((admitted, ids))
+    let size = match items.next() {
+        Some(Value::Int(n)) => usize::try_from(n).unwrap_or(0),
+        _ => 0,
+    };
+    Ok((admitted, ids, size))
 }

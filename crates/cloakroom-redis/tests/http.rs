@@ -66,6 +66,7 @@ async fn round_trips_per_request_are_0_1_1_2(adapter: Adapter) {
     c.get("/?name=warm").await;
     c.get("/detail").await;
     c.get("/read-write").await;
+    c.get("/signin?name=warm").await;
     c.clear_cookies();
 
     let create = redis.round_trips(c.get("/?name=alice")).await;
@@ -80,6 +81,20 @@ async fn round_trips_per_request_are_0_1_1_2(adapter: Adapter) {
         "untouched, read, write, create, read+write, read without a cookie"
     );
     assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
+
+    // Bound to a user: a sign-in costs one more round trip (the user's
+    // index), and nothing else does.
+    let signin = redis.round_trips(c.get("/signin?name=alice")).await;
+    let untouched = redis.round_trips(c.get("/untouched")).await;
+    let read = redis.round_trips(c.get("/detail")).await;
+    let write = redis.round_trips(c.get("/?name=carol")).await;
+    let read_write = redis.round_trips(c.get("/read-write")).await;
+    assert_eq!(
+        (signin, untouched, read, write, read_write),
+        (2, 0, 1, 1, 2),
+        "bound: sign-in, untouched, read, write, read+write"
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! carol");
 }
 
 async fn two_hundred_concurrent_requests_keep_all_names(adapter: Adapter) {

@@ -246,3 +246,45 @@ async fn creates_restore_the_hash_or_fall_back_where_restore_is_forbidden() {
         }
     }
 }
+
+/// Sessions that end before their deadline (a logout) stay in the user's
+/// index only until a sign-in finds it over 32 members and sweeps it.
+#[tokio::test]
+async fn the_user_index_stays_bounded_without_a_cap() {
+    use cloakroom::{ClientInfo, KeyRing, SessionManager};
+    let redis = RedisServer::start();
+    let manager = SessionManager::builder(store(&redis).await, KeyRing::random())
+        .build()
+        .unwrap();
+    let mut live = Vec::new();
+    for i in 0..200 {
+        let session = manager.open(&http::HeaderMap::new());
+        session
+            .bind_user("erin", ClientInfo::default())
+            .await
+            .unwrap();
+        let id = session.id().await.unwrap().expect("the new session's id");
+        manager.commit(&session).await.unwrap();
+        if i % 10 == 0 {
+            live.push(id);
+        } else {
+            manager.admin().end(&id).await.unwrap();
+        }
+    }
+    let size: usize = redis.cli(&["ZCARD", "cr:u:{erin}"]).parse().unwrap();
+    assert!(
+        size <= live.len() + 33,
+        "{size} members for {} live",
+        live.len()
+    );
+    let listed: Vec<_> = manager
+        .admin()
+        .list("erin")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed.len(), live.len());
+    assert_eq!(redis.cli(&["ZCARD", "cr:u:{erin}"]), live.len().to_string());
+}

@@ -20,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/remove", web::get().to(remove))
         .route("/clear", web::get().to(clear))
         .route("/login", web::get().to(login))
+        .route("/signin", web::get().to(signin))
         .route("/logout", web::get().to(logout))
         .route("/id", web::get().to(id))
         .route("/notify", web::get().to(notify))
@@ -93,6 +94,14 @@ async fn login(s: Session, q: Params) -> Result<&'static str, Error> {
     s.set("login", q.get("name").cloned().unwrap_or_default())
         .await?;
     Ok("login ok!")
+}
+
+async fn signin(s: Session, q: Params) -> Result<&'static str, Error> {
+    let name = q.get("name").cloned().unwrap_or_default();
+    s.cycle_id().await?;
+    s.set("login", &name).await?;
+    s.bind_user(&name, cloakroom::ClientInfo::default()).await?;
+    Ok("signin ok!")
 }
 
 async fn logout(s: Session) -> Result<&'static str, Error> {

@@ -12,7 +12,8 @@ type Params = Query<HashMap<String, String>>;
 /// The seed routes (`/`, `/detail`) plus one route per API call:
 /// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/incr`,
 /// `/keys`,
-/// `/remove?k`, `/clear`, `/login?name=`, `/logout`, `/id`, `/notify?k=v`,
+/// `/remove?k`, `/clear`, `/login?name=`, `/signin?name=` (login, and
+/// bound to the user), `/logout`, `/id`, `/notify?k=v`,
 /// `/take?name=`.
 pub fn app(layer: SessionLayer) -> Router {
     Router::new()
@@ -104,6 +105,16 @@ pub fn app(layer: SessionLayer) -> Router {
                 s.set("login", q.get("name").cloned().unwrap_or_default())
                     .await?;
                 Ok::<_, Error>("login ok!")
+            }),
+        )
+        .route(
+            "/signin",
+            get(|s: Session, Query(q): Params| async move {
+                let name = q.get("name").cloned().unwrap_or_default();
+                s.cycle_id().await?;
+                s.set("login", &name).await?;
+                s.bind_user(&name, cloakroom::ClientInfo::default()).await?;
+                Ok::<_, Error>("signin ok!")
             }),
         )
         .route(

@@ -7,7 +7,8 @@
 -- ARGV[6] how many ids follow that the caller found dead, then those ids,
 -- then the ids the caller would end to make room, least recently used
 -- first.
--- Returns {1, ended ids} when admitted (or admissible, for 'check'), or
+-- Returns {1, ended ids, index size} when admitted (or admissible, for
+-- 'check'), or
 -- {0, members} when the index is full: the caller checks which members
 -- are alive, and asks again.
 local index = KEYS[1]
@@ -50,4 +51,4 @@ if add then
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', index, last[2])
 end
-return {1, ended}
+return {1, ended, redis.call('ZCARD', index)}
