@@ -245,7 +245,12 @@ fn apply(headers: ResponseHeaders, map: &mut HeaderMap) {
 }
 
 fn store_failure(err: &Error) -> HttpResponse<BoxBody> {
-    tracing::error!(error = %err, "session was not saved");
+    if err.is_unavailable() {
+        // The store's failure is already in the log, once.
+        tracing::debug!(error = %err, "session was not saved");
+    } else {
+        tracing::error!(error = %err, "session was not saved");
+    }
     let (status, body) = err.status_and_body();
     HttpResponse::build(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

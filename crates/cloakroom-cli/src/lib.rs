@@ -40,12 +40,15 @@ pub async fn run(cli: Cli) -> Result<(), cloakroom::Error> {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default`: `info` for
-/// the server, `warn` for the admin commands, whose output is on stdout).
+/// the server, `off` for the admin commands, whose output is on stdout).
 pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -7,7 +7,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
         cloakroom_cli::Command::Serve(_) => "info",
-        _ => "warn",
+        // Admin commands print their result on stdout and one line on
+        // failure; the library's log lines would only repeat it
+        // (RUST_LOG still turns them on).
+        _ => "off",
     };
     cloakroom_cli::init_tracing(level);
     match cloakroom_cli::run(cli).await {

@@ -157,7 +157,14 @@ impl Config {
                 let memcached = self.memcached_config()?;
                 tracing::info!(config = ?memcached, "connecting to memcached");
                 let store = cloakroom_memcached::MemcachedStore::new(memcached);
-                store.ping().await?;
+                // Down at start is not fatal: session calls answer 503
+                // until memcached is up, and the pool connects then.
+                if let Err(e) = store.ping().await {
+                    if !e.is_unavailable() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "memcached is not reachable yet: session calls answer 503 until it is");
+                }
                 Ok(ConfiguredStore::Memcached(store))
             }
             #[cfg(not(feature = "memcached"))]

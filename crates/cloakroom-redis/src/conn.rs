@@ -9,6 +9,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,6 +20,89 @@ pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel(SentinelConn),
+    /// Made on first use (see [`Lazy`]).
+    Lazy(Lazy),
+}
+
+impl Conn {
+    /// The connection itself, made now if it is a [`Lazy`] one not yet
+    /// made.
+    pub(crate) async fn resolve(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Conn::Lazy(lazy) => lazy.conn().await,
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+type Connect = Box<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<Conn>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A connection made on first use, and tried again on each call until it
+/// is made: the store starts while the server is down (containers boot in
+/// any order), and connects by itself once the server is up. Once made,
+/// the connection reconnects on its own, as before.
+#[derive(Clone)]
+pub(crate) struct Lazy {
+    shared: Arc<LazyShared>,
+}
+
+struct LazyShared {
+    connect: Connect,
+    /// Set once the connection is made; a failed attempt leaves it empty,
+    /// so the next call tries again. Reading a set cell is one atomic load.
+    current: tokio::sync::OnceCell<Conn>,
+    db: i64,
+}
+
+impl Lazy {
+    pub(crate) fn new(db: i64, connect: Connect) -> Lazy {
+        Lazy {
+            shared: Arc::new(LazyShared {
+                connect,
+                current: tokio::sync::OnceCell::new(),
+                db,
+            }),
+        }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<Conn> {
+        if let Some(conn) = self.shared.current.get() {
+            return Ok(conn.clone());
+        }
+        self.shared
+            .current
+            .get_or_try_init(|| (self.shared.connect)())
+            .await
+            .cloned()
+    }
+}
+
+impl ConnectionLike for Lazy {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.conn().await?.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.conn()
+                .await?
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -27,6 +111,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(c) => c.req_packed_command(cmd),
+            Conn::Lazy(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -40,6 +125,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Lazy(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -48,6 +134,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Sentinel(c) => c.get_db(),
+            Conn::Lazy(c) => c.get_db(),
         }
     }
 }
@@ -80,33 +167,45 @@ pub(crate) async fn within<T>(
 }
 
 impl Pool {
-    /// `size` multiplexed connections to one server, each reconnecting by
-    /// itself.
-    pub(crate) async fn single(
-        client: redis::Client,
-        size: usize,
-        timeout: Duration,
-    ) -> Result<Pool> {
+    /// `size` multiplexed connections to one server, each made on first
+    /// use and then reconnecting by itself. A refused reconnection fails
+    /// the call at once (no retries with back-off): while the server is
+    /// down, session calls answer 503 fast.
+    pub(crate) fn single(client: redis::Client, size: usize, timeout: Duration) -> Pool {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conns = Vec::with_capacity(size);
-        for _ in 0..size.max(1) {
-            let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
-            conns.push(Conn::Single(within(timeout, connect).await?));
-        }
-        Ok(Pool::of(conns))
+            .set_number_of_retries(0);
+        let db = client.get_connection_info().redis_settings().db();
+        let conns = (0..size.max(1))
+            .map(|_| {
+                let (client, config) = (client.clone(), config.clone());
+                Conn::Lazy(Lazy::new(
+                    db,
+                    Box::new(move || {
+                        let (client, config) = (client.clone(), config.clone());
+                        Box::pin(async move {
+                            let conn = ConnectionManager::new_with_config(client, config).await?;
+                            Ok(Conn::Single(conn))
+                        })
+                    }),
+                ))
+            })
+            .collect();
+        Pool::of(conns)
     }
 
-    /// One slot-aware connection to a cluster, found from `nodes`.
-    pub(crate) async fn cluster(
-        client: redis::cluster::ClusterClient,
-        timeout: Duration,
-    ) -> Result<Pool> {
-        let conn = within(timeout, client.get_async_connection()).await?;
-        Ok(Pool::of(vec![Conn::Cluster(conn)]))
+    /// One slot-aware connection to a cluster, found from `nodes` on first
+    /// use (and again after a failed attempt).
+    pub(crate) fn cluster(client: redis::cluster::ClusterClient) -> Pool {
+        let conn = Lazy::new(
+            0,
+            Box::new(move || {
+                let client = client.clone();
+                Box::pin(async move { Ok(Conn::Cluster(client.get_async_connection().await?)) })
+            }),
+        );
+        Pool::of(vec![Conn::Lazy(conn)])
     }
 
     /// A connection to the master that the sentinels name.

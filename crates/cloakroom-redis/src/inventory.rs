@@ -308,7 +308,12 @@ impl RedisStore {
         }
         pattern.push(':');
         pattern.push_str(suffix_pattern);
-        let mut conn = self.data.get();
+        let mut conn = self
+            .data
+            .get()
+            .resolve()
+            .await
+            .map_err(Error::unavailable)?;
         let nodes = match &mut conn {
             Conn::Cluster(cluster) => masters(cluster, self)
                 .await?

@@ -88,21 +88,16 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to Redis. Fails if it cannot reach the server within the
-    /// configured timeout; after that, lost connections are re-established
-    /// on their own.
+    /// Connects to Redis. Settings are checked now (a bad URL, a bad
+    /// option, wrong credentials fail here). A server that cannot be
+    /// reached yet is not fatal: the store starts, session calls fail with
+    /// [`Error::Unavailable`] (a `503`) until it is up, and it connects by
+    /// itself then. Lost connections are re-established on their own.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let timeout = config.timeout_value();
         let (data, notes, cluster) = match config.clients()? {
-            config::Clients::Cluster(client) => (Pool::cluster(client, timeout).await?, None, true),
-            config::Clients::Sentinel(sentinel) => {
-                let pool = Pool::sentinel(sentinel, timeout);
-                // Find the master now, so a wrong address fails at start.
-                let mut conn = pool.get();
-                let ping = redis::cmd("PING");
-                conn::within(timeout, ping.query_async::<()>(&mut conn)).await?;
-                (pool, None, false)
-            }
+            config::Clients::Cluster(client) => (Pool::cluster(client), None, true),
+            config::Clients::Sentinel(sentinel) => (Pool::sentinel(sentinel, timeout), None, false),
             config::Clients::Single { data, notes } => {
                 let size = config.connections();
                 match notes {
@@ -111,15 +106,18 @@ impl RedisStore {
                         let data_size = size.saturating_sub(1).max(1);
                         let notes_size = (size - data_size).max(1);
                         (
-                            Pool::single(data, data_size, timeout).await?,
-                            Some(Pool::single(notes, notes_size, timeout).await?),
+                            Pool::single(data, data_size, timeout),
+                            Some(Pool::single(notes, notes_size, timeout)),
                             false,
                         )
                     }
-                    None => (Pool::single(data, size, timeout).await?, None, false),
+                    None => (Pool::single(data, size, timeout), None, false),
                 }
             }
         };
+        for pool in std::iter::once(&data).chain(&notes) {
+            first_contact(pool, timeout).await?;
+        }
         Ok(RedisStore {
             data,
             notes,
@@ -308,7 +306,22 @@ impl RedisStore {
         patch: &Patch,
         expiry: &Expiry,
     ) -> Result<Option<Applied>> {
-        let limits = patch.size_limits();
+        // Only a patch that sets something can take a session over its
+        // limits; one that only removes names always shrinks it, even a
+        // session already over limits that were lowered since.
+        let grows = patch.changes().any(|(_, c)| c != Change::Remove);
+        let limits = patch.size_limits().filter(|_| grows);
+        if let Some(limits) = limits {
+            // Over the limits by itself: refused before anything is sent.
+            let (names, bytes) = patch
+                .changes()
+                .filter_map(|(name, c)| match c {
+                    Change::Set(json) => Some(field(name).len() + json.len()),
+                    Change::Remove => None,
+                })
+                .fold((0, 0), |(n, b), size| (n + 1, b + size));
+            limits.check_totals(names, bytes)?;
+        }
         let until = expiry.now.0.saturating_add(millis(expiry.idle));
         let pipe = change_pipeline(keys, patch, limits.is_some(), until);
         let mut conn = self.data.get();
@@ -403,6 +416,48 @@ impl RedisStore {
 fn discarded_by_redirect(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     e.is_cluster_error() || e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
+}
+
+/// Tries the store's first connection once. Refused or unreachable: a
+/// warning, and the store starts anyway. Refused for another reason
+/// (credentials, a protocol error): that is a configuration error, and
+/// start-up stops.
+async fn first_contact(pool: &Pool, timeout: Duration) -> Result<()> {
+    let attempt = async {
+        let mut conn = pool.get().resolve().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    match conn::timed(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if !unreachable(&e) => Err(Error::Config(format!("storage: {e}"))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis is not reachable yet: session calls answer 503 until it is");
+            Ok(())
+        }
+        Err(timed_out) => {
+            tracing::warn!(error = %timed_out, "Redis is not reachable yet: session calls answer 503 until it is");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `e` says the server could not be reached (as opposed to
+/// refusing what was asked).
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Io
+                | redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::MasterNameNotFoundBySentinel
+                | redis::ErrorKind::NoValidReplicasFoundBySentinel
+        )
+        || e.code()
+            .is_some_and(|c| c == "MASTERDOWN" || c == "LOADING")
 }
 
 /// The `MULTI` of [`RedisStore::change`]; only the first reply is kept.

@@ -444,6 +444,36 @@ pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S) {
     assert_eq!(values(&store, &id).await, pairs(&[("x", "3"), ("y", "2")]));
 }
 
+/// A patch that only removes names is accepted on a session that is over
+/// its limits (they were lowered after it grew), and shrinks it; a patch
+/// that also sets a name is refused there, and writes nothing.
+pub async fn removals_pass_over_lowered_limits<S: Store>(store: S) {
+    let e = long();
+    let id = create(&store, &[("a", "1"), ("b", "2"), ("c", "3")], &e).await;
+    let lowered = cloakroom::SizeLimits {
+        max_names: 1,
+        max_bytes: 1 << 20,
+    };
+    let mut grow = Patch::default();
+    grow.remove("a");
+    grow.set("d", "4".into());
+    grow.limit(lowered);
+    assert!(
+        store.apply(&id, &grow, &e).await.is_err(),
+        "still over the limit"
+    );
+    assert_eq!(
+        values(&store, &id).await,
+        pairs(&[("a", "1"), ("b", "2"), ("c", "3")]),
+        "a refused patch writes nothing"
+    );
+    let mut shrink = Patch::default();
+    shrink.remove("a");
+    shrink.limit(lowered);
+    assert_eq!(store.apply(&id, &shrink, &e).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &id).await, pairs(&[("b", "2"), ("c", "3")]));
+}
+
 /// One `#[tokio::test]` per contract rule. `$make` is an expression
 /// (it may `.await`) giving `(guard, store)`: the guard, such as the server
 /// process, lives until the test ends.
@@ -455,7 +485,8 @@ macro_rules! conformance_tests {
             cycle_keeps_data_and_deadline, destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,
-            size_limits_write_nothing_when_exceeded, increments_are_atomic);
+            size_limits_write_nothing_when_exceeded, increments_are_atomic,
+            removals_pass_over_lowered_limits);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -77,8 +77,9 @@ pub async fn concurrent_increments_all_count(adapter: Adapter, manager: SessionM
     assert_eq!(values, (2..=n + 1).collect::<Vec<_>>());
 }
 
-/// With the store down, session calls fail with a 503 within the store
-/// timeout (reads from the handler's `?`, writes from the commit), no
+/// With the store down, session calls fail with a 503 at once, under a
+/// second whatever the store timeout (reads from the handler's `?`,
+/// writes from the commit), no
 /// cookie is set, and routes that do not use the session still work. After
 /// a restart, sessions work again without restarting the app.
 pub async fn outage_and_recovery(
@@ -104,7 +105,11 @@ pub async fn outage_and_recovery(
             r.body
         );
         assert!(r.set_cookies().is_empty(), "{path} set a cookie");
-        assert!(took < timeout * 3, "{path} took {took:?}");
+        // The connection is refused: no waiting for the timeout.
+        assert!(
+            took < timeout.min(Duration::from_secs(1)),
+            "{path} took {took:?}"
+        );
     }
     assert_eq!(c.get("/untouched").await.status, 200);
 

@@ -71,6 +71,7 @@ mod adapters;
 mod cookie;
 mod error;
 mod expiry;
+mod health;
 pub mod inventory;
 mod limits;
 mod manager;

@@ -8,6 +8,7 @@
 use crate::cookie::{CookieConfig, KeyRing};
 use crate::error::{Error, Result};
 use crate::expiry::{Clock, Expiry, ExpiryPolicy, SystemClock};
+use crate::health::Health;
 use crate::limits::Limits;
 use crate::session::Session;
 use crate::store::{DynStore, Store};
@@ -33,9 +34,15 @@ pub(crate) struct Shared {
     clock: Box<dyn Clock>,
     rejected: AtomicU64,
     last_warning: std::sync::Mutex<Option<Instant>>,
+    health: Health,
 }
 
 impl Shared {
+    /// Notes a store call's outcome for the logs (see `health.rs`).
+    pub(crate) fn watch<T>(&self, op: &'static str, result: Result<T>) -> Result<T> {
+        self.health.observe(op, result)
+    }
+
     pub(crate) fn expiry(&self) -> Expiry {
         self.expiry.at(self.clock.now())
     }
@@ -240,29 +247,38 @@ impl SessionAdmin {
     /// the client recorded at sign-in.
     pub async fn list(&self, user: &str) -> Result<Vec<crate::SessionInfo>> {
         let expiry = self.shared.expiry();
-        self.shared.store.sessions_of(user, &expiry).await
+        self.shared.watch(
+            "sessions_of",
+            self.shared.store.sessions_of(user, &expiry).await,
+        )
     }
 
     /// Ends one session.
     pub async fn end(&self, id: &crate::SessionId) -> Result<()> {
-        self.shared.store.delete(id).await
+        self.shared
+            .watch("delete", self.shared.store.delete(id).await)
     }
 
     /// Ends every session of `user` (after a password reset, or when the
     /// account is disabled), and returns how many there were.
     pub async fn end_user(&self, user: &str) -> Result<usize> {
         let expiry = self.shared.expiry();
-        self.shared.store.end_sessions_of(user, None, &expiry).await
+        self.shared.watch(
+            "end_sessions_of",
+            self.shared.store.end_sessions_of(user, None, &expiry).await,
+        )
     }
 
     /// Ends every session of `user` but `keep` (the current one, after a
     /// password change), and returns how many it ended.
     pub async fn end_user_except(&self, user: &str, keep: &crate::SessionId) -> Result<usize> {
         let expiry = self.shared.expiry();
-        self.shared
+        let ended = self
+            .shared
             .store
             .end_sessions_of(user, Some(keep), &expiry)
-            .await
+            .await;
+        self.shared.watch("end_sessions_of", ended)
     }
 
     /// Ends every session of every user, and the anonymous ones; returns
@@ -270,14 +286,16 @@ impl SessionAdmin {
     /// ([`Error::Unsupported`] on Memcached).
     pub async fn end_all(&self) -> Result<usize> {
         let expiry = self.shared.expiry();
-        self.shared.store.end_all(&expiry).await
+        self.shared
+            .watch("end_all", self.shared.store.end_all(&expiry).await)
     }
 
     /// How many live sessions the store holds ([`Error::Unsupported`] on
     /// Memcached).
     pub async fn count(&self) -> Result<usize> {
         let expiry = self.shared.expiry();
-        self.shared.store.count(&expiry).await
+        self.shared
+            .watch("count", self.shared.store.count(&expiry).await)
     }
 }
 
@@ -486,6 +504,7 @@ impl<T> SessionManagerBuilder<T> {
                 clock: self.clock,
                 rejected: AtomicU64::new(0),
                 last_warning: std::sync::Mutex::new(None),
+                health: Health::default(),
             }),
         }))
     }

@@ -167,7 +167,7 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let expiry = shared.expiry();
-                let record = shared.store.load(&token.id(), &expiry).await?;
+                let record = shared.watch("load", shared.store.load(&token.id(), &expiry).await)?;
                 // Enforced here too, whatever the store's clock says.
                 Ok::<_, Error>(record.filter(|r| expiry.now < r.deadline))
             })
@@ -290,10 +290,13 @@ impl Session {
             }
         };
         let shared = &self.inner.shared;
-        let stored = shared
-            .store
-            .increment(&token.id(), name, by, &shared.expiry())
-            .await?;
+        let stored = shared.watch(
+            "increment",
+            shared
+                .store
+                .increment(&token.id(), name, by, &shared.expiry())
+                .await,
+        )?;
         let mut st = self.state();
         match stored {
             Some(value) => {
@@ -480,10 +483,13 @@ impl Session {
                 self.target_id(&mut st)
             };
             if let Some(target) = target {
-                let check = shared
-                    .store
-                    .admit(user, &target, Some(cap), &shared.expiry(), true)
-                    .await?;
+                let check = shared.watch(
+                    "admit",
+                    shared
+                        .store
+                        .admit(user, &target, Some(cap), &shared.expiry(), true)
+                        .await,
+                )?;
                 if check == Admission::Refused {
                     return Err(Error::TooManySessions { limit: cap.max });
                 }
@@ -568,7 +574,7 @@ impl Session {
         patch.limit(shared.limits.session());
         let mut action = TokenAction::Keep;
         if let Some(old) = destroyed {
-            shared.store.delete(&old).await?;
+            shared.watch("delete", shared.store.delete(&old).await)?;
             action = TokenAction::Clear;
         }
         let expiry = shared.expiry();
@@ -594,7 +600,10 @@ impl Session {
             if let Some(new) = &renamed {
                 patch.rename_to(new.id());
             }
-            match shared.store.apply(&token.id(), &patch, &expiry).await? {
+            match shared.watch(
+                "apply",
+                shared.store.apply(&token.id(), &patch, &expiry).await,
+            )? {
                 Applied::Done => {
                     let now_under = renamed.as_ref().unwrap_or(&token).id();
                     self.admit(admit, now_under).await?;
@@ -618,7 +627,10 @@ impl Session {
         create.create();
         let mut token = fresh.unwrap_or_else(Token::generate);
         for _ in 0..3 {
-            match shared.store.apply(&token.id(), &create, &expiry).await? {
+            match shared.watch(
+                "apply",
+                shared.store.apply(&token.id(), &create, &expiry).await,
+            )? {
                 Applied::Done => {
                     self.admit(bound, token.id()).await?;
                     return Ok(TokenAction::Set(shared.sign(&token)));
@@ -643,7 +655,10 @@ impl Session {
         let shared = &self.inner.shared;
         let cap = shared.limits.session_cap();
         let expiry = shared.expiry();
-        let admitted = match shared.store.admit(&user, &id, cap, &expiry, false).await {
+        let admitted = match shared.watch(
+            "admit",
+            shared.store.admit(&user, &id, cap, &expiry, false).await,
+        ) {
             // A store without a user index (Memcached) keeps the binding
             // but cannot list it; without a cap nothing else depends on it.
             Err(Error::Unsupported(why)) if cap.is_none() => {
@@ -666,7 +681,7 @@ impl Session {
                 let mut unbind = Patch::default();
                 unbind.remove(USER_NAME);
                 unbind.remove(CLIENT_NAME);
-                let _ = shared.store.apply(&id, &unbind, &expiry).await?;
+                let _ = shared.watch("apply", shared.store.apply(&id, &unbind, &expiry).await)?;
                 Err(Error::TooManySessions {
                     limit: cap.map_or(0, |c| c.max),
                 })
@@ -753,10 +768,13 @@ impl Notifications {
             Err(None) => None,
             Err(Some(token)) => {
                 let shared = &s.inner.shared;
-                shared
-                    .store
-                    .take_notification(&token.id(), name, &shared.expiry())
-                    .await?
+                shared.watch(
+                    "take_notification",
+                    shared
+                        .store
+                        .take_notification(&token.id(), name, &shared.expiry())
+                        .await,
+                )?
             }
         };
         json.map(|json| {

@@ -64,7 +64,12 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let (_, body) = self.status_and_body();
-        tracing::error!(error = %self, "session error returned by handler");
+        if self.is_unavailable() {
+            // The store's failure is already in the log, once (health.rs).
+            tracing::debug!(error = %self, "session error returned by handler");
+        } else {
+            tracing::error!(error = %self, "session error returned by handler");
+        }
         text_response(self.status_code(), body)
     }
 }

@@ -48,7 +48,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Notifications {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        tracing::error!(error = %self, "session error returned by handler");
+        if self.is_unavailable() {
+            // The store's failure is already in the log, once (health.rs).
+            tracing::debug!(error = %self, "session error returned by handler");
+        } else {
+            tracing::error!(error = %self, "session error returned by handler");
+        }
         (status, body).into_response()
     }
 }

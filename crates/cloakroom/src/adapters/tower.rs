@@ -203,7 +203,12 @@ async fn commit<B: From<&'static str>>(
 }
 
 fn store_failure<B: From<&'static str>>(err: &Error) -> Response<B> {
-    tracing::error!(error = %err, "session was not saved");
+    if err.is_unavailable() {
+        // The store's failure is already in the log, once (health.rs).
+        tracing::debug!(error = %err, "session was not saved");
+    } else {
+        tracing::error!(error = %err, "session was not saved");
+    }
     let (status, body) = err.status_and_body();
     let mut response = Response::new(B::from(body));
     *response.status_mut() = status;

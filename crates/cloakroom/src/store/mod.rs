@@ -60,9 +60,10 @@ pub enum Applied {
 /// and `delete`;
 /// `cycle` and `touch` are patches and have default implementations.
 pub trait Store: Send + Sync + 'static {
-    /// The live session under `id`, or `None`. A store may push the idle
-    /// deadline forward here when [`Expiry::refresh_due`] says so, as long
-    /// as it costs no extra round trip.
+    /// The live session under `id`, or `None`. A store pushes the idle
+    /// deadline forward here when [`Expiry::refresh_due`] says so, about
+    /// ten times per idle window rather than on every read; that push may
+    /// cost a second round trip (it does on Redis and Memcached).
     fn load(
         &self,
         id: &SessionId,
