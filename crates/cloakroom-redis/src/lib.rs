@@ -29,6 +29,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cluster;
 mod config;
 mod conn;
 mod dump;
@@ -323,10 +324,19 @@ impl RedisStore {
             limits.check_totals(names, bytes)?;
         }
         let until = expiry.now.0.saturating_add(millis(expiry.idle));
-        let pipe = change_pipeline(keys, patch, limits.is_some(), until);
+        let pipe = change_pipeline(keys, patch, limits.is_some(), until, false);
         let mut conn = self.data.get();
-        let Some((before,)) = self.transaction::<(Value,)>(&pipe, &mut conn).await? else {
-            return Ok(None);
+        let before = match self.transaction::<(Value,)>(&pipe, &mut conn).await? {
+            Some((before,)) => before,
+            // A cluster slot on the move: the transaction again, where
+            // Redis says the key is now.
+            None => {
+                let asking = change_pipeline(keys, patch, limits.is_some(), until, true);
+                match self.transaction_asking(&keys.data, &asking, &pipe).await? {
+                    Some(before) => before,
+                    None => return Ok(None),
+                }
+            }
         };
         let (meta, fields) = match (limits, before) {
             (_, Value::Nil) => (None, Vec::new()),
@@ -461,14 +471,23 @@ fn unreachable(e: &redis::RedisError) -> bool {
 }
 
 /// The `MULTI` of [`RedisStore::change`]; only the first reply is kept.
+///
+/// With `asking`, it is the same transaction preceded by `ASKING`, as plain
+/// commands whose replies all come back (the `EXEC` reply last), for the
+/// node importing a slot that is being migrated (see `cluster.rs`).
 fn change_pipeline(
     keys: &SessionKeys,
     patch: &Patch,
     whole_hash: bool,
     until: u64,
+    asking: bool,
 ) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.atomic();
+    if asking {
+        pipe.cmd("ASKING").cmd("MULTI");
+    } else {
+        pipe.atomic();
+    }
     if whole_hash {
         pipe.cmd("HGETALL").arg(&keys.data);
     } else {
@@ -498,6 +517,9 @@ fn change_pipeline(
         pipe.add_command(hdel).ignore();
     }
     pipe.cmd("PEXPIREAT").arg(&keys.data).arg(until).ignore();
+    if asking {
+        pipe.cmd("EXEC");
+    }
     pipe
 }
 
@@ -575,7 +597,8 @@ pub mod internals {
     pub fn encode_change(id: &SessionId, patch: &Patch, expiry: &Expiry) -> Vec<u8> {
         let keys = session_keys("cr", id);
         let until = expiry.now.0.saturating_add(millis(expiry.idle));
-        change_pipeline(&keys, patch, patch.size_limits().is_some(), until).get_packed_pipeline()
+        change_pipeline(&keys, patch, patch.size_limits().is_some(), until, false)
+            .get_packed_pipeline()
     }
 
     /// Decodes an `HGETALL` reply into a record.

@@ -259,3 +259,76 @@ async fn changes_work_right_after_their_slot_moved() {
     );
     assert_eq!(cluster.nodes[owner].cli(&["DBSIZE"]), "0");
 }
+
+/// A session whose slot is half-way through a migration: its key already
+/// moved to the importing node, the slot still owned by the migrating one,
+/// which answers `ASK`. Reads and changes succeed (a change is a `MULTI`,
+/// which the store sends after `ASKING` to the importing node itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_succeed_while_their_slot_is_migrating() {
+    use cloakroom::{Applied, Clock, ExpiryPolicy, Patch, Store, SystemClock};
+    let (cluster, store) = store().await;
+    let e = || ExpiryPolicy::default().at(SystemClock.now());
+    let id = cloakroom_testkit::conformance::new_id();
+    let mut create = Patch::default();
+    create.create();
+    create.set("n", "1".to_owned());
+    assert_eq!(
+        store.apply(&id, &create, &e()).await.unwrap(),
+        Applied::Done
+    );
+    let key = format!("cr:{{{id}}}");
+    let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", &key]);
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) == "1")
+        .expect("the node holding the key");
+    let target = (owner + 1) % cluster.nodes.len();
+    let (from, to) = (&cluster.nodes[owner], &cluster.nodes[target]);
+    assert_eq!(
+        to.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &node_id(from)]),
+        "OK"
+    );
+    assert_eq!(
+        from.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &node_id(to)]),
+        "OK"
+    );
+    let port = to.port.to_string();
+    assert_eq!(
+        from.cli(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &key]),
+        "OK"
+    );
+
+    // The key is on the importing node now; the owner answers ASK.
+    let loaded = store
+        .load(&id, &e())
+        .await
+        .unwrap()
+        .expect("read through ASK");
+    assert_eq!(loaded.values.get("n").map(String::as_str), Some("1"));
+    let mut change = Patch::default();
+    change.set("n", "2".to_owned());
+    change.set("m", "3".to_owned());
+    assert_eq!(
+        store.apply(&id, &change, &e()).await.unwrap(),
+        Applied::Done
+    );
+    let loaded = store.load(&id, &e()).await.unwrap().expect("the session");
+    assert_eq!(loaded.values.get("n").map(String::as_str), Some("2"));
+    assert_eq!(loaded.values.get("m").map(String::as_str), Some("3"));
+    let count = |n: &cloakroom_testkit::RedisServer| n.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
+    assert_eq!(count(to), "1", "written on the importing node");
+    assert_eq!(count(from), "0", "nothing left on the migrating node");
+
+    // Finish the migration; the session is where it should be.
+    for node in &cluster.nodes {
+        node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &node_id(to)]);
+    }
+    let loaded = store
+        .load(&id, &e())
+        .await
+        .unwrap()
+        .expect("after the move");
+    assert_eq!(loaded.values.get("m").map(String::as_str), Some("3"));
+}

@@ -1,0 +1,145 @@
+//! Transactions during a Redis Cluster slot migration.
+//!
+//! While a slot moves from one master to another, the old owner answers
+//! `ASK` for a key it no longer holds: the client must send `ASKING`, then
+//! the command, to the importing node. redis-rs does that for single
+//! commands, but not for a `MULTI`: the owner answers `ASK` to each queued
+//! command and `EXECABORT` to the `EXEC`, and redis-rs hands back only the
+//! `EXECABORT`, without the address. So the store asks the owner itself
+//! which node imports the slot (`CLUSTER NODES`, the owner's own line
+//! marks `[SLOT->-NODE]`), and sends `ASKING`, `MULTI` … `EXEC` there on
+//! one connection, as node-redis and rueidis do. This only happens on the
+//! rare path where a transaction was refused for a redirect.
+
+use crate::RedisStore;
+use crate::conn::Conn;
+use cloakroom::{Error, Result};
+use crc::{CRC_16_XMODEM, Crc};
+use redis::Value;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+
+const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// The cluster slot of `key`: CRC-16 of its hash tag (or of the key).
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tag = bytes
+        .iter()
+        .position(|b| *b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let close = rest.iter().position(|b| *b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    CRC16.checksum(tag) % 16384
+}
+
+/// The address of the node importing `slot`, from the owner's `CLUSTER
+/// NODES` text, if the slot is being migrated.
+pub(crate) fn importing_node(nodes: &str, slot: u16) -> Option<(String, u16)> {
+    let marker = format!("[{slot}->-");
+    let myself = nodes.lines().find(|l| {
+        l.split_whitespace()
+            .nth(2)
+            .is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
+    })?;
+    let target = myself.split_whitespace().find_map(|field| {
+        field
+            .strip_prefix(&marker)
+            .and_then(|rest| rest.strip_suffix(']'))
+    })?;
+    let line = nodes.lines().find(|l| l.starts_with(target))?;
+    let addr = line.split_whitespace().nth(1)?;
+    let addr = addr.split(['@', ',']).next()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+impl RedisStore {
+    /// Runs a transaction refused for a redirect: on the importing node
+    /// after `ASKING` (`asking`) if the slot is being migrated, or once
+    /// more as it was (`plain`) if it has moved since (the client has
+    /// refreshed its slot map). Returns the first queued command's reply,
+    /// or `None` if it was refused again.
+    pub(crate) async fn transaction_asking(
+        &self,
+        key: &str,
+        asking: &redis::Pipeline,
+        plain: &redis::Pipeline,
+    ) -> Result<Option<Value>> {
+        if !self.cluster {
+            return Ok(None);
+        }
+        let mut conn = self
+            .data
+            .get()
+            .resolve()
+            .await
+            .map_err(Error::unavailable)?;
+        let Conn::Cluster(cluster) = &mut conn else {
+            return Ok(None);
+        };
+        let slot = key_slot(key);
+        let owner = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let nodes = cluster.route_command(redis::cmd("CLUSTER").arg("NODES").clone(), owner);
+        let nodes: String = redis::from_redis_value(self.bounded(nodes).await?)
+            .map_err(|e| Error::Corrupt(format!("CLUSTER NODES: {e}")))?;
+        let Some((host, port)) = importing_node(&nodes, slot) else {
+            // Not migrating: the slot has moved, and the client knows it now.
+            return Ok(self
+                .transaction::<(Value,)>(plain, &mut conn)
+                .await?
+                .map(|(v,)| v));
+        };
+        let count = asking.cmd_iter().count();
+        let call = cluster.route_pipeline(
+            asking.clone(),
+            0,
+            count,
+            SingleNodeRoutingInfo::ByAddress { host, port },
+        );
+        let replies = match crate::conn::timed(self.timeout, call).await? {
+            Ok(replies) => replies,
+            Err(e) if crate::discarded_by_redirect(&e) => return Ok(None),
+            Err(e) => return Err(Error::unavailable(e)),
+        };
+        match replies.into_iter().last() {
+            Some(Value::Array(results)) => Ok(results.into_iter().next()),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_the_hash_tag() {
+        // Redis's own examples (CLUSTER KEYSLOT).
+        assert_eq!(key_slot("somekey"), 11058);
+        assert_eq!(key_slot("foo{hash_tag}"), key_slot("hash_tag"));
+        // An empty tag counts for nothing: the whole key is hashed.
+        assert_eq!(key_slot("{}empty"), CRC16.checksum(b"{}empty") % 16384);
+        // CRC-16/XMODEM's check value.
+        assert_eq!(key_slot("123456789"), 0x31c3);
+    }
+
+    #[test]
+    fn the_importing_node_is_read_from_the_owners_line() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460 [93->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1]
+";
+        assert_eq!(
+            importing_node(nodes, 93),
+            Some(("127.0.0.1".to_owned(), 30002))
+        );
+        assert_eq!(importing_node(nodes, 94), None);
+    }
+}
