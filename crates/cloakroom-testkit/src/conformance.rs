@@ -2,14 +2,55 @@
 //!
 //! Each check is a function taking a fresh store. [`conformance_tests!`]
 //! turns them into one `#[tokio::test]` each, so a failure names the rule
-//! that broke. Time is real (stores such as Redis expire keys on their own
-//! clock), with windows of about a second.
+//! that broke. Time is real where the store expires keys on its own clock
+//! (Redis, Memcached), with windows of about a second, and a manual clock
+//! on the memory store (see [`SuiteTime`]).
 //!
 //! [`conformance_tests!`]: crate::conformance_tests
 
-use cloakroom::{Applied, Clock, Expiry, ExpiryPolicy, Patch, SessionId, Store, SystemClock};
+use cloakroom::{
+    Applied, Clock, Expiry, ExpiryPolicy, ManualClock, Patch, SessionId, Store, SystemClock,
+};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How time passes in the suite.
+///
+/// Redis and Memcached expire keys on their own clock, so the idle rules
+/// run there with real windows of about a second, and sleep. The memory
+/// store takes every instant from [`Expiry`], so there the suite moves a
+/// [`ManualClock`] instead and runs without sleeping.
+#[derive(Clone)]
+pub enum SuiteTime {
+    /// Real time: sleeps.
+    Real,
+    /// A manual clock that the suite advances.
+    Manual(ManualClock),
+}
+
+impl SuiteTime {
+    /// A manual clock starting now.
+    pub fn manual() -> Self {
+        SuiteTime::Manual(ManualClock::starting_now())
+    }
+
+    /// Expiry with these windows, now.
+    pub fn at(&self, idle: Duration, absolute: Duration) -> Expiry {
+        let policy = ExpiryPolicy::default().idle(idle).absolute(absolute);
+        match self {
+            SuiteTime::Real => policy.at(SystemClock.now()),
+            SuiteTime::Manual(clock) => policy.at(clock.now()),
+        }
+    }
+
+    /// Lets `d` pass.
+    pub async fn pass(&self, d: Duration) {
+        match self {
+            SuiteTime::Real => tokio::time::sleep(d).await,
+            SuiteTime::Manual(clock) => clock.advance(d),
+        }
+    }
+}
 
 /// A fresh random session id.
 pub fn new_id() -> SessionId {
@@ -63,7 +104,7 @@ fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
 }
 
 /// Create, load, and apply changes.
-pub async fn load_and_apply<S: Store>(store: S) {
+pub async fn load_and_apply<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     assert_eq!(values(&store, &new_id()).await, None);
     let id = create(&store, &[("login", "\"alice\""), ("n", "1")], &e).await;
@@ -81,7 +122,7 @@ pub async fn load_and_apply<S: Store>(store: S) {
 }
 
 /// Names that look like internal fields are stored like any other.
-pub async fn unusual_names_round_trip<S: Store>(store: S) {
+pub async fn unusual_names_round_trip<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let odd = [
         ("@m", "0"),
@@ -110,7 +151,7 @@ pub async fn unusual_names_round_trip<S: Store>(store: S) {
 }
 
 /// `Change::Remove` removes one name.
-pub async fn removal<S: Store>(store: S) {
+pub async fn removal<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
     let mut p = Patch::default();
@@ -122,7 +163,7 @@ pub async fn removal<S: Store>(store: S) {
 
 /// `clear` removes every name, keeps the session and its notifications,
 /// and changes after it in the same patch apply.
-pub async fn clear<S: Store>(store: S) {
+pub async fn clear<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
     let mut n = Patch::default();
@@ -143,7 +184,7 @@ pub async fn clear<S: Store>(store: S) {
 
 /// `cycle` moves data, notifications and the absolute deadline; the old id
 /// is gone at once.
-pub async fn cycle_keeps_data_and_deadline<S: Store>(store: S) {
+pub async fn cycle_keeps_data_and_deadline<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let old = create(&store, &[("login", "\"alice\"")], &e).await;
     let mut n = Patch::default();
@@ -180,7 +221,7 @@ pub async fn cycle_keeps_data_and_deadline<S: Store>(store: S) {
 
 /// `delete` removes the session and its notifications; deleting twice is
 /// fine.
-pub async fn destroy<S: Store>(store: S) {
+pub async fn destroy<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[("a", "1")], &e).await;
     let mut n = Patch::default();
@@ -197,7 +238,7 @@ pub async fn destroy<S: Store>(store: S) {
 
 /// Nothing brings a missing, deleted or expired session back, and a create
 /// never overwrites.
-pub async fn no_resurrection<S: Store>(store: S) {
+pub async fn no_resurrection<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let mut p = Patch::default();
     p.set("a", "1".into());
@@ -232,29 +273,29 @@ pub async fn no_resurrection<S: Store>(store: S) {
 }
 
 /// The idle timeout ends an unused session, and use pushes it forward.
-pub async fn idle_expiry<S: Store>(store: S) {
+pub async fn idle_expiry<S: Store>(store: S, time: &SuiteTime) {
     let idle = Duration::from_millis(1500);
     let absolute = Duration::from_secs(60);
-    let kept = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
-    let dropped = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    let kept = create(&store, &[("a", "1")], &time.at(idle, absolute)).await;
+    let dropped = create(&store, &[("a", "1")], &time.at(idle, absolute)).await;
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        time.pass(Duration::from_millis(700)).await;
         assert_eq!(
-            store.touch(&kept, &at_now(idle, absolute)).await.unwrap(),
+            store.touch(&kept, &time.at(idle, absolute)).await.unwrap(),
             Applied::Done
         );
     }
     // 2.1 s after creation: past `dropped`'s idle window, not `kept`'s.
     assert!(
         store
-            .load(&dropped, &at_now(idle, absolute))
+            .load(&dropped, &time.at(idle, absolute))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .load(&kept, &at_now(idle, absolute))
+            .load(&kept, &time.at(idle, absolute))
             .await
             .unwrap()
             .is_some()
@@ -263,7 +304,7 @@ pub async fn idle_expiry<S: Store>(store: S) {
     p.set("b", "2".into());
     assert_eq!(
         store
-            .apply(&dropped, &p, &at_now(idle, absolute))
+            .apply(&dropped, &p, &time.at(idle, absolute))
             .await
             .unwrap(),
         Applied::Gone
@@ -272,15 +313,15 @@ pub async fn idle_expiry<S: Store>(store: S) {
 
 /// A read pushes the idle deadline forward once enough of the window has
 /// passed, so a session that is only read stays alive.
-pub async fn reads_refresh_idle<S: Store>(store: S) {
+pub async fn reads_refresh_idle<S: Store>(store: S, time: &SuiteTime) {
     let idle = Duration::from_millis(1500);
     let absolute = Duration::from_secs(60);
-    let id = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    let id = create(&store, &[("a", "1")], &time.at(idle, absolute)).await;
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        time.pass(Duration::from_millis(600)).await;
         assert!(
             store
-                .load(&id, &at_now(idle, absolute))
+                .load(&id, &time.at(idle, absolute))
                 .await
                 .unwrap()
                 .is_some(),
@@ -290,31 +331,31 @@ pub async fn reads_refresh_idle<S: Store>(store: S) {
 }
 
 /// The absolute deadline ends a session however active it is.
-pub async fn absolute_expiry<S: Store>(store: S) {
+pub async fn absolute_expiry<S: Store>(store: S, time: &SuiteTime) {
     let idle = Duration::from_millis(1500);
     let absolute = Duration::from_millis(2000);
-    let id = create(&store, &[("a", "1")], &at_now(idle, absolute)).await;
+    let id = create(&store, &[("a", "1")], &time.at(idle, absolute)).await;
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let _ = store.touch(&id, &at_now(idle, absolute)).await.unwrap();
+        time.pass(Duration::from_millis(600)).await;
+        let _ = store.touch(&id, &time.at(idle, absolute)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    time.pass(Duration::from_millis(300)).await;
     // 2.1 s: past the absolute deadline, within the idle window.
     assert!(
         store
-            .load(&id, &at_now(idle, absolute))
+            .load(&id, &time.at(idle, absolute))
             .await
             .unwrap()
             .is_none()
     );
     assert_eq!(
-        store.touch(&id, &at_now(idle, absolute)).await.unwrap(),
+        store.touch(&id, &time.at(idle, absolute)).await.unwrap(),
         Applied::Gone
     );
 }
 
 /// A notification is handed out once, even to concurrent takers.
-pub async fn read_once_notifications<S: Store>(store: S) {
+pub async fn read_once_notifications<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[], &e).await;
     assert_eq!(
@@ -341,7 +382,7 @@ pub async fn read_once_notifications<S: Store>(store: S) {
 }
 
 /// Concurrent patches to different names all survive.
-pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
+pub async fn concurrent_patches_all_survive<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[], &e).await;
     let store = Arc::new(store);
@@ -366,7 +407,7 @@ pub async fn concurrent_patches_all_survive<S: Store>(store: S) {
 
 /// Concurrent increments all count; a missing session is not created; a
 /// value that is not an integer is an error.
-pub async fn increments_are_atomic<S: Store>(store: S) {
+pub async fn increments_are_atomic<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     assert_eq!(store.increment(&new_id(), "n", 1, &e).await.unwrap(), None);
     let id = create(&store, &[("text", "\"abc\"")], &e).await;
@@ -392,7 +433,7 @@ pub async fn increments_are_atomic<S: Store>(store: S) {
 }
 
 /// Size limits carried by a patch are checked before anything is written.
-pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S) {
+pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let limits = cloakroom::SizeLimits {
         max_names: 2,
@@ -447,7 +488,7 @@ pub async fn size_limits_write_nothing_when_exceeded<S: Store>(store: S) {
 /// A patch that only removes names is accepted on a session that is over
 /// its limits (they were lowered after it grew), and shrinks it; a patch
 /// that also sets a name is refused there, and writes nothing.
-pub async fn removals_pass_over_lowered_limits<S: Store>(store: S) {
+pub async fn removals_pass_over_lowered_limits<S: Store>(store: S, _: &SuiteTime) {
     let e = long();
     let id = create(&store, &[("a", "1"), ("b", "2"), ("c", "3")], &e).await;
     let lowered = cloakroom::SizeLimits {
@@ -476,11 +517,16 @@ pub async fn removals_pass_over_lowered_limits<S: Store>(store: S) {
 
 /// One `#[tokio::test]` per contract rule. `$make` is an expression
 /// (it may `.await`) giving `(guard, store)`: the guard, such as the server
-/// process, lives until the test ends.
+/// process, lives until the test ends. Time is real unless a second
+/// argument gives a [`SuiteTime`] expression (a manual clock for a store
+/// that takes all its time from `Expiry`).
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make;
+        $crate::conformance_tests!($make, $crate::conformance::SuiteTime::Real);
+    };
+    ($make:expr, $time:expr) => {
+        $crate::conformance_tests!(@each $make, $time;
             load_and_apply, unusual_names_round_trip, removal, clear,
             cycle_keeps_data_and_deadline, destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
@@ -488,12 +534,12 @@ macro_rules! conformance_tests {
             size_limits_write_nothing_when_exceeded, increments_are_atomic,
             removals_pass_over_lowered_limits);
     };
-    (@each $make:expr; $($name:ident),*) => {
+    (@each $make:expr, $time:expr; $($name:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let (_guard, store) = $make;
-                $crate::conformance::$name(store).await;
+                $crate::conformance::$name(store, &$time).await;
             }
         )*
     };

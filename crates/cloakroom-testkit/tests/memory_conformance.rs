@@ -1,6 +1,10 @@
 //! The store contract on the embedded memory store.
 
-cloakroom_testkit::conformance_tests!(((), cloakroom::MemoryStore::new()));
+// The memory store takes every instant from `Expiry`: no sleeping.
+cloakroom_testkit::conformance_tests!(
+    ((), cloakroom::MemoryStore::new()),
+    cloakroom_testkit::conformance::SuiteTime::manual()
+);
 
 /// The session inventory on the memory store.
 mod inventory {
