@@ -11,9 +11,11 @@
 //! one connection, as node-redis and rueidis do. This only happens on the
 //! rare path where a transaction was refused for a redirect.
 
-use crate::RedisStore;
 use crate::conn::Conn;
-use cloakroom::{Error, Result};
+use crate::keys::SessionKeys;
+use crate::write::{applied_from, apply_call};
+use crate::{RedisStore, discarded_by_redirect};
+use cloakroom::{Applied, Error, Expiry, Patch, Result};
 use crc::{CRC_16_XMODEM, Crc};
 use redis::Value;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -57,6 +59,54 @@ pub(crate) fn importing_node(nodes: &str, slot: u16) -> Option<(String, u16)> {
 }
 
 impl RedisStore {
+    /// A rename on a Redis Cluster, where the two ids live in different
+    /// slots and no script may touch both: check the new id is free, apply
+    /// the patch in place, take the session out, and put it in under the
+    /// new keys (four round trips, on logins only). The old id is
+    /// gone before the new one exists, so no two ids ever hold the session;
+    /// if the last step fails, the session is lost (the user signs in
+    /// again), never duplicated.
+    pub(crate) async fn apply_moving(
+        &self,
+        keys: &SessionKeys,
+        to: &SessionKeys,
+        patch: &Patch,
+        expiry: &Expiry,
+    ) -> Result<Applied> {
+        let mut conn = self.data.get();
+        let mut taken = redis::cmd("EXISTS");
+        taken.arg(&to.data);
+        if self.bounded(taken.query_async::<i64>(&mut conn)).await? != 0 {
+            return Ok(Applied::Gone);
+        }
+        let call = apply_call(&self.scripts.apply, keys, None, patch, expiry, true);
+        let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        if !matches!(reply.as_slice(), [1, _]) {
+            return applied_from(&reply, patch).map(|_| Applied::Gone);
+        }
+        let mut export = self.scripts.export.prepare_invoke();
+        export.key(&keys.data).key(keys.notes());
+        let taken: Value = self.bounded(export.invoke_async(&mut conn)).await?;
+        let Some((ttl, data, notes)) = exported(taken)? else {
+            return Ok(Applied::Gone);
+        };
+        let mut import = self.scripts.import.prepare_invoke();
+        import
+            .key(&to.data)
+            .key(to.notes())
+            .arg(ttl)
+            .arg(data.len());
+        for item in data.iter().chain(&notes) {
+            import.arg(item.as_slice());
+        }
+        let done: i64 = self.bounded(import.invoke_async(&mut conn)).await?;
+        Ok(if done == 1 {
+            Applied::Done
+        } else {
+            Applied::Gone
+        })
+    }
+
     /// Runs a transaction refused for a redirect: on the importing node
     /// after `ASKING` (`asking`) if the slot is being migrated, or once
     /// more as it was (`plain`) if it has moved since (the client has
@@ -104,13 +154,42 @@ impl RedisStore {
         );
         let replies = match crate::conn::timed(self.timeout, call).await? {
             Ok(replies) => replies,
-            Err(e) if crate::discarded_by_redirect(&e) => return Ok(None),
+            Err(e) if discarded_by_redirect(&e) => return Ok(None),
             Err(e) => return Err(Error::unavailable(e)),
         };
         match replies.into_iter().last() {
             Some(Value::Array(results)) => Ok(results.into_iter().next()),
             _ => Ok(None),
         }
+    }
+}
+
+pub(crate) type Exported = (i64, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// The export script's answer: TTL, data and notification arguments.
+pub(crate) fn exported(reply: Value) -> Result<Option<Exported>> {
+    let bytes = |v: Value| match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::BulkString(b) => Ok(b),
+                other => Err(Error::Corrupt(format!("export: a field is {other:?}"))),
+            })
+            .collect::<Result<Vec<_>>>(),
+        other => Err(Error::Corrupt(format!(
+            "export: expected an array, got {other:?}"
+        ))),
+    };
+    match reply {
+        Value::Array(items) => match <[Value; 4]>::try_from(items) {
+            Ok([Value::Int(1), Value::Int(ttl), data, notes]) => {
+                Ok(Some((ttl.max(1), bytes(data)?, bytes(notes)?)))
+            }
+            Ok(other) => Err(Error::Corrupt(format!("export answered {other:?}"))),
+            Err(items) if items == [Value::Int(0)] => Ok(None),
+            Err(items) => Err(Error::Corrupt(format!("export answered {items:?}"))),
+        },
+        other => Err(Error::Corrupt(format!("export answered {other:?}"))),
     }
 }
 

@@ -334,3 +334,45 @@ impl ConnectionLike for SentinelConn {
         self.shared.sentinel.node.db()
     }
 }
+
+/// Tries the store's first connection once. Refused or unreachable: a
+/// warning, and the store starts anyway. Refused for another reason
+/// (credentials, a protocol error): that is a configuration error, and
+/// start-up stops.
+pub(crate) async fn first_contact(pool: &Pool, timeout: Duration) -> Result<()> {
+    let attempt = async {
+        let mut conn = pool.get().resolve().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    match timed(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if !unreachable(&e) => Err(Error::Config(format!("storage: {e}"))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis is not reachable yet: session calls answer 503 until it is");
+            Ok(())
+        }
+        Err(timed_out) => {
+            tracing::warn!(error = %timed_out, "Redis is not reachable yet: session calls answer 503 until it is");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `e` says the server could not be reached (as opposed to
+/// refusing what was asked).
+pub(crate) fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Io
+                | redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::MasterNameNotFoundBySentinel
+                | redis::ErrorKind::NoValidReplicasFoundBySentinel
+        )
+        || e.code()
+            .is_some_and(|c| c == "MASTERDOWN" || c == "LOADING")
+}

@@ -2,9 +2,10 @@
 //!
 //! Each session is one Redis hash, with one field per name and JSON values,
 //! so `redis-cli HGETALL` shows readable data. A read is one `HGETALL`;
-//! creating a session or changing its names is plain commands in one
-//! `MULTI`; clearing, renaming and notifications are one atomic Lua script
-//! (EVALSHA, falling back to loading the script). A request costs:
+//! creating a session is one `RESTORE`; changing its names is plain
+//! commands in one `MULTI`; clearing, renaming and notifications are one
+//! atomic Lua script (EVALSHA, falling back to loading the script). A
+//! request costs:
 //!
 //! | request | round trips |
 //! | --- | --- |
@@ -12,6 +13,7 @@
 //! | reads the session | 1 |
 //! | writes the session, including creating it | 1 |
 //! | reads, then writes | 2 |
+//! | signs in (binds the session to a user) | one more |
 //!
 //! The idle deadline is the key's TTL, and the hash records the last value
 //! given to it. A read pushes it only once a tenth of the idle window has
@@ -29,24 +31,33 @@
 //! ```
 #![warn(missing_docs)]
 
+// The modules, by concern: `read` (parsing a session hash), `write`
+// (create, change, the apply script), `cluster` (renames across slots,
+// transactions during a slot migration), `inventory` (the user index),
+// `conn` (single server, cluster, Sentinel; made on first use), `keys`
+// (key and field names, the meta field), `dump` (the `RESTORE` payload).
 mod cluster;
 mod config;
 mod conn;
 mod dump;
 mod inventory;
 mod keys;
+mod read;
+mod write;
 
 pub use config::RedisConfig;
 
-use cloakroom::{Applied, Change, Error, Expiry, Patch, Record, Result, SessionId, Timestamp};
+use cloakroom::{Applied, Error, Expiry, Patch, Record, Result, SessionId};
 use conn::Pool;
-use keys::{Field, Meta, SessionKeys, field, parse_field, session_keys};
+use keys::{SessionKeys, field, session_keys};
+use read::{record_from, text};
 use redis::{Script, Value};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use write::{applied_from, apply_call, change_pipeline};
 
 struct Scripts {
     admit: Script,
@@ -117,7 +128,7 @@ impl RedisStore {
             }
         };
         for pool in std::iter::once(&data).chain(&notes) {
-            first_contact(pool, timeout).await?;
+            conn::first_contact(pool, timeout).await?;
         }
         Ok(RedisStore {
             data,
@@ -142,252 +153,6 @@ impl RedisStore {
 
     fn keys(&self, id: &SessionId) -> SessionKeys {
         session_keys(&self.prefix, id)
-    }
-
-    /// A rename on a Redis Cluster, where the two ids live in different
-    /// slots and no script may touch both: check the new id is free, apply
-    /// the patch in place, take the session out, and put it in under the
-    /// new keys (four round trips, on logins only). The old id is
-    /// gone before the new one exists, so no two ids ever hold the session;
-    /// if the last step fails, the session is lost (the user signs in
-    /// again), never duplicated.
-    async fn apply_moving(
-        &self,
-        keys: &SessionKeys,
-        to: &SessionKeys,
-        patch: &Patch,
-        expiry: &Expiry,
-    ) -> Result<Applied> {
-        let mut conn = self.data.get();
-        let mut taken = redis::cmd("EXISTS");
-        taken.arg(&to.data);
-        if self.bounded(taken.query_async::<i64>(&mut conn)).await? != 0 {
-            return Ok(Applied::Gone);
-        }
-        let call = apply_call(&self.scripts.apply, keys, None, patch, expiry, true);
-        let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
-        if !matches!(reply.as_slice(), [1, _]) {
-            return applied_from(&reply, patch).map(|_| Applied::Gone);
-        }
-        let mut export = self.scripts.export.prepare_invoke();
-        export.key(&keys.data).key(keys.notes());
-        let taken: Value = self.bounded(export.invoke_async(&mut conn)).await?;
-        let Some((ttl, data, notes)) = exported(taken)? else {
-            return Ok(Applied::Gone);
-        };
-        let mut import = self.scripts.import.prepare_invoke();
-        import
-            .key(&to.data)
-            .key(to.notes())
-            .arg(ttl)
-            .arg(data.len());
-        for item in data.iter().chain(&notes) {
-            import.arg(item.as_slice());
-        }
-        let done: i64 = self.bounded(import.invoke_async(&mut conn)).await?;
-        Ok(if done == 1 {
-            Applied::Done
-        } else {
-            Applied::Gone
-        })
-    }
-
-    /// Creates a session without a script, in one `RESTORE` of the hash
-    /// with its TTL, which refuses an existing key (see `dump.rs`). Where
-    /// Redis refuses `RESTORE` (an ACL without `@dangerous`), the hash is
-    /// built under a staging key that only this call uses, given its TTL,
-    /// then moved into place with `RENAMENX`, which refuses to replace an
-    /// existing session; a refused create deletes the staging key. `MULTI`
-    /// makes those three commands all-or-nothing, so a dropped connection
-    /// leaves no key without a TTL.
-    ///
-    /// Plain commands cost Redis a fraction of a script call: a Lua call
-    /// costs several microseconds before it runs a single command.
-    async fn create(
-        &self,
-        keys: &SessionKeys,
-        patch: &Patch,
-        expiry: &Expiry,
-    ) -> Result<Option<Applied>> {
-        let created = expiry.now.0;
-        let absolute = millis(expiry.absolute);
-        let deadline = created.saturating_add(absolute);
-        let ttl = millis(expiry.idle).min(absolute).max(1);
-        let meta = Meta {
-            created,
-            deadline,
-            until: created.saturating_add(ttl),
-        };
-        let meta = meta.encode();
-        let mut pairs: Vec<(std::borrow::Cow<'_, str>, &str)> = Vec::with_capacity(4);
-        pairs.push((keys::META.into(), &meta));
-        let (mut names, mut bytes) = (0, 0);
-        for (name, change) in patch.changes() {
-            if let Change::Set(json) = change {
-                let f = field(name);
-                names += 1;
-                bytes += f.len() + json.len();
-                pairs.push((f, json));
-            }
-        }
-        if let Some(limits) = patch.size_limits() {
-            limits.check_totals(names, bytes)?;
-        }
-        if self.restore.load(Ordering::Relaxed) {
-            let payload =
-                dump::hash_payload(pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
-            let mut restore = redis::cmd("RESTORE");
-            restore.arg(&keys.data).arg(ttl).arg(payload);
-            let mut conn = self.data.get();
-            match conn::timed(self.timeout, restore.query_async::<()>(&mut conn)).await? {
-                Ok(()) => return Ok(Some(Applied::Done)),
-                // The id is taken: nothing was written.
-                Err(e) if e.code() == Some("BUSYKEY") => return Ok(Some(Applied::Gone)),
-                Err(e)
-                    if matches!(e.kind(), redis::ErrorKind::Server(_)) && !e.is_cluster_error() =>
-                {
-                    tracing::warn!(
-                        error = %e,
-                        "Redis refused RESTORE; creating sessions with MULTI from now on"
-                    );
-                    self.restore.store(false, Ordering::Relaxed);
-                }
-                Err(e) if self.cluster && discarded_by_redirect(&e) => return Ok(None),
-                Err(e) => return Err(Error::unavailable(e)),
-            }
-        }
-        let staging = keys.staging();
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&staging);
-        for (f, v) in &pairs {
-            hset.arg(f.as_ref()).arg(*v);
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .add_command(hset)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&staging)
-            .arg(ttl)
-            .ignore()
-            .cmd("RENAMENX")
-            .arg(&staging)
-            .arg(&keys.data);
-        let mut conn = self.data.get();
-        let Some((moved,)) = self.transaction::<(i64,)>(&pipe, &mut conn).await? else {
-            return Ok(None);
-        };
-        if moved == 1 {
-            return Ok(Some(Applied::Done));
-        }
-        // The id was taken. The staging key would expire by itself.
-        self.del(&mut conn, &[&staging]).await?;
-        Ok(Some(Applied::Gone))
-    }
-
-    /// Changes names of a live session without a script, in one `MULTI`:
-    /// read the hash (or only its meta field when there are no limits),
-    /// then `HSET`, `HDEL` and `PEXPIREAT`. Redis has no conditional
-    /// `HSET`, so the checks a script would make first are made on what
-    /// the read returned, right after:
-    ///
-    /// - no live session (gone, or past its deadline): the write may have
-    ///   made a hash with no meta field, which every read and script
-    ///   treats as no session; it is deleted, and the answer is `Gone`;
-    /// - over the size limits: each name gets its old value back (unless
-    ///   another write has changed it since), and the answer is the limit
-    ///   error. Until then, other requests of the same session can see
-    ///   the change.
-    ///
-    /// The TTL goes to `now + idle` even past the absolute deadline; a
-    /// read checks the deadline itself.
-    async fn change(
-        &self,
-        keys: &SessionKeys,
-        patch: &Patch,
-        expiry: &Expiry,
-    ) -> Result<Option<Applied>> {
-        // Only a patch that sets something can take a session over its
-        // limits; one that only removes names always shrinks it, even a
-        // session already over limits that were lowered since.
-        let grows = patch.changes().any(|(_, c)| c != Change::Remove);
-        let limits = patch.size_limits().filter(|_| grows);
-        if let Some(limits) = limits {
-            // Over the limits by itself: refused before anything is sent.
-            let (names, bytes) = patch
-                .changes()
-                .filter_map(|(name, c)| match c {
-                    Change::Set(json) => Some(field(name).len() + json.len()),
-                    Change::Remove => None,
-                })
-                .fold((0, 0), |(n, b), size| (n + 1, b + size));
-            limits.check_totals(names, bytes)?;
-        }
-        let until = expiry.now.0.saturating_add(millis(expiry.idle));
-        let pipe = change_pipeline(keys, patch, limits.is_some(), until, false);
-        let mut conn = self.data.get();
-        let before = match self.transaction::<(Value,)>(&pipe, &mut conn).await? {
-            Some((before,)) => before,
-            // A cluster slot on the move: the transaction again, where
-            // Redis says the key is now.
-            None => {
-                let asking = change_pipeline(keys, patch, limits.is_some(), until, true);
-                match self.transaction_asking(&keys.data, &asking, &pipe).await? {
-                    Some(before) => before,
-                    None => return Ok(None),
-                }
-            }
-        };
-        let (meta, fields) = match (limits, before) {
-            (_, Value::Nil) => (None, Vec::new()),
-            (Some(_), reply) => match hash_from(reply)? {
-                Some(hash) => (hash.meta, hash.fields),
-                None => (None, Vec::new()),
-            },
-            (None, reply) => (
-                Some(meta_from(&text(reply, "the meta field")?)?),
-                Vec::new(),
-            ),
-        };
-        if meta.is_none_or(|m| expiry.now.0 >= m.deadline) {
-            self.del(&mut conn, &[&keys.data]).await?;
-            return Ok(Some(Applied::Gone));
-        }
-        let Some(limits) = limits else {
-            return Ok(Some(Applied::Done));
-        };
-        // Sessions are small: a scan costs less than building a map.
-        let old_value = |f: &str| fields.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
-        let mut names = fields.len();
-        let mut bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
-        for (name, change) in patch.changes() {
-            let f = field(name);
-            let old = old_value(&f).map(|v| f.len() + v.len());
-            let new = match change {
-                Change::Set(json) => Some(f.len() + json.len()),
-                Change::Remove => None,
-            };
-            names = (names + usize::from(new.is_some())).saturating_sub(usize::from(old.is_some()));
-            bytes = (bytes + new.unwrap_or(0)).saturating_sub(old.unwrap_or(0));
-        }
-        let Err(over) = limits.check_totals(names, bytes) else {
-            return Ok(Some(Applied::Done));
-        };
-        let marked = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), |v| format!("={v}"));
-        let mut undo = self.scripts.rollback.prepare_invoke();
-        undo.key(&keys.data);
-        for (name, change) in patch.changes() {
-            let f = field(name);
-            let written = match change {
-                Change::Set(json) => Some(json),
-                Change::Remove => None,
-            };
-            undo.arg(f.as_ref())
-                .arg(marked(written))
-                .arg(marked(old_value(&f)));
-        }
-        self.bounded(undo.invoke_async::<i64>(&mut conn)).await?;
-        Err(over)
     }
 
     /// Runs a `MULTI` under the timeout; `None` when it was discarded
@@ -423,168 +188,9 @@ impl RedisStore {
 
 /// Whether `e` is a transaction that Redis discarded whole (`EXECABORT`)
 /// or refused outright because its slot lives elsewhere: nothing ran.
-fn discarded_by_redirect(e: &redis::RedisError) -> bool {
+pub(crate) fn discarded_by_redirect(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     e.is_cluster_error() || e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
-}
-
-/// Tries the store's first connection once. Refused or unreachable: a
-/// warning, and the store starts anyway. Refused for another reason
-/// (credentials, a protocol error): that is a configuration error, and
-/// start-up stops.
-async fn first_contact(pool: &Pool, timeout: Duration) -> Result<()> {
-    let attempt = async {
-        let mut conn = pool.get().resolve().await?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await
-    };
-    match conn::timed(timeout, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if !unreachable(&e) => Err(Error::Config(format!("storage: {e}"))),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "Redis is not reachable yet: session calls answer 503 until it is");
-            Ok(())
-        }
-        Err(timed_out) => {
-            tracing::warn!(error = %timed_out, "Redis is not reachable yet: session calls answer 503 until it is");
-            Ok(())
-        }
-    }
-}
-
-/// Whether `e` says the server could not be reached (as opposed to
-/// refusing what was asked).
-fn unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || e.is_timeout()
-        || e.is_cluster_error()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Io
-                | redis::ErrorKind::ClusterConnectionNotFound
-                | redis::ErrorKind::MasterNameNotFoundBySentinel
-                | redis::ErrorKind::NoValidReplicasFoundBySentinel
-        )
-        || e.code()
-            .is_some_and(|c| c == "MASTERDOWN" || c == "LOADING")
-}
-
-/// The `MULTI` of [`RedisStore::change`]; only the first reply is kept.
-///
-/// With `asking`, it is the same transaction preceded by `ASKING`, as plain
-/// commands whose replies all come back (the `EXEC` reply last), for the
-/// node importing a slot that is being migrated (see `cluster.rs`).
-fn change_pipeline(
-    keys: &SessionKeys,
-    patch: &Patch,
-    whole_hash: bool,
-    until: u64,
-    asking: bool,
-) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    if asking {
-        pipe.cmd("ASKING").cmd("MULTI");
-    } else {
-        pipe.atomic();
-    }
-    if whole_hash {
-        pipe.cmd("HGETALL").arg(&keys.data);
-    } else {
-        pipe.cmd("HGET").arg(&keys.data).arg(keys::META);
-    }
-    let mut hset = redis::cmd("HSET");
-    let mut hdel = redis::cmd("HDEL");
-    hset.arg(&keys.data);
-    hdel.arg(&keys.data);
-    let (mut sets, mut removals) = (false, false);
-    for (name, change) in patch.changes() {
-        match change {
-            Change::Set(json) => {
-                hset.arg(field(name).as_ref()).arg(json);
-                sets = true;
-            }
-            Change::Remove => {
-                hdel.arg(field(name).as_ref());
-                removals = true;
-            }
-        }
-    }
-    if sets {
-        pipe.add_command(hset).ignore();
-    }
-    if removals {
-        pipe.add_command(hdel).ignore();
-    }
-    pipe.cmd("PEXPIREAT").arg(&keys.data).arg(until).ignore();
-    if asking {
-        pipe.cmd("EXEC");
-    }
-    pipe
-}
-
-/// The apply script's keys and arguments for `patch` (see `lua/apply.lua`).
-fn apply_call<'s>(
-    script: &'s Script,
-    keys: &SessionKeys,
-    renamed: Option<&SessionKeys>,
-    patch: &Patch,
-    expiry: &Expiry,
-    inline_notes: bool,
-) -> redis::ScriptInvocation<'s> {
-    let rename = renamed.is_some();
-    let target = renamed.unwrap_or(keys);
-    let mut flags = String::with_capacity(3);
-    if patch.creates() {
-        flags.push('c');
-    }
-    if patch.clears() {
-        flags.push('x');
-    }
-    if rename {
-        flags.push('r');
-    }
-    let sets = patch
-        .changes()
-        .filter(|(_, c)| matches!(c, Change::Set(_)))
-        .count();
-    let removals = patch.changes().len() - sets;
-    let notes = if inline_notes {
-        patch.notifications().len()
-    } else {
-        0
-    };
-    let limits = patch.size_limits();
-    let mut call = script.prepare_invoke();
-    call.key(&keys.data)
-        .key(keys.notes())
-        .key(&target.data)
-        .key(target.notes())
-        .arg(expiry.now.0)
-        .arg(millis(expiry.idle))
-        .arg(millis(expiry.absolute))
-        .arg(flags)
-        .arg(sets)
-        .arg(removals)
-        .arg(notes)
-        .arg(limits.map_or(-1, |l| l.max_names as i64))
-        .arg(limits.map_or(0, |l| l.max_bytes));
-    for (name, change) in patch.changes() {
-        if let Change::Set(json) = change {
-            call.arg(field(name).as_ref()).arg(json);
-        }
-    }
-    for (name, change) in patch.changes() {
-        if change == Change::Remove {
-            call.arg(field(name).as_ref());
-        }
-    }
-    if notes > 0 {
-        for (name, json) in patch.notifications() {
-            call.arg(name).arg(json);
-        }
-    }
-    call
 }
 
 /// Entry points for the micro-benchmarks; not a public API.
@@ -607,144 +213,8 @@ pub mod internals {
     }
 }
 
-/// The apply script's answer: `Some(ttl)` when applied, `None` when the
-/// session is gone, or the limit error.
-fn applied_from(reply: &[i64], patch: &Patch) -> Result<Option<i64>> {
-    let limits = patch.size_limits();
-    let size = |n: &i64| usize::try_from(*n).unwrap_or(usize::MAX);
-    match (reply, limits) {
-        ([1, ttl], _) => Ok(Some(*ttl)),
-        ([0], _) => Ok(None),
-        ([2, names], Some(limits)) => limits.check_totals(size(names), 0).and(Err(Error::Corrupt(
-            "apply script reported a limit not exceeded".into(),
-        ))),
-        ([3, bytes], Some(limits)) => limits.check_totals(0, size(bytes)).and(Err(Error::Corrupt(
-            "apply script reported a limit not exceeded".into(),
-        ))),
-        (other, _) => Err(Error::Corrupt(format!("apply script answered {other:?}"))),
-    }
-}
-
-type Exported = (i64, Vec<Vec<u8>>, Vec<Vec<u8>>);
-
-/// The export script's answer: TTL, data and notification arguments.
-fn exported(reply: Value) -> Result<Option<Exported>> {
-    let bytes = |v: Value| match v {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|i| match i {
-                Value::BulkString(b) => Ok(b),
-                other => Err(Error::Corrupt(format!("export: a field is {other:?}"))),
-            })
-            .collect::<Result<Vec<_>>>(),
-        other => Err(Error::Corrupt(format!(
-            "export: expected an array, got {other:?}"
-        ))),
-    };
-    match reply {
-        Value::Array(items) => match <[Value; 4]>::try_from(items) {
-            Ok([Value::Int(1), Value::Int(ttl), data, notes]) => {
-                Ok(Some((ttl.max(1), bytes(data)?, bytes(notes)?)))
-            }
-            Ok(other) => Err(Error::Corrupt(format!("export answered {other:?}"))),
-            Err(items) if items == [Value::Int(0)] => Ok(None),
-            Err(items) => Err(Error::Corrupt(format!("export answered {items:?}"))),
-        },
-        other => Err(Error::Corrupt(format!("export answered {other:?}"))),
-    }
-}
-
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn text(value: Value, what: &str) -> Result<String> {
-    match value {
-        Value::BulkString(bytes) => {
-            String::from_utf8(bytes).map_err(|_| Error::Corrupt(format!("{what} is not UTF-8")))
-        }
-        Value::SimpleString(s) => Ok(s),
-        other => Err(Error::Corrupt(format!(
-            "{what}: expected a string, got {other:?}"
-        ))),
-    }
-}
-
-/// A session hash as `HGETALL` returned it.
-struct Hash {
-    /// The meta field; `None` for a hash without one, which no live
-    /// session is (see [`RedisStore::change`]).
-    meta: Option<Meta>,
-    /// Every other field, names still escaped.
-    fields: Vec<(String, String)>,
-}
-
-/// Parses an `HGETALL` reply; `None` for an empty one.
-fn hash_from(reply: Value) -> Result<Option<Hash>> {
-    let items = match reply {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        Value::Nil => return Ok(None),
-        other => {
-            return Err(Error::Corrupt(format!(
-                "session load: expected an array, got {other:?}"
-            )));
-        }
-    };
-    if items.is_empty() {
-        return Ok(None);
-    }
-    if items.len() % 2 != 0 {
-        return Err(Error::Corrupt("session hash has an odd reply".to_owned()));
-    }
-    let mut hash = Hash {
-        meta: None,
-        fields: Vec::with_capacity(items.len() / 2 - 1),
-    };
-    let mut items = items.into_iter();
-    while let (Some(k), Some(v)) = (items.next(), items.next()) {
-        let k = text(k, "a session field name")?;
-        let v = text(v, "a session value")?;
-        if let Field::Meta = parse_field(&k) {
-            hash.meta = Some(meta_from(&v)?);
-        } else {
-            hash.fields.push((k, v));
-        }
-    }
-    Ok(Some(hash))
-}
-
-fn meta_from(text: &str) -> Result<Meta> {
-    Meta::parse(text)
-        .ok_or_else(|| Error::Corrupt(format!("session meta field is not valid: {text:?}")))
-}
-
-/// Turns an `HGETALL` reply into a record and the idle deadline its TTL
-/// was last given; `None` for no session.
-fn record_from(reply: Value) -> Result<Option<(Record, Timestamp)>> {
-    let Some(Hash {
-        meta: Some(meta),
-        fields,
-    }) = hash_from(reply)?
-    else {
-        return Ok(None);
-    };
-    let mut record = Record {
-        created: Timestamp(meta.created),
-        deadline: Timestamp(meta.deadline),
-        ..Record::default()
-    };
-    for (k, v) in fields {
-        if let Field::Name(name) = parse_field(&k) {
-            let name = if name.len() == k.len() {
-                k
-            } else {
-                name.to_owned()
-            };
-            record.values.insert(name, v);
-        }
-    }
-    Ok(Some((record, Timestamp(meta.until))))
 }
 
 impl cloakroom::Store for RedisStore {
@@ -938,54 +408,5 @@ impl cloakroom::Store for RedisStore {
 
     async fn count(&self, _expiry: &Expiry) -> Result<usize> {
         self.count_sessions().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn malformed_replies_are_errors_not_panics() {
-        let cases = [
-            Value::Int(3),
-            Value::Array(vec![bulk("a")]),
-            Value::Array(vec![bulk("@m"), bulk("soon")]),
-            Value::Array(vec![bulk("@m"), bulk("1,2")]),
-            Value::Array(vec![
-                Value::BulkString(vec![0xff]),
-                bulk("1"),
-                bulk("@m"),
-                bulk("1,5,5"),
-            ]),
-            Value::Array(vec![bulk("@m"), Value::Int(5)]),
-        ];
-        for case in cases {
-            assert!(matches!(record_from(case), Err(Error::Corrupt(_))));
-        }
-        assert_eq!(record_from(Value::Array(vec![])).unwrap(), None);
-        // A hash without the meta field is what a write to a session that
-        // had just gone leaves for a moment: no session.
-        assert_eq!(
-            record_from(Value::Array(vec![bulk("a"), bulk("1")])).unwrap(),
-            None
-        );
-        let (ok, until) = record_from(Value::Array(vec![
-            bulk("@m"),
-            bulk("1,9,7"),
-            bulk("@@x"),
-            bulk("2"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(ok.values["@x"], "2");
-        // The deadline and UNTIL are counted from the creation time.
-        assert_eq!(ok.created, Timestamp(1));
-        assert_eq!(ok.deadline, Timestamp(10));
-        assert_eq!(until, Timestamp(8));
     }
 }
