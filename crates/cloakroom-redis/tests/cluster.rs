@@ -332,3 +332,51 @@ async fn writes_succeed_while_their_slot_is_migrating() {
         .expect("after the move");
     assert_eq!(loaded.values.get("m").map(String::as_str), Some("3"));
 }
+
+/// A cluster that is down when the store starts: the store starts anyway,
+/// calls fail at once, and the cluster is discovered once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_down_at_start_is_discovered_once_it_is_up() {
+    use cloakroom::{Applied, Clock, ExpiryPolicy, Patch, Store, SystemClock};
+    let mut cluster = RedisCluster::start(3);
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    let config = RedisConfig::from_url(&cluster.url())
+        .unwrap()
+        .timeout(std::time::Duration::from_secs(3));
+    let store = RedisStore::connect(config)
+        .await
+        .expect("starts while down");
+    let e = || ExpiryPolicy::default().at(SystemClock.now());
+    let mut create = Patch::default();
+    create.create();
+    create.set("n", "1".to_owned());
+    let started = std::time::Instant::now();
+    let refused = store
+        .apply(&cloakroom_testkit::conformance::new_id(), &create, &e())
+        .await;
+    assert!(refused.is_err_and(|e| e.is_unavailable()));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "no waiting for the timeout"
+    );
+
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let id = cloakroom_testkit::conformance::new_id();
+        match store.apply(&id, &create, &e()).await {
+            Ok(Applied::Done) => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never discovered: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

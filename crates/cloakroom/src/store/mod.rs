@@ -399,3 +399,66 @@ impl<S: Store> DynStore for S {
         Box::pin(Store::count(self, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExpiryPolicy;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store whose `cycle` and `touch` are its own, not the defaults.
+    #[derive(Default)]
+    struct OwnCycle {
+        inner: MemoryStore,
+        own_calls: AtomicUsize,
+    }
+
+    impl Store for OwnCycle {
+        async fn load(&self, id: &SessionId, e: &Expiry) -> Result<Option<Record>> {
+            Store::load(&self.inner, id, e).await
+        }
+        async fn apply(&self, id: &SessionId, p: &Patch, e: &Expiry) -> Result<Applied> {
+            Store::apply(&self.inner, id, p, e).await
+        }
+        async fn take_notification(
+            &self,
+            id: &SessionId,
+            name: &str,
+            e: &Expiry,
+        ) -> Result<Option<String>> {
+            Store::take_notification(&self.inner, id, name, e).await
+        }
+        async fn increment(
+            &self,
+            id: &SessionId,
+            name: &str,
+            by: i64,
+            e: &Expiry,
+        ) -> Result<Option<i64>> {
+            Store::increment(&self.inner, id, name, by, e).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<()> {
+            Store::delete(&self.inner, id).await
+        }
+        async fn cycle(&self, _: &SessionId, _: &SessionId, _: &Expiry) -> Result<Applied> {
+            self.own_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Applied::Done)
+        }
+        async fn touch(&self, _: &SessionId, _: &Expiry) -> Result<Applied> {
+            self.own_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Applied::Done)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_arc_forwards_cycle_and_touch_to_the_store_they_belong_to() {
+        let store = Arc::new(OwnCycle::default());
+        let e = ExpiryPolicy::default().at(Timestamp(1_000));
+        let (a, b) = (SessionId::from([1; 16]), SessionId::from([2; 16]));
+        // Nothing exists: the defaults (patches) would answer Gone.
+        assert_eq!(store.cycle(&a, &b, &e).await.unwrap(), Applied::Done);
+        assert_eq!(store.touch(&a, &e).await.unwrap(), Applied::Done);
+        assert_eq!(store.own_calls.load(Ordering::SeqCst), 2);
+    }
+}
