@@ -361,18 +361,28 @@ pub(crate) async fn first_contact(pool: &Pool, timeout: Duration) -> Result<()> 
 /// Whether `e` says the server could not be reached (as opposed to
 /// refusing what was asked).
 pub(crate) fn unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
-        || e.is_timeout()
-        || e.is_cluster_error()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Io
-                | redis::ErrorKind::ClusterConnectionNotFound
-                | redis::ErrorKind::MasterNameNotFoundBySentinel
-                | redis::ErrorKind::NoValidReplicasFoundBySentinel
-        )
-        || e.code()
-            .is_some_and(|c| c == "MASTERDOWN" || c == "LOADING")
+    // Settings that can never work: stop start-up and say so.
+    let text = e.to_string().to_ascii_lowercase();
+    let settings = matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+    ) || e
+        .code()
+        .is_some_and(|c| matches!(c, "NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || text.contains("certificate")
+        || text.contains("tls");
+    if settings {
+        return false;
+    }
+    match e.kind() {
+        // A server that answers, but is not ready yet.
+        redis::ErrorKind::Server(_) => e.code().is_some_and(|c| {
+            matches!(
+                c,
+                "MASTERDOWN" | "LOADING" | "CLUSTERDOWN" | "TRYAGAIN" | "BUSY"
+            )
+        }),
+        // Refused, timed out, dropped, not resolvable yet, no node found.
+        _ => true,
+    }
 }
