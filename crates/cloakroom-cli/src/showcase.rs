@@ -186,17 +186,16 @@ async fn login(
         return Ok(forbidden());
     }
     let name = form.name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Ok((
             StatusCode::BAD_REQUEST,
-            "a name of 1 to 64 characters, please\n",
+            "a name of 1 to 64 printable characters, please\n",
         )
             .into_response());
     }
-    // A new id at the change of privilege, and a new CSRF token with it.
+    // A new id at the change of privilege, bound to the user first: if the
+    // cap refuses it, nothing of the sign-in is written.
     session.cycle_id().await?;
-    session.set(USER, name).await?;
-    session.set(CSRF, new_csrf_token()).await?;
     let mut client = ClientInfo::default();
     if let Some(agent) = headers
         .get(header::USER_AGENT)
@@ -213,6 +212,8 @@ async fn login(
         }
         other => other?,
     }
+    session.set(USER, name).await?;
+    session.set(CSRF, new_csrf_token()).await?;
     session
         .notifications()
         .set(WELCOME, format!("Welcome back, {name}"))

@@ -265,11 +265,20 @@ impl RedisStore {
             .collect())
     }
 
-    /// Deletes sessions (data and notifications), one call per session on
-    /// a cluster, one in all otherwise.
+    /// Deletes sessions (data and notifications, in their own database
+    /// when they have one), one call per session on a cluster, one in all
+    /// otherwise.
     pub(crate) async fn delete_sessions(&self, conn: &mut Conn, ids: &[SessionId]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
+        }
+        if let Some(notes) = &self.notes {
+            let keys: Vec<String> = ids
+                .iter()
+                .map(|id| keys::session_keys(&self.prefix, id).notes())
+                .collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.del(&mut notes.get(), &keys).await?;
         }
         if self.cluster {
             for id in ids {
@@ -362,10 +371,23 @@ impl RedisStore {
         Ok(counter.0)
     }
 
+    /// Deletes every key this store writes, and only those: sessions,
+    /// their notifications and staging keys (`PREFIX:{…`), and the user
+    /// indexes (`PREFIX:u:{…`), not a neighbour's keys under a longer
+    /// prefix.
     pub(crate) async fn end_every_session(&self) -> Result<usize> {
         let mut counter = Counter(0);
         self.scan_keys("{*}", &mut counter).await?;
-        self.scan_keys("*", Deleter).await?;
+        self.scan_keys("{*", Deleter).await?;
+        self.scan_keys("u:{*", Deleter).await?;
+        if let Some(notes) = &self.notes {
+            let in_notes_db = RedisStore {
+                data: notes.clone(),
+                notes: None,
+                ..self.clone()
+            };
+            in_notes_db.scan_keys("{*", Deleter).await?;
+        }
         Ok(counter.0)
     }
 }

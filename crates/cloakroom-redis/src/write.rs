@@ -60,9 +60,11 @@ impl RedisStore {
                 Ok(()) => return Ok(Some(Applied::Done)),
                 // The id is taken: nothing was written.
                 Err(e) if e.code() == Some("BUSYKEY") => return Ok(Some(Applied::Gone)),
-                Err(e)
-                    if matches!(e.kind(), redis::ErrorKind::Server(_)) && !e.is_cluster_error() =>
-                {
+                // Refused for good (an ACL without `@dangerous`, a server
+                // without the command, a payload it does not read): MULTI
+                // from now on. Other errors (LOADING, READONLY, OOM) are
+                // the server's state, not the command's.
+                Err(e) if restore_unsupported(&e) => {
                     tracing::warn!(
                         error = %e,
                         "Redis refused RESTORE; creating sessions with MULTI from now on"
@@ -341,4 +343,17 @@ pub(crate) fn applied_from(reply: &[i64], patch: &Patch) -> Result<Option<i64>> 
         ))),
         (other, _) => Err(Error::Corrupt(format!("apply script answered {other:?}"))),
     }
+}
+
+/// Whether `e` says this server will never take our `RESTORE`.
+fn restore_unsupported(e: &redis::RedisError) -> bool {
+    if e.code().is_some_and(|c| c == "NOPERM") {
+        return true;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    e.code() == Some("ERR")
+        && (text.contains("unknown command")
+            || text.contains("payload")
+            || text.contains("checksum")
+            || text.contains("bad data format"))
 }

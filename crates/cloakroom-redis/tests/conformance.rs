@@ -19,6 +19,12 @@ mod separate_notifications_db {
     use super::*;
 
     cloakroom_testkit::conformance_tests!(store(Some(1)).await);
+
+    mod inventory {
+        use super::*;
+
+        cloakroom_testkit::inventory_tests!(store(Some(1)).await);
+    }
 }
 
 /// The session inventory (user index, cap) on a real redis-server.

@@ -261,6 +261,8 @@ pub async fn the_cap_refuses_a_sign_in_over_it<S: Store + Clone>(store: S) {
     let (mut a, mut b, mut c) = (Device::default(), Device::default(), Device::default());
     a.sign_in(&m, "alice", "a").await.unwrap();
     b.sign_in(&m, "alice", "b").await.unwrap();
+    // Signing in again on a device already counted adds nothing.
+    a.sign_in(&m, "alice", "a again").await.unwrap();
     let refused = c.sign_in(&m, "alice", "c").await.unwrap_err();
     assert!(
         matches!(refused, Error::TooManySessions { limit: 2 }),

@@ -66,7 +66,8 @@ impl Shared {
     }
 }
 
-/// Warns, once per process, that bound sessions are not indexed.
+/// Warns, once per process, that bound sessions are not indexed (a store
+/// without a user index).
 pub(crate) fn warn_once_no_index(why: &str) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
@@ -283,7 +284,7 @@ impl SessionAdmin {
 
     /// Ends every session of every user, and the anonymous ones; returns
     /// how many there were. Not every store can enumerate its sessions
-    /// ([`Error::Unsupported`] on Memcached).
+    /// ([`Error::Unsupported`] on Memcached, which cannot list its keys).
     pub async fn end_all(&self) -> Result<usize> {
         let expiry = self.shared.expiry();
         self.shared

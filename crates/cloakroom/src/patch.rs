@@ -71,6 +71,12 @@ impl Patch {
         self.changes.insert(name.into(), Some(json));
     }
 
+    /// Drops any change to `name` from the patch (neither set nor
+    /// removed).
+    pub fn forget(&mut self, name: &str) {
+        self.changes.remove(name);
+    }
+
     /// Records the removal of `name`.
     pub fn remove(&mut self, name: impl Into<String>) {
         self.changes.insert(name.into(), None);

@@ -447,7 +447,8 @@ impl Session {
     /// `refuse` makes this call fail with [`Error::TooManySessions`] when
     /// the user is at the cap already (one store round trip to check), so
     /// the handler can say so. Two sign-ins racing for the last place are
-    /// settled when they are written: the loser's response is a `409`.
+    /// settled when they are written: the loser's response is a `409`
+    /// that sets no cookie.
     ///
     /// A user id is 1 to 256 bytes without control characters.
     ///
@@ -477,10 +478,17 @@ impl Session {
         if let Some(cap) = shared.limits.session_cap()
             && cap.on_max == OnMaxSessions::Refuse
         {
+            // The id this device is counted under now, if it has a
+            // session: a sign-in again from a counted device adds nothing.
             let target = {
                 let mut st = self.state();
-                self.ensure_target(&mut st);
-                self.target_id(&mut st)
+                match self.existing(&mut st) {
+                    Some(token) => Some(token.id()),
+                    None => {
+                        self.ensure_target(&mut st);
+                        self.target_id(&mut st)
+                    }
+                }
             };
             if let Some(target) = target {
                 let check = shared.watch(
@@ -619,6 +627,12 @@ impl Session {
                 Applied::Gone => patch.cancel_rename(),
             }
         }
+        if bound.is_none() {
+            // A binding carried over (by `clear`) from a session that ended
+            // meanwhile must not come back in a new, unindexed session.
+            patch.forget(USER_NAME);
+            patch.forget(CLIENT_NAME);
+        }
         let has_data = patch.changes().len() > 0 || patch.notifications().len() > 0;
         if !has_data {
             return Ok(action);
@@ -646,8 +660,11 @@ impl Session {
 
     /// Adds the session, written under `id` and bound to `user`, to the
     /// user's index, under the cap. Refused (a sign-in that lost the race
-    /// for the last place): the binding is taken off again, and the
-    /// session stays, anonymous.
+    /// for the last place): the binding is taken off again and the answer
+    /// is the error, so the response (a `409`) sets no cookie. The stored
+    /// session stays, anonymous, but the client does not learn its id; if
+    /// the sign-in renamed it, the client's old cookie no longer works
+    /// either, and the user signs in again.
     async fn admit(&self, user: Option<String>, id: SessionId) -> Result<()> {
         let Some(user) = user else {
             return Ok(());
@@ -659,8 +676,8 @@ impl Session {
             "admit",
             shared.store.admit(&user, &id, cap, &expiry, false).await,
         ) {
-            // A store without a user index (Memcached) keeps the binding
-            // but cannot list it; without a cap nothing else depends on it.
+            // A store without a user index keeps the binding but cannot
+            // list it; without a cap nothing else depends on it.
             Err(Error::Unsupported(why)) if cap.is_none() => {
                 crate::manager::warn_once_no_index(&why);
                 return Ok(());

@@ -34,6 +34,9 @@ const BATCH_TOKENS: usize = 64;
 struct OsRandomBatch {
     bytes: [u8; TOKEN_BYTES * BATCH_TOKENS],
     next: usize,
+    /// The process that filled it: a child of `fork` refills, so parent
+    /// and child never hand out the same bytes.
+    pid: u32,
 }
 
 thread_local! {
@@ -41,6 +44,7 @@ thread_local! {
         std::cell::RefCell::new(OsRandomBatch {
             bytes: [0; TOKEN_BYTES * BATCH_TOKENS],
             next: TOKEN_BYTES * BATCH_TOKENS,
+            pid: 0,
         })
     };
 }
@@ -49,11 +53,13 @@ impl Token {
     /// Draws a new token: 256 bits from the operating system's CSPRNG.
     pub(crate) fn generate() -> Self {
         BATCH.with_borrow_mut(|batch| {
-            if batch.next == batch.bytes.len() {
+            let pid = std::process::id();
+            if batch.next == batch.bytes.len() || batch.pid != pid {
                 // The OS RNG failing is not recoverable and not caused by input.
                 getrandom::fill(&mut batch.bytes)
                     .expect("the operating system's random source failed");
                 batch.next = 0;
+                batch.pid = pid;
             }
             let slot = &mut batch.bytes[batch.next..batch.next + TOKEN_BYTES];
             let mut token = [0u8; TOKEN_BYTES];

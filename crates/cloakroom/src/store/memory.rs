@@ -128,6 +128,11 @@ impl Inner {
 
     fn sweep(&mut self, now: Timestamp) {
         self.sessions.retain(|_, e| e.live(now));
+        let sessions = &self.sessions;
+        self.users.retain(|_, ids| {
+            ids.retain(|id| sessions.contains_key(id));
+            !ids.is_empty()
+        });
         self.writes_since_sweep = 0;
     }
 
