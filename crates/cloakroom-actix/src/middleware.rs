@@ -237,6 +237,7 @@ fn apply(headers: ResponseHeaders, map: &mut HeaderMap) {
         };
         match edit.mode {
             EditMode::Append => map.append(name, value),
+            EditMode::IfAbsent if map.contains_key(&name) => {}
             _ => {
                 map.insert(name, value);
             }

@@ -11,6 +11,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
         .route("/detail", web::get().to(detail))
         .route("/untouched", web::get().to(|| async { "nothing" }))
+        .route("/own-cache-policy", web::get().to(own_cache_policy))
         .route("/same", web::get().to(same))
         .route("/set", web::get().to(set))
         .route("/get-many", web::get().to(get_many))
@@ -39,6 +40,13 @@ async fn detail(s: Session) -> Result<String, Error> {
         "detail get ok! {}",
         login.as_deref().unwrap_or("None")
     ))
+}
+
+async fn own_cache_policy(s: Session) -> Result<HttpResponse, Error> {
+    let login: String = s.get("login").await?.unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-cache"))
+        .body(login))
 }
 
 async fn same(s: Session) -> Result<String, Error> {

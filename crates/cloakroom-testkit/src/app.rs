@@ -37,6 +37,13 @@ pub fn app(layer: SessionLayer) -> Router {
         )
         .route("/untouched", get(|| async { "nothing" }))
         .route(
+            "/own-cache-policy",
+            get(|s: Session| async move {
+                let login: String = s.get("login").await?.unwrap_or_default();
+                Ok::<_, Error>(([(axum::http::header::CACHE_CONTROL, "no-cache")], login))
+            }),
+        )
+        .route(
             "/same",
             get(|s: Session| async move {
                 let login: String = s.get("login").await?.unwrap_or_default();

@@ -120,7 +120,9 @@ pub async fn detail_without_cookie_sets_no_cookie_and_calls_no_store(fx: HttpFix
     let r = srv.client().get("/detail").await;
     assert_eq!(r.body, "detail get ok! None");
     assert!(r.set_cookies().is_empty());
-    assert!(r.header("cache-control").is_none());
+    // The page depends on the (absent) cookie: private, and varies on it.
+    assert_eq!(r.header("cache-control").as_deref(), Some("private"));
+    assert_eq!(r.header("vary").as_deref(), Some("cookie"));
     assert_eq!(counts.total(), 0);
 }
 
@@ -470,6 +472,27 @@ pub async fn concurrent_increments_all_count(fx: HttpFixture) {
     crate::scenarios::concurrent_increments_all_count(fx.adapter, fx.manager(), 100).await;
 }
 
+/// Responses that use the session vary on the cookie and are private, or
+/// `no-store` when they set it; a handler's own cache policy is kept; a
+/// response that never touched its session gets neither.
+pub async fn responses_that_use_the_session_are_private_and_vary_on_the_cookie(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    let r = c.get("/?name=alice").await;
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(r.header("vary").as_deref(), Some("cookie"));
+    let r = c.get("/detail").await;
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(r.header("cache-control").as_deref(), Some("private"));
+    assert_eq!(r.header("vary").as_deref(), Some("cookie"));
+    let r = c.get("/own-cache-policy").await;
+    assert_eq!(r.body, "alice");
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(r.header("vary").as_deref(), Some("cookie"));
+    let r = c.get("/untouched").await;
+    assert!(r.header("cache-control").is_none() && r.header("vary").is_none());
+}
+
 /// One `#[tokio::test]` per HTTP scenario and adapter, in modules `axum`
 /// and `actix`. `$make` is an expression (it may `.await`) giving
 /// `(guard, HttpFixture)`.
@@ -509,7 +532,8 @@ macro_rules! http_tests {
             forged_tokens_are_counted,
             store_outage_becomes_503_and_recovers,
             persistent_cookie_with_expires_days,
-            concurrent_increments_all_count);
+            concurrent_increments_all_count,
+            responses_that_use_the_session_are_private_and_vary_on_the_cookie);
     };
     (@each $adapter:ident, $make:expr; $($name:ident),*) => {
         $(

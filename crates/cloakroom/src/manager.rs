@@ -120,7 +120,11 @@ pub struct Stats {
 /// request_headers.insert(http::header::COOKIE, value.parse().unwrap());
 /// let session = manager.open(&request_headers);
 /// assert_eq!(session.get::<String>("login").await?.as_deref(), Some("alice"));
-/// assert!(manager.commit(&session).await?.is_empty());
+/// let mut response_headers = HeaderMap::new();
+/// manager.commit(&session).await?.apply_to(&mut response_headers);
+/// assert!(response_headers.get(SET_COOKIE).is_none(), "nothing to set");
+/// assert_eq!(response_headers["vary"], "cookie", "but it depends on the cookie");
+/// assert_eq!(response_headers["cache-control"], "private");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -158,10 +162,11 @@ impl SessionManager {
     }
 
     /// Whether [`commit`](Self::commit) would have anything to do: false
-    /// when the handler never used the session (its cookie was not even
-    /// verified). Adapters use it to skip the commit entirely.
+    /// when the handler never used the session (no call to its API, and
+    /// its cookie not even verified). Adapters use it to skip the commit
+    /// entirely.
     pub fn needs_commit(&self, session: &Session) -> bool {
-        !session.untouched()
+        session.used() || !session.untouched()
     }
 
     /// Writes the session's changes to the store (at most one `apply`,
@@ -178,7 +183,11 @@ impl SessionManager {
             ));
         }
         let action = session.commit().await?;
-        Ok(self.shared.transport.response_headers(action))
+        let mut headers = self.shared.transport.response_headers(action);
+        if session.used() {
+            headers.vary_on(self.shared.transport.request_header().clone());
+        }
+        Ok(headers)
     }
 
     /// The admin handle: list and end users' sessions, outside any
@@ -314,6 +323,9 @@ pub enum EditMode {
     Append,
     /// Replace every value the response has.
     Replace,
+    /// Set it only if the response has none (`Cache-Control: private`
+    /// leaves a handler's own cache policy alone).
+    IfAbsent,
 }
 
 /// One change to a response's headers.
@@ -330,7 +342,10 @@ pub struct HeaderEdit {
 
 /// The headers a committed session asks of its response: the cookie (or
 /// token header) and `Cache-Control: no-store` when the token is set or
-/// cleared, nothing otherwise.
+/// cleared; and on every response whose handler used the session, `Vary`
+/// on the token's header and, unless the handler set its own,
+/// `Cache-Control: private`. Nothing for a response that never touched
+/// its session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseHeaders {
     edits: Vec<HeaderEdit>,
@@ -357,7 +372,34 @@ impl ResponseHeaders {
                 EditMode::Replace => {
                     headers.insert(edit.name, edit.value);
                 }
+                EditMode::IfAbsent => {
+                    if !headers.contains_key(&edit.name) {
+                        headers.insert(edit.name, edit.value);
+                    }
+                }
             }
+        }
+    }
+
+    /// Marks a response that depends on the session: `Vary` on the token's
+    /// header, and `Cache-Control: private` unless the response sets the
+    /// token (then it is `no-store` already) or sets its own policy. A
+    /// shared cache must never serve one user's page to another.
+    pub(crate) fn vary_on(&mut self, token_header: HeaderName) {
+        let sets_token = self.edits.iter().any(|e| e.name == CACHE_CONTROL);
+        if let Ok(value) = HeaderValue::from_str(token_header.as_str()) {
+            self.edits.push(HeaderEdit {
+                name: http::header::VARY,
+                value,
+                mode: EditMode::Append,
+            });
+        }
+        if !sets_token {
+            self.edits.push(HeaderEdit {
+                name: CACHE_CONTROL,
+                value: HeaderValue::from_static("private"),
+                mode: EditMode::IfAbsent,
+            });
         }
     }
 

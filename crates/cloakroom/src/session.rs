@@ -49,6 +49,9 @@ struct Inner {
     shared: Arc<Shared>,
     state: Mutex<State>,
     loaded: OnceCell<Option<Record>>,
+    /// A handler called the session's API: the response depends on the
+    /// session, so shared caches must not serve it to anyone else.
+    used: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -106,6 +109,7 @@ impl Session {
                     ..State::default()
                 }),
                 loaded: OnceCell::new(),
+                used: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -114,6 +118,17 @@ impl Session {
     /// been checked, and nothing was written.
     pub(crate) fn untouched(&self) -> bool {
         self.state().untouched()
+    }
+
+    /// Whether a handler called the session's API this request.
+    pub(crate) fn used(&self) -> bool {
+        self.inner.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn mark_used(&self) {
+        self.inner
+            .used
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn shared_arc(&self) -> &Arc<Shared> {
@@ -211,6 +226,7 @@ impl Session {
     /// trip); later reads use that copy. A value that does not deserialize
     /// as `T` is an [`Error::Serde`].
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.mark_used();
         not_reserved(name)?;
         match self.raw(name).await? {
             Some(json) => serde_json::from_str(&json)
@@ -225,6 +241,7 @@ impl Session {
 
     /// Whether `name` is set.
     pub async fn contains(&self, name: &str) -> Result<bool> {
+        self.mark_used();
         not_reserved(name)?;
         Ok(self.raw(name).await?.is_some())
     }
@@ -235,6 +252,7 @@ impl Session {
     /// is ready, together with the request's other changes. Setting the
     /// value a loaded session already holds records nothing.
     pub async fn set(&self, name: &str, value: impl Serialize) -> Result<()> {
+        self.mark_used();
         let json = serde_json::to_string(&value).map_err(|source| Error::Serde {
             name: name.to_owned(),
             source,
@@ -266,6 +284,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn increment(&self, name: &str, by: i64) -> Result<i64> {
+        self.mark_used();
         not_reserved(name)?;
         let not_integer = |source| Error::Serde {
             name: name.to_owned(),
@@ -315,6 +334,7 @@ impl Session {
 
     /// Removes `name`.
     pub async fn remove(&self, name: &str) -> Result<()> {
+        self.mark_used();
         not_reserved(name)?;
         let mut st = self.state();
         if self.existing(&mut st).is_some() {
@@ -331,6 +351,7 @@ impl Session {
 
     /// Removes every name. Notifications and the user binding are kept.
     pub async fn clear(&self) -> Result<()> {
+        self.mark_used();
         let token = self.existing(&mut self.state());
         // The binding lives among the names: learn it before clearing.
         let record = match &token {
@@ -357,6 +378,7 @@ impl Session {
 
     /// The names that are set, sorted.
     pub async fn keys(&self) -> Result<Vec<String>> {
+        self.mark_used();
         let token = self.existing(&mut self.state());
         let record = match &token {
             Some(token) => self.load(token).await?,
@@ -394,6 +416,7 @@ impl Session {
     /// and to store, useless as a cookie. After [`cycle_id`](Self::cycle_id)
     /// it is the new id.
     pub async fn id(&self) -> Result<Option<SessionId>> {
+        self.mark_used();
         let token = self.existing(&mut self.state());
         if let Some(token) = token
             && self.load(&token).await?.is_some()
@@ -412,6 +435,7 @@ impl Session {
     /// Call it at login and at every change of privilege, so that an id
     /// planted or seen before the change is worthless after it.
     pub async fn cycle_id(&self) -> Result<()> {
+        self.mark_used();
         let mut st = self.state();
         if self.existing(&mut st).is_some() {
             st.renamed = Some(Token::generate());
@@ -425,6 +449,7 @@ impl Session {
     /// cleared when the response is ready. Writes after this start a new,
     /// empty session under a new id.
     pub async fn destroy(&self) -> Result<()> {
+        self.mark_used();
         let mut st = self.state();
         if self.verify(&mut st).is_some() {
             st.destroyed = true;
@@ -461,6 +486,7 @@ impl Session {
     /// }
     /// ```
     pub async fn bind_user(&self, user: &str, client: ClientInfo) -> Result<()> {
+        self.mark_used();
         if user.is_empty()
             || user.len() > inventory::MAX_USER_BYTES
             || user.chars().any(char::is_control)
@@ -514,6 +540,7 @@ impl Session {
     /// The user the session is bound to, or `None`. Reads the session
     /// (one round trip, the first time in a request).
     pub async fn user(&self) -> Result<Option<String>> {
+        self.mark_used();
         match self.raw(USER_NAME).await? {
             Some(json) => serde_json::from_str(&json)
                 .map(Some)
@@ -757,6 +784,7 @@ pub struct Notifications {
 impl Notifications {
     /// Stores a notification under `name`, replacing any unread one.
     pub async fn set(&self, name: &str, value: impl Serialize) -> Result<()> {
+        self.session.mark_used();
         let json = serde_json::to_string(&value).map_err(|source| Error::Serde {
             name: name.to_owned(),
             source,
@@ -772,6 +800,7 @@ impl Notifications {
     /// Returns the notification `name` and removes it, or `None`. This is
     /// one store round trip of its own, so that the removal is atomic.
     pub async fn take<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.session.mark_used();
         let s = &self.session;
         let pending_or_token = {
             let mut st = s.state();
