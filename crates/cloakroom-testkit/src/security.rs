@@ -256,11 +256,18 @@ pub async fn p08_limits_reject_and_store_nothing(fx: Fixture) {
     let long = "x".repeat(80);
     let r = c.get(&format!("/set?b={long}")).await;
     assert_eq!(r.status, 413, "value over max_value_bytes: {}", r.body);
+    assert!(
+        r.body.contains("max_value_bytes"),
+        "the 413 names the limit: {}",
+        r.body
+    );
     let r = c.get("/set?b=2&c=3&d=4").await;
     assert_eq!(r.status, 413, "over max_names: {}", r.body);
+    assert!(r.body.contains("max_names"), "{}", r.body);
     let mid = "y".repeat(50);
     let r = c.get(&format!("/set?b={mid}&c={mid}")).await;
     assert_eq!(r.status, 413, "over max_session_bytes: {}", r.body);
+    assert!(r.body.contains("max_session_bytes"), "{}", r.body);
     assert_eq!(c.get("/keys").await.body, "a", "nothing partial was stored");
     // A Cookie header over the limit is not read.
     let cookie = c.cookie("id").expect("a cookie");

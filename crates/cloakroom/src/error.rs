@@ -95,7 +95,17 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "session store unavailable\n",
             ),
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "session data too large\n"),
+            // Which limit, without echoing the name (it may come from the
+            // client).
+            Error::TooLarge { what, .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                match what.as_str() {
+                    "session name" => "session name too long (max_name_bytes)\n",
+                    "session (number of names)" => "too many names in the session (max_names)\n",
+                    "session" => "session data too large (max_session_bytes)\n",
+                    _ => "session value too large (max_value_bytes)\n",
+                },
+            ),
             Error::TooManySessions { .. } => (
                 StatusCode::CONFLICT,
                 "too many sessions for this user: sign out elsewhere first\n",
