@@ -15,6 +15,10 @@ use sha2::Sha256;
 use std::fmt;
 use std::time::Duration;
 
+/// The most days a browser keeps a cookie (RFC 6265bis caps `Max-Age` at
+/// 400 days).
+const MAX_AGE_DAYS: f64 = 400.0;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Shortest secret accepted, in bytes. HMAC-SHA256 is only as strong as its
@@ -271,10 +275,35 @@ impl CookieConfig {
     /// Make the cookie persistent for this many days, as pycket's
     /// `expires_days`. `None` (the default) gives a browser-session cookie.
     /// The server-side timeouts still decide how long the session lives.
-    pub fn expires_days(mut self, days: Option<f64>) -> Self {
-        self.max_age = days
-            .filter(|d| d.is_finite() && *d > 0.0)
-            .map(|d| Duration::from_secs_f64((d * 86_400.0).min(400.0 * 86_400.0)));
+    ///
+    /// As [`max_age`](Self::max_age): a value that is not a positive
+    /// number of days (0, negative, NaN) gives a browser-session cookie
+    /// (the TOML loader refuses it instead, naming the key), and more than
+    /// 400 days is cut to 400, the most browsers keep a cookie (RFC 6265bis).
+    pub fn expires_days(self, days: Option<f64>) -> Self {
+        self.max_age(
+            days.filter(|d| d.is_finite() && *d > 0.0)
+                .map(|d| Duration::from_secs_f64((d * 86_400.0).min(MAX_AGE_DAYS * 86_400.0))),
+        )
+    }
+
+    /// Make the cookie persistent with this `Max-Age`; `None` (the
+    /// default) gives a browser-session cookie. Whole seconds; more than
+    /// 400 days is cut to 400, the most browsers keep a cookie; zero gives
+    /// a browser-session cookie. The server-side timeouts still decide how
+    /// long the session lives.
+    ///
+    /// ```
+    /// use cloakroom::CookieConfig;
+    /// use std::time::Duration;
+    /// let remember_me = CookieConfig::default().max_age(Some(Duration::from_secs(30 * 86_400)));
+    /// let for_this_browser_session = CookieConfig::default().max_age(None);
+    /// # let _ = (remember_me, for_this_browser_session);
+    /// ```
+    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age = max_age
+            .filter(|d| d.as_secs() > 0)
+            .map(|d| d.min(Duration::from_secs((MAX_AGE_DAYS * 86_400.0) as u64)));
         self
     }
 
@@ -456,6 +485,32 @@ mod tests {
     fn key_ring_rejects_short_or_no_secrets() {
         assert!(KeyRing::new(["short"]).is_err());
         assert!(KeyRing::new(Vec::<String>::new()).is_err());
+    }
+
+    #[test]
+    fn max_age_and_expires_days_agree_and_are_capped() {
+        let days = |n: f64| {
+            CookieConfig::default()
+                .expires_days(Some(n))
+                .set_cookie("v")
+        };
+        let secs = |n: u64| {
+            CookieConfig::default()
+                .max_age(Some(Duration::from_secs(n)))
+                .set_cookie("v")
+        };
+        assert_eq!(days(1.0), secs(86_400));
+        assert!(days(1.0).contains("Max-Age=86400"));
+        assert!(
+            days(1000.0).contains("Max-Age=34560000"),
+            "400 days at most"
+        );
+        assert!(secs(10 * 34_560_000).contains("Max-Age=34560000"));
+        for session_cookie in [days(0.0), days(-3.0), days(f64::NAN), secs(0)] {
+            assert!(!session_cookie.contains("Max-Age"), "{session_cookie}");
+        }
+        let none = CookieConfig::default().max_age(None).set_cookie("v");
+        assert!(!none.contains("Max-Age"));
     }
 
     #[test]
