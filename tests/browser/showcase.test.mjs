@@ -34,8 +34,8 @@ function freePort() {
   });
 }
 
-function start(cmd, args) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+function start(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   child.log = () => log;
@@ -56,11 +56,11 @@ async function waitFor(url, child) {
   throw new Error(`${url} did not come up: ${child.log()}`);
 }
 
-async function serve(app, store) {
+async function serve(app, store, env = {}) {
   const port = await freePort();
   const args = ['serve', '--app', app, '--listen', `127.0.0.1:${port}`];
   if (store) args.push('--store', store);
-  const child = start(BIN, args);
+  const child = start(BIN, args, env);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(`${base}/health`, child);
   return base;
@@ -293,3 +293,23 @@ for (const storeName of ['memory', 'redis']) {
     });
   });
 }
+
+// The README's quick start keeps the default Secure cookie: over plain
+// HTTP, a browser keeps it only on a host it treats as secure, such as
+// localhost and 127.0.0.1.
+describe('a Secure cookie over plain HTTP', () => {
+  it('works on localhost and 127.0.0.1', async () => {
+    const base = await serve('seed', undefined, { CLOAKROOM_COOKIES_SECURE: 'true' });
+    const port = new URL(base).port;
+    for (const host of ['localhost', '127.0.0.1']) {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(`http://${host}:${port}/?name=alice`);
+      const cookie = (await context.cookies()).find((c) => c.name === 'id');
+      assert.ok(cookie?.secure, `${host}: the cookie is Secure`);
+      await page.goto(`http://${host}:${port}/detail`);
+      assert.equal(await text(page, 'body'), 'detail get ok! alice', host);
+      await context.close();
+    }
+  });
+});
