@@ -37,25 +37,74 @@ pub(crate) fn key_slot(key: &str) -> u16 {
     CRC16.checksum(tag) % 16384
 }
 
+/// One line of `CLUSTER NODES`: `<id> <ip:port@cport[,hostname]> <flags>
+/// <master> <ping> <pong> <epoch> <state> <slots…>`.
+pub(crate) struct NodeLine<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    flags: &'a str,
+    /// Everything after the flags: slots and migration markers among them.
+    rest: Vec<&'a str>,
+}
+
+impl NodeLine<'_> {
+    pub(crate) fn has_flag(&self, flag: &str) -> bool {
+        self.flags.split(',').any(|f| f == flag)
+    }
+
+    /// A master that no node marks as failing.
+    pub(crate) fn is_live_master(&self) -> bool {
+        self.has_flag("master") && !self.flags.split(',').any(|f| f.starts_with("fail"))
+    }
+}
+
+/// The nodes of a `CLUSTER NODES` text; lines that do not parse are left
+/// out.
+pub(crate) fn node_lines(text: &str) -> impl Iterator<Item = NodeLine<'_>> {
+    text.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let id = fields.next()?;
+        let addr = fields.next()?.split(['@', ',']).next()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        let flags = fields.next()?;
+        Some(NodeLine {
+            id,
+            host,
+            port: port.parse().ok()?,
+            flags,
+            rest: fields.collect(),
+        })
+    })
+}
+
 /// The address of the node importing `slot`, from the owner's `CLUSTER
-/// NODES` text, if the slot is being migrated.
+/// NODES` text, if the slot is being migrated: the owner's own line marks
+/// it `[SLOT->-NODE]`.
 pub(crate) fn importing_node(nodes: &str, slot: u16) -> Option<(String, u16)> {
     let marker = format!("[{slot}->-");
-    let myself = nodes.lines().find(|l| {
-        l.split_whitespace()
-            .nth(2)
-            .is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
-    })?;
-    let target = myself.split_whitespace().find_map(|field| {
+    let myself = node_lines(nodes).find(|n| n.has_flag("myself"))?;
+    let target = myself.rest.iter().find_map(|field| {
         field
             .strip_prefix(&marker)
             .and_then(|rest| rest.strip_suffix(']'))
     })?;
-    let line = nodes.lines().find(|l| l.starts_with(target))?;
-    let addr = line.split_whitespace().nth(1)?;
-    let addr = addr.split(['@', ',']).next()?;
-    let (host, port) = addr.rsplit_once(':')?;
-    Some((host.to_owned(), port.parse().ok()?))
+    let node = node_lines(nodes).find(|n| n.id == target)?;
+    Some((node.host.to_owned(), node.port))
+}
+
+/// `CLUSTER NODES`, as the node `route` picks sees the cluster.
+pub(crate) async fn cluster_nodes(
+    store: &RedisStore,
+    cluster: &mut redis::cluster_async::ClusterConnection,
+    route: SingleNodeRoutingInfo,
+) -> Result<String> {
+    let call = cluster.route_command(
+        redis::cmd("CLUSTER").arg("NODES").clone(),
+        RoutingInfo::SingleNode(route),
+    );
+    redis::from_redis_value(store.bounded(call).await?)
+        .map_err(|e| Error::Corrupt(format!("CLUSTER NODES: {e}")))
 }
 
 impl RedisStore {
@@ -131,13 +180,8 @@ impl RedisStore {
             return Ok(None);
         };
         let slot = key_slot(key);
-        let owner = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-            slot,
-            SlotAddr::Master,
-        )));
-        let nodes = cluster.route_command(redis::cmd("CLUSTER").arg("NODES").clone(), owner);
-        let nodes: String = redis::from_redis_value(self.bounded(nodes).await?)
-            .map_err(|e| Error::Corrupt(format!("CLUSTER NODES: {e}")))?;
+        let owner = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+        let nodes = cluster_nodes(self, cluster, owner).await?;
         let Some((host, port)) = importing_node(&nodes, slot) else {
             // Not migrating: the slot has moved, and the client knows it now.
             return Ok(self

@@ -17,6 +17,7 @@
 //!   member, and an index holds at most the live sessions and 32 more.
 
 use crate::RedisStore;
+use crate::cluster::{cluster_nodes, node_lines};
 use crate::conn::Conn;
 use crate::keys::{self, Meta, field};
 use cloakroom::inventory::{CLIENT_NAME, USER_NAME, user_json};
@@ -392,37 +393,16 @@ impl RedisStore {
     }
 }
 
-/// The addresses of a cluster's masters, from `CLUSTER NODES`.
+/// The addresses of a cluster's live masters, from `CLUSTER NODES`.
 async fn masters(
     cluster: &mut redis::cluster_async::ClusterConnection,
     store: &RedisStore,
 ) -> Result<Vec<(String, u16)>> {
-    let call = cluster.route_command(
-        redis::cmd("CLUSTER").arg("NODES").clone(),
-        RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
-    );
-    let reply: Value = store.bounded(call).await?;
-    let text: String = redis::from_redis_value(reply)
-        .map_err(|e| Error::Corrupt(format!("CLUSTER NODES: {e}")))?;
-    let mut out = Vec::new();
-    // `<id> <ip:port@cport[,hostname]> <flags> …`, one node a line.
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(_), Some(addr), Some(flags)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
-            continue;
-        }
-        let addr = addr.split(['@', ',']).next().unwrap_or_default();
-        if let Some((host, port)) = addr.rsplit_once(':')
-            && let Ok(port) = port.parse()
-        {
-            out.push((host.to_owned(), port));
-        }
-    }
+    let text = cluster_nodes(store, cluster, SingleNodeRoutingInfo::RandomPrimary).await?;
+    let out: Vec<(String, u16)> = node_lines(&text)
+        .filter(|n| n.is_live_master())
+        .map(|n| (n.host.to_owned(), n.port))
+        .collect();
     if out.is_empty() {
         return Err(Error::Corrupt("CLUSTER NODES listed no master".into()));
     }
