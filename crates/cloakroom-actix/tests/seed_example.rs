@@ -1,11 +1,9 @@
 //! `examples/seed.rs` as a user runs it: a process on a real redis-server,
 //! driven over HTTP, with round trips counted by Redis itself.
 
-use cloakroom_testkit::{Client, RedisServer};
-use std::net::{SocketAddr, TcpListener};
+use cloakroom_testkit::{AppProcess, RedisServer};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The example's binary, brought up to date by cargo once per test run
 /// (`cargo test --test seed_example` alone does not build examples).
@@ -29,56 +27,20 @@ fn example_binary() -> PathBuf {
         .clone()
 }
 
-struct Example {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Example {
-    async fn start(store: &str) -> Example {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut cmd = Command::new(example_binary());
-        cmd.args(["--listen", &addr.to_string(), "--store", store])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLOAKROOM_")) {
-            cmd.env_remove(k);
-        }
-        cmd.env(
-            "CLOAKROOM_COOKIE_SECRET",
-            "the example's secret, at least 32 bytes",
-        );
-        let example = Example {
-            child: cmd.spawn().expect("start the example"),
-            addr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "the example did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        example
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.addr)
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The example on `store`, with a fixed secret.
+async fn example(store: &str) -> AppProcess {
+    let mut cmd = AppProcess::command(example_binary());
+    cmd.args(["--store", store]).env(
+        "CLOAKROOM_COOKIE_SECRET",
+        "the example's secret, at least 32 bytes",
+    );
+    AppProcess::start(cmd).await
 }
 
 #[tokio::test]
 async fn the_seed_flow_login_and_logout_on_redis() {
     let redis = RedisServer::start();
-    let example = Example::start(&redis.url()).await;
+    let example = example(&redis.url()).await;
     let c = example.client();
 
     let r = c.get("/?name=alice").await;
@@ -118,7 +80,7 @@ async fn the_seed_flow_login_and_logout_on_redis() {
 #[tokio::test]
 async fn redis_counts_1_round_trip_per_read_and_write_and_0_untouched() {
     let redis = RedisServer::start();
-    let example = Example::start(&redis.url()).await;
+    let example = example(&redis.url()).await;
     let c = example.client();
     // Warm up: the connection and the scripts.
     c.get("/?name=warm").await;

@@ -1,61 +1,24 @@
 //! The `cloakroom` binary itself: started as a process, driven over HTTP.
 
-use cloakroom_testkit::Client;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use cloakroom_testkit::AppProcess;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-}
+/// The demo binary, serving on a free port: `serve` with `extra`
+/// arguments and `env` variables, logging at `info`.
+struct Demo;
 
 impl Demo {
-    async fn start(extra: &[&str], env: &[(&str, &str)]) -> Demo {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloakroom"));
-        cmd.args(["serve", "--listen", &addr.to_string()])
+    async fn start(extra: &[&str], env: &[(&str, &str)]) -> AppProcess {
+        let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+        cmd.arg("serve")
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR");
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLOAKROOM_")) {
-            cmd.env_remove(k);
-        }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start the cloakroom binary");
-        let demo = Demo { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the demo did not start listening"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        demo
-    }
-
-    fn client(&self) -> Client {
-        Client::new(self.addr)
-    }
-
-    /// Stops the server and returns what it logged.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut log = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            let _ = err.read_to_string(&mut log);
-        }
-        log
+        AppProcess::start(cmd).await
     }
 }
 

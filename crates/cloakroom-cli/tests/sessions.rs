@@ -1,61 +1,34 @@
 //! `cloakroom sessions …` against a real redis-server and a real Redis
 //! Cluster, with sessions made by the demo's `/login` (which binds).
 
-use cloakroom_testkit::{Client, RedisCluster, RedisServer};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use cloakroom_testkit::{AppProcess, Client, RedisCluster, RedisServer};
+use std::process::{Command, Output};
 
 const SECRET: &str = "the sessions test's secret, 32 bytes or more";
 
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
+/// The demo on `store`, with a fixed secret.
+async fn demo(store: &str) -> AppProcess {
+    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+    cmd.args(["serve", "--store", store])
+        .env("CLOAKROOM_COOKIE_SECRET", SECRET);
+    AppProcess::start(cmd).await
 }
 
-impl Demo {
-    async fn start(store: &str) -> Demo {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = cli()
-            .args(["serve", "--listen", &addr.to_string(), "--store", store])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the demo");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "the demo did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Demo { child, addr }
-    }
-
-    /// Signs in as `user` from a new client, whose cookie it returns.
-    async fn sign_in(&self, user: &str, agent: &str) -> Client {
-        let c = Client::new(self.addr);
-        let with = vec![("user-agent".to_owned(), agent.to_owned())];
-        let r = c.get_with(&format!("/login?name={user}"), &with).await;
-        assert_eq!(r.body, "login ok!");
-        // get_with leaves the jar alone: keep the new cookie by hand.
-        let set = r.set_cookies();
-        let value = set[0]
-            .split(';')
-            .next()
-            .and_then(|pair| pair.strip_prefix("id="))
-            .expect("a session cookie");
-        c.set_cookie("id", value);
-        c
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Signs in as `user` from a new client, whose cookie it keeps.
+async fn sign_in(demo: &AppProcess, user: &str, agent: &str) -> Client {
+    let c = demo.client();
+    let with = vec![("user-agent".to_owned(), agent.to_owned())];
+    let r = c.get_with(&format!("/login?name={user}"), &with).await;
+    assert_eq!(r.body, "login ok!");
+    // get_with leaves the jar alone: keep the new cookie by hand.
+    let set = r.set_cookies();
+    let value = set[0]
+        .split(';')
+        .next()
+        .and_then(|pair| pair.strip_prefix("id="))
+        .expect("a session cookie");
+    c.set_cookie("id", value);
+    c
 }
 
 fn cli() -> Command {
@@ -87,10 +60,10 @@ fn stdout(out: &Output) -> String {
 }
 
 async fn list_end_and_count(store: &str) {
-    let demo = Demo::start(store).await;
-    let laptop = demo.sign_in("alice", "Firefox on Linux").await;
-    let phone = demo.sign_in("alice", "Safari on iOS").await;
-    let bob = demo.sign_in("bob", "Chrome").await;
+    let demo = demo(store).await;
+    let laptop = sign_in(&demo, "alice", "Firefox on Linux").await;
+    let phone = sign_in(&demo, "alice", "Safari on iOS").await;
+    let bob = sign_in(&demo, "bob", "Chrome").await;
 
     // The table, then JSON with RFC 3339 times and the client.
     let table = stdout(&sessions(store, &["list", "--user", "alice"]));

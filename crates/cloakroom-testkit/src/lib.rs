@@ -3,6 +3,7 @@
 
 pub mod actix_app;
 mod app;
+mod app_process;
 pub mod conformance;
 pub mod counted;
 mod http_client;
@@ -13,6 +14,7 @@ pub mod security;
 mod servers;
 
 pub use app::app;
+pub use app_process::AppProcess;
 pub use http_client::{Client, TestResponse};
 pub use servers::{MemcachedServer, RedisCluster, RedisSentinels, RedisServer, free_port};
 
