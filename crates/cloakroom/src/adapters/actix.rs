@@ -28,17 +28,22 @@ impl ResponseError for MissingSessionMiddleware {
     }
 }
 
+impl Session {
+    /// The request's session, put there by the middleware.
+    fn in_request(req: &HttpRequest) -> Result<Session, MissingSessionMiddleware> {
+        req.extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionMiddleware)
+    }
+}
+
 impl FromRequest for Session {
     type Error = MissingSessionMiddleware;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Session>()
-                .cloned()
-                .ok_or(MissingSessionMiddleware),
-        )
+        ready(Session::in_request(req))
     }
 }
 
@@ -47,12 +52,7 @@ impl FromRequest for Notifications {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Session>()
-                .map(Session::notifications)
-                .ok_or(MissingSessionMiddleware),
-        )
+        ready(Session::in_request(req).map(|s| s.notifications()))
     }
 }
 
