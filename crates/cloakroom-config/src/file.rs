@@ -420,7 +420,7 @@ impl Config {
             cookie = cookie.same_site(parsed);
         }
         if let Some(domain) = &c.domain {
-            cookie = cookie.domain(Some(domain));
+            cookie = cookie.domain(Some(domain.as_str()));
         }
         if let Some(path) = &c.path {
             cookie = cookie.path(path);

@@ -266,9 +266,16 @@ impl CookieConfig {
     }
 
     /// The `Domain` attribute (default none: the cookie goes only to the
-    /// host that set it).
-    pub fn domain(mut self, domain: Option<impl Into<String>>) -> Self {
-        self.domain = domain.map(Into::into);
+    /// host that set it). A `String` passes with `.as_deref()`.
+    ///
+    /// ```
+    /// use cloakroom::CookieConfig;
+    /// let shared = CookieConfig::default().domain(Some("example.com"));
+    /// let host_only = shared.domain(None);
+    /// # assert!(host_only.validate().is_ok());
+    /// ```
+    pub fn domain(mut self, domain: Option<&str>) -> Self {
+        self.domain = domain.map(str::to_owned);
         self
     }
 
