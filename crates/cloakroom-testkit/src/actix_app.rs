@@ -19,6 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/incr", web::get().to(incr))
         .route("/keys", web::get().to(keys))
         .route("/remove", web::get().to(remove))
+        .route("/discard", web::get().to(discard))
+        .route("/values", web::get().to(values))
         .route("/clear", web::get().to(clear))
         .route("/login", web::get().to(login))
         .route("/signin", web::get().to(signin))
@@ -85,11 +87,19 @@ async fn keys(s: Session) -> Result<String, Error> {
     Ok(s.keys().await?.join(","))
 }
 
-async fn remove(s: Session, q: Params) -> Result<&'static str, Error> {
+async fn remove(s: Session, q: Params) -> Result<String, Error> {
+    crate::app::remove_names(&s, &q).await
+}
+
+async fn discard(s: Session, q: Params) -> Result<&'static str, Error> {
     for k in q.keys() {
-        s.remove(k).await?;
+        s.discard(k).await?;
     }
-    Ok("removed")
+    Ok("discarded")
+}
+
+async fn values(s: Session, q: Params) -> Result<String, Error> {
+    crate::app::values_with(&s, &q).await
 }
 
 async fn clear(s: Session) -> Result<&'static str, Error> {

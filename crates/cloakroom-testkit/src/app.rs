@@ -12,7 +12,8 @@ type Params = Query<HashMap<String, String>>;
 /// The seed routes (`/`, `/detail`) plus one route per API call:
 /// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/incr`,
 /// `/keys`,
-/// `/remove?k`, `/clear`, `/login?name=`, `/signin?name=` (login, and
+/// `/remove?k` (answers `k=OLD`), `/discard?k`, `/values?prefix=` (answers
+/// `name=value,…`), `/clear`, `/login?name=`, `/signin?name=` (login, and
 /// bound to the user), `/logout`, `/id`, `/notify?k=v`,
 /// `/take?name=`.
 pub fn app(layer: SessionLayer) -> Router {
@@ -91,12 +92,20 @@ pub fn app(layer: SessionLayer) -> Router {
         )
         .route(
             "/remove",
+            get(|s: Session, Query(q): Params| async move { remove_names(&s, &q).await }),
+        )
+        .route(
+            "/discard",
             get(|s: Session, Query(q): Params| async move {
                 for k in q.keys() {
-                    s.remove(k).await?;
+                    s.discard(k).await?;
                 }
-                Ok::<_, Error>("removed")
+                Ok::<_, Error>("discarded")
             }),
+        )
+        .route(
+            "/values",
+            get(|s: Session, Query(q): Params| async move { values_with(&s, &q).await }),
         )
         .route(
             "/clear",
@@ -155,4 +164,37 @@ pub fn app(layer: SessionLayer) -> Router {
             }),
         )
         .layer(layer)
+}
+
+/// `/remove?k&…`: removes each name and answers `k=OLD` for each, sorted
+/// by name, `None` for a name that was not set.
+pub(crate) async fn remove_names(
+    s: &Session,
+    q: &HashMap<String, String>,
+) -> Result<String, Error> {
+    let mut names: Vec<&String> = q.keys().collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let old: Option<String> = s.remove(name).await?;
+        out.push(format!("{name}={}", old.as_deref().unwrap_or("None")));
+    }
+    Ok(out.join(","))
+}
+
+/// `/values?prefix=P`: every string value whose name starts with `P`, as
+/// `name=value` joined by commas.
+pub(crate) async fn values_with(s: &Session, q: &HashMap<String, String>) -> Result<String, Error> {
+    let prefix = q.get("prefix").map(String::as_str).unwrap_or("");
+    let values = s.values::<serde_json::Value>(prefix).await?;
+    Ok(values
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(","))
 }

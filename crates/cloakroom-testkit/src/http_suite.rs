@@ -261,6 +261,35 @@ pub async fn keys_remove_and_clear(fx: HttpFixture) {
     assert_eq!(c.get("/keys").await.body, "d");
 }
 
+/// `remove` answers the old value; `discard` removes without a read;
+/// `values` reads by prefix, or everything, in one load.
+pub async fn remove_returns_the_old_value_and_values_read_by_prefix(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let counts = &fx.counts;
+    let c = srv.client();
+    c.get("/set?cart:apple=3&cart:pear=1&login=alice&coupon=X1")
+        .await;
+    let loads = counts.loads();
+    assert_eq!(
+        c.get("/values?prefix=cart:").await.body,
+        "cart:apple=3,cart:pear=1"
+    );
+    assert_eq!(counts.loads(), loads + 1, "one read for the whole cart");
+    assert_eq!(
+        c.get("/values").await.body,
+        "cart:apple=3,cart:pear=1,coupon=X1,login=alice"
+    );
+    assert_eq!(
+        c.get("/remove?coupon&missing").await.body,
+        "coupon=X1,missing=None"
+    );
+    assert_eq!(c.get("/remove?coupon").await.body, "coupon=None");
+    let loads = counts.loads();
+    assert_eq!(c.get("/discard?cart:pear").await.body, "discarded");
+    assert_eq!(counts.loads(), loads, "discard reads nothing");
+    assert_eq!(c.get("/keys").await.body, "cart:apple,login");
+}
+
 /// Concurrent requests setting different names all survive.
 pub async fn concurrent_requests_setting_different_names_all_survive(fx: HttpFixture) {
     let srv = fx.server().await;
@@ -521,6 +550,7 @@ macro_rules! http_tests {
             loads_at_most_once_and_writes_without_reading,
             setting_the_value_already_stored_writes_nothing,
             keys_remove_and_clear,
+            remove_returns_the_old_value_and_values_read_by_prefix,
             concurrent_requests_setting_different_names_all_survive,
             cycle_id_issues_a_new_cookie_and_kills_the_old_one,
             destroy_deletes_the_session_and_clears_the_cookie,

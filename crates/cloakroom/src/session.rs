@@ -332,8 +332,36 @@ impl Session {
         }
     }
 
-    /// Removes `name`.
-    pub async fn remove(&self, name: &str) -> Result<()> {
+    /// Removes `name` and returns the value it had, or `None` if it was
+    /// not set.
+    ///
+    /// Like `get`, it reads the session (one store round trip, the first
+    /// time in a request); [`discard`](Self::discard) removes without
+    /// reading. A value that does not deserialize as `T` is an
+    /// [`Error::Serde`], and then nothing is removed.
+    ///
+    /// ```
+    /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
+    /// let coupon: Option<String> = session.remove("coupon").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.mark_used();
+        not_reserved(name)?;
+        let old = match self.raw(name).await? {
+            Some(json) => Some(serde_json::from_str(&json).map_err(|source| Error::Serde {
+                name: name.to_owned(),
+                source,
+            })?),
+            None => None,
+        };
+        self.discard(name).await?;
+        Ok(old)
+    }
+
+    /// Removes `name` without reading its value: no store round trip now,
+    /// and the removal is written with the request's other changes.
+    pub async fn discard(&self, name: &str) -> Result<()> {
         self.mark_used();
         not_reserved(name)?;
         let mut st = self.state();
@@ -376,38 +404,68 @@ impl Session {
         Ok(())
     }
 
-    /// The names that are set, sorted.
-    pub async fn keys(&self) -> Result<Vec<String>> {
-        self.mark_used();
+    /// Every name that is set and its JSON, with this request's changes
+    /// applied; reserved names left out.
+    async fn snapshot(&self) -> Result<BTreeMap<String, String>> {
         let token = self.existing(&mut self.state());
         let record = match &token {
             Some(token) => self.load(token).await?,
             None => None,
         };
         let mut st = self.state();
-        let mut keys: Vec<String> = match record {
-            Some(r) if !st.patch.clears() && self.existing(&mut st).is_some() => {
-                r.values.keys().cloned().collect()
-            }
-            _ => Vec::new(),
+        let mut values = match record {
+            Some(r) if !st.patch.clears() && self.existing(&mut st).is_some() => r.values.clone(),
+            _ => BTreeMap::new(),
         };
-        for name in st.observed.keys() {
-            if !keys.contains(name) {
-                keys.push(name.clone());
-            }
+        for (name, json) in &st.observed {
+            values.insert(name.clone(), json.clone());
         }
-        let patch = &st.patch;
-        keys.retain(|k| patch.lookup(k).is_none() && !inventory::is_reserved(k));
-        keys.extend(
-            patch
-                .changes()
-                .filter(|(k, change)| {
-                    matches!(change, crate::Change::Set(_)) && !inventory::is_reserved(k)
-                })
-                .map(|(k, _)| k.to_owned()),
-        );
-        keys.sort_unstable();
-        Ok(keys)
+        for (name, change) in st.patch.changes() {
+            match change {
+                crate::Change::Set(json) => values.insert(name.to_owned(), json.to_owned()),
+                crate::Change::Remove => values.remove(name),
+            };
+        }
+        values.retain(|k, _| !inventory::is_reserved(k));
+        Ok(values)
+    }
+
+    /// The names that are set, sorted.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        self.mark_used();
+        Ok(self.snapshot().await?.into_keys().collect())
+    }
+
+    /// Every value whose name starts with `prefix`, by name; `""` gives
+    /// them all. One read of the session (none if it was read already),
+    /// so a cart kept one item per name is one call.
+    ///
+    /// Each value must deserialize as `T` (use [`serde_json::Value`] for
+    /// values of mixed types), or the answer is an [`Error::Serde`]
+    /// naming the first one that does not.
+    ///
+    /// ```
+    /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
+    /// session.set("cart:apple", 3).await?;
+    /// session.set("cart:pear", 1).await?;
+    /// let cart = session.values::<u32>("cart:").await?;
+    /// assert_eq!(cart["cart:apple"], 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn values<T: DeserializeOwned>(&self, prefix: &str) -> Result<BTreeMap<String, T>> {
+        self.mark_used();
+        let mut out = BTreeMap::new();
+        for (name, json) in self.snapshot().await? {
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let value = serde_json::from_str(&json).map_err(|source| Error::Serde {
+                name: name.clone(),
+                source,
+            })?;
+            out.insert(name, value);
+        }
+        Ok(out)
     }
 
     /// The id of the live session, or `None` when there is none (yet).
@@ -415,15 +473,23 @@ impl Session {
     /// This is the [`SessionId`], a hash of the cookie's token: safe to log
     /// and to store, useless as a cookie. After [`cycle_id`](Self::cycle_id)
     /// it is the new id.
+    ///
+    /// It reads nothing from the store when the answer is known already:
+    /// for a session created in this request, one read or incremented
+    /// earlier in it, or a request without a valid cookie. Otherwise it
+    /// reads the session once (as the first `get` would), because a
+    /// well-signed cookie may name a session that has expired or was ended,
+    /// and only the store knows.
     pub async fn id(&self) -> Result<Option<SessionId>> {
         self.mark_used();
         let token = self.existing(&mut self.state());
-        if let Some(token) = token
-            && self.load(&token).await?.is_some()
-        {
-            let st = self.state();
-            if !st.destroyed {
-                return Ok(Some(st.renamed.as_ref().unwrap_or(&token).id()));
+        if let Some(token) = token {
+            let known_alive = !self.state().observed.is_empty();
+            if known_alive || self.load(&token).await?.is_some() {
+                let st = self.state();
+                if !st.destroyed && !st.gone {
+                    return Ok(Some(st.renamed.as_ref().unwrap_or(&token).id()));
+                }
             }
         }
         Ok(self.state().fresh.as_ref().map(Token::id))
