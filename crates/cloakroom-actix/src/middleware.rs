@@ -4,11 +4,11 @@
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse};
 use cloakroom::{
-    EditMode, Error, KeyRing, ResponseHeaders, Session, SessionManager, SessionManagerBuilder,
-    Stats, Store,
+    EditMode, KeyRing, ResponseHeaders, Session, SessionManager, SessionManagerBuilder, Stats,
+    Store,
 };
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -219,7 +219,7 @@ async fn commit<B: MessageBody + 'static>(
             response.map_into_left_body()
         }
         Err(err) => response
-            .into_response(store_failure(&err))
+            .into_response(error_page(manager.commit_error_response(&err)))
             .map_into_right_body(),
     }
 }
@@ -245,20 +245,19 @@ fn apply(headers: ResponseHeaders, map: &mut HeaderMap) {
     }
 }
 
-fn store_failure(err: &Error) -> HttpResponse<BoxBody> {
-    if err.is_unavailable() {
-        // The store's failure is already in the log, once.
-        tracing::debug!(error = %err, "session was not saved");
-    } else {
-        tracing::error!(error = %err, "session was not saved");
+/// The core's error page as an actix-web response.
+fn error_page(page: http::Response<String>) -> HttpResponse<BoxBody> {
+    let (parts, body) = page.into_parts();
+    let status =
+        StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &parts.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            response.append_header((name, value));
+        }
     }
-    let (status, body) = err.status_and_body();
-    HttpResponse::build(
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .insert_header((
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    ))
-    .body(body)
+    response.body(body)
 }

@@ -485,6 +485,44 @@ pub async fn store_outage_becomes_503_and_recovers(fx: HttpFixture) {
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
 }
 
+/// The app's own page replaces the default when a commit fails, and sets
+/// no cookie.
+pub async fn a_failed_commit_renders_the_apps_error_page(fx: HttpFixture) {
+    let manager = fx.manager_with(keys(), |b| {
+        b.on_commit_error(|err| {
+            let (status, _) = err.status_and_body();
+            let mut page = http::Response::new(format!("<p>not saved ({})</p>", status.as_u16()));
+            *page.status_mut() = status;
+            page.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            page
+        })
+    });
+    let srv = fx.serve(manager).await;
+    let c = srv.client();
+    fx.counts.down.store(true, Ordering::SeqCst);
+    let r = c.get("/?name=alice").await;
+    fx.counts.down.store(false, Ordering::SeqCst);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "<p>not saved (503)</p>");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(r.set_cookies().is_empty());
+    // Without the hook, the default text.
+    let srv = fx.server().await;
+    fx.counts.down.store(true, Ordering::SeqCst);
+    let r = srv.client().get("/?name=alice").await;
+    fx.counts.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "session store unavailable\n")
+    );
+}
+
 /// Persistent cookie with expires days.
 pub async fn persistent_cookie_with_expires_days(fx: HttpFixture) {
     let persistent = CookieConfig::default()
@@ -561,6 +599,7 @@ macro_rules! http_tests {
             older_keys_verify_and_are_resigned_with_the_current_key,
             forged_tokens_are_counted,
             store_outage_becomes_503_and_recovers,
+            a_failed_commit_renders_the_apps_error_page,
             persistent_cookie_with_expires_days,
             concurrent_increments_all_count,
             responses_that_use_the_session_are_private_and_vary_on_the_cookie);

@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) expiry: ExpiryPolicy,
     pub(crate) limits: Limits,
     clock: Box<dyn Clock>,
+    error_page: Option<ErrorPage>,
     rejected: AtomicU64,
     last_warning: std::sync::Mutex<Option<Instant>>,
     health: Health,
@@ -78,6 +79,10 @@ pub(crate) fn warn_once_no_index(why: &str) {
         );
     });
 }
+
+/// Renders the response for a request whose session could not be saved;
+/// see [`SessionManagerBuilder::on_commit_error`].
+type ErrorPage = Arc<dyn Fn(&Error) -> http::Response<String> + Send + Sync>;
 
 /// Counters of one [`SessionManager`] (and so of the layer or middleware
 /// built on it).
@@ -188,6 +193,32 @@ impl SessionManager {
             headers.vary_on(self.shared.transport.request_header().clone());
         }
         Ok(headers)
+    }
+
+    /// The response to send instead of the handler's when
+    /// [`commit`](Self::commit) fails: the page set with
+    /// [`on_commit_error`](SessionManagerBuilder::on_commit_error), or by
+    /// default a short `text/plain` body with the status of
+    /// [`Error::status_and_body`] (`503` while the store is down). It also
+    /// logs the error; a store outage is logged once, not per request.
+    pub fn commit_error_response(&self, err: &Error) -> http::Response<String> {
+        if err.is_unavailable() {
+            // The store's failure is already in the log, once (health.rs).
+            tracing::debug!(error = %err, "session was not saved");
+        } else {
+            tracing::error!(error = %err, "session was not saved");
+        }
+        if let Some(page) = &self.shared.error_page {
+            return page(err);
+        }
+        let (status, body) = err.status_and_body();
+        let mut response = http::Response::new(body.to_owned());
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
     }
 
     /// The admin handle: list and end users' sessions, outside any
@@ -451,6 +482,7 @@ pub struct SessionManagerBuilder<T = SessionManager> {
     expiry: ExpiryPolicy,
     limits: Limits,
     clock: Box<dyn Clock>,
+    error_page: Option<ErrorPage>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -465,6 +497,7 @@ impl SessionManagerBuilder {
             expiry: ExpiryPolicy::default(),
             limits: Limits::default(),
             clock: Box::new(SystemClock),
+            error_page: None,
             output: PhantomData,
         }
     }
@@ -481,6 +514,7 @@ impl<T> SessionManagerBuilder<T> {
             expiry: self.expiry,
             limits: self.limits,
             clock: self.clock,
+            error_page: self.error_page,
             output: PhantomData,
         }
     }
@@ -528,6 +562,39 @@ impl<T> SessionManagerBuilder<T> {
         self
     }
 
+    /// Renders the app's own page when a session cannot be saved at the
+    /// end of a request (the store is down, the session is over its
+    /// limits), like scs's `ErrorFunc`. The page replaces the handler's
+    /// response, and sets no session cookie. Without it the response is
+    /// a short text with the status of [`Error::status_and_body`].
+    ///
+    /// ```
+    /// use cloakroom::{Error, KeyRing, MemoryStore, SessionManager};
+    ///
+    /// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+    ///     .on_commit_error(|err: &Error| {
+    ///         let (status, _) = err.status_and_body();
+    ///         let mut page = http::Response::new(
+    ///             "<h1>Sorry, we could not save your changes.</h1>".to_owned(),
+    ///         );
+    ///         *page.status_mut() = status;
+    ///         page.headers_mut().insert(
+    ///             http::header::CONTENT_TYPE,
+    ///             http::HeaderValue::from_static("text/html; charset=utf-8"),
+    ///         );
+    ///         page
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn on_commit_error(
+        mut self,
+        page: impl Fn(&Error) -> http::Response<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.error_page = Some(Arc::new(page));
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<T>
     where
@@ -545,6 +612,7 @@ impl<T> SessionManagerBuilder<T> {
                 expiry: self.expiry,
                 limits: self.limits,
                 clock: self.clock,
+                error_page: self.error_page,
                 rejected: AtomicU64::new(0),
                 last_warning: std::sync::Mutex::new(None),
                 health: Health::default(),

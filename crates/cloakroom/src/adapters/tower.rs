@@ -2,11 +2,9 @@
 //! through a [`SessionManager`], and commits it before the response head
 //! leaves.
 
-use crate::error::Error;
 use crate::manager::{SessionManager, SessionManagerBuilder, Stats};
 use crate::session::Session;
 use crate::{KeyRing, Store};
-use http::header::HeaderValue;
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
@@ -98,7 +96,7 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<&'static str> + Send + 'static,
+    ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -157,7 +155,7 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = std::result::Result<Response<B>, E>>,
-    B: From<&'static str> + Send + 'static,
+    B: From<String> + Send + 'static,
 {
     type Output = std::result::Result<Response<B>, E>;
 
@@ -188,7 +186,7 @@ where
     }
 }
 
-async fn commit<B: From<&'static str>>(
+async fn commit<B: From<String>>(
     manager: SessionManager,
     session: Session,
     mut response: Response<B>,
@@ -198,23 +196,6 @@ async fn commit<B: From<&'static str>>(
             headers.apply_to(response.headers_mut());
             response
         }
-        Err(err) => store_failure(&err),
+        Err(err) => manager.commit_error_response(&err).map(B::from),
     }
-}
-
-fn store_failure<B: From<&'static str>>(err: &Error) -> Response<B> {
-    if err.is_unavailable() {
-        // The store's failure is already in the log, once (health.rs).
-        tracing::debug!(error = %err, "session was not saved");
-    } else {
-        tracing::error!(error = %err, "session was not saved");
-    }
-    let (status, body) = err.status_and_body();
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
