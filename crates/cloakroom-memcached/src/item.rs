@@ -113,6 +113,11 @@ impl Item {
     }
 
     /// Each name and its JSON value.
+    /// No names and no notifications.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.v.is_empty() && self.n.is_empty()
+    }
+
     pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &str)> {
         self.v.iter().map(|(k, v)| (k.as_str(), v.get()))
     }

@@ -259,6 +259,12 @@ impl MemcachedStore {
                 _ => Attempt::Retry,
             });
         };
+        if patch.ends_if_empty() && item.is_empty() {
+            return Ok(match conn.delete_if(key, cas).await? {
+                true => Attempt::Done(Applied::Ended),
+                false => Attempt::Retry,
+            });
+        }
         let Some(target) = target else {
             return Ok(match conn.replace_if(key, &bytes, cas, ttl).await? {
                 true => Attempt::Done(Applied::Done),

@@ -69,6 +69,7 @@ struct Scripts {
     increment: Script,
     export: Script,
     import: Script,
+    end_empty: Script,
 }
 
 /// Sessions in Redis. Cheap to clone: clones share the connections.
@@ -141,6 +142,7 @@ impl RedisStore {
                 take: Script::new(include_str!("lua/take.lua")),
                 notes: Script::new(include_str!("lua/notes.lua")),
                 increment: Script::new(include_str!("lua/increment.lua")),
+                end_empty: Script::new(include_str!("lua/end_empty.lua")),
                 export: Script::new(include_str!("lua/export.lua")),
                 import: Script::new(include_str!("lua/import.lua")),
             }),
@@ -263,7 +265,7 @@ impl cloakroom::Store for RedisStore {
         if renamed.is_none() && patch.notifications().len() == 0 {
             let fast = if patch.creates() {
                 self.create(&keys, patch, expiry).await?
-            } else if !patch.clears() {
+            } else if !patch.clears() && !patch.ends_if_empty() {
                 self.change(&keys, patch, expiry).await?
             } else {
                 None
@@ -288,6 +290,34 @@ impl cloakroom::Store for RedisStore {
         );
         let mut conn = self.data.get();
         let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        if reply == [4] {
+            return Ok(Applied::Ended);
+        }
+        if let ([5, _], Some(notes)) = (reply.as_slice(), &self.notes)
+            && patch.notifications().len() == 0
+        {
+            // No names left; the session ends unless it has notifications
+            // (in their own database) or a name was set since. A
+            // notification set in the instant between the two checks is
+            // lost with the session.
+            let mut notes_conn = notes.get();
+            let unread: bool = self
+                .bounded(
+                    redis::cmd("EXISTS")
+                        .arg(keys.notes())
+                        .query_async(&mut notes_conn),
+                )
+                .await?;
+            if !unread {
+                let mut call = self.scripts.end_empty.prepare_invoke();
+                call.key(&keys.data);
+                let ended: i64 = self.bounded(call.invoke_async(&mut conn)).await?;
+                if ended == 1 {
+                    return Ok(Applied::Ended);
+                }
+            }
+            return Ok(Applied::Done);
+        }
         let Some(ttl) = applied_from(&reply, patch)? else {
             return Ok(Applied::Gone);
         };

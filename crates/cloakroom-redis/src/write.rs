@@ -284,6 +284,11 @@ pub(crate) fn apply_call<'s>(
     if rename {
         flags.push('r');
     }
+    // With notifications in another database the script cannot see them:
+    // it reports a session without names, and the caller looks there.
+    if patch.ends_if_empty() {
+        flags.push(if inline_notes { 'e' } else { 'E' });
+    }
     let sets = patch
         .changes()
         .filter(|(_, c)| matches!(c, Change::Set(_)))
@@ -328,12 +333,12 @@ pub(crate) fn apply_call<'s>(
 }
 
 /// The apply script's answer: `Some(ttl)` when applied, `None` when the
-/// session is gone, or the limit error.
+/// session is gone, or the limit error. (`[4]`, ended, is handled first.)
 pub(crate) fn applied_from(reply: &[i64], patch: &Patch) -> Result<Option<i64>> {
     let limits = patch.size_limits();
     let size = |n: &i64| usize::try_from(*n).unwrap_or(usize::MAX);
     match (reply, limits) {
-        ([1, ttl], _) => Ok(Some(*ttl)),
+        ([1 | 5, ttl], _) => Ok(Some(*ttl)),
         ([0], _) => Ok(None),
         ([2, names], Some(limits)) => limits.check_totals(size(names), 0).and(Err(Error::Corrupt(
             "apply script reported a limit not exceeded".into(),

@@ -161,6 +161,63 @@ pub async fn removal<S: Store>(store: S, _: &SuiteTime) {
     assert_eq!(values(&store, &id).await, pairs(&[("b", "2")]));
 }
 
+/// A patch with `end_if_empty` that leaves no name and no notification
+/// ends the session (`Applied::Ended`); one that leaves either keeps it;
+/// without the flag an empty session stays.
+pub async fn emptied_sessions_end_when_asked<S: Store>(store: S, _: &SuiteTime) {
+    let e = long();
+    let remove_a = || {
+        let mut p = Patch::default();
+        p.remove("a");
+        p.end_if_empty();
+        p
+    };
+    // Another name left: kept.
+    let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
+    assert_eq!(
+        store.apply(&id, &remove_a(), &e).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(values(&store, &id).await, pairs(&[("b", "2")]));
+    // The last name: ended.
+    let id = create(&store, &[("a", "1")], &e).await;
+    assert_eq!(
+        store.apply(&id, &remove_a(), &e).await.unwrap(),
+        Applied::Ended
+    );
+    assert!(store.load(&id, &e).await.unwrap().is_none());
+    // A clear, too.
+    let id = create(&store, &[("a", "1"), ("b", "2")], &e).await;
+    let mut clear = Patch::default();
+    clear.clear();
+    clear.end_if_empty();
+    assert_eq!(store.apply(&id, &clear, &e).await.unwrap(), Applied::Ended);
+    assert!(store.load(&id, &e).await.unwrap().is_none());
+    // Without the flag the empty session stays.
+    let id = create(&store, &[("a", "1")], &e).await;
+    let mut plain = Patch::default();
+    plain.remove("a");
+    assert_eq!(store.apply(&id, &plain, &e).await.unwrap(), Applied::Done);
+    assert_eq!(values(&store, &id).await, pairs(&[]));
+    // An unread notification keeps it.
+    let id = create(&store, &[("a", "1")], &e).await;
+    let mut note = Patch::default();
+    note.notify("flash", "\"hi\"".into());
+    assert_eq!(store.apply(&id, &note, &e).await.unwrap(), Applied::Done);
+    assert_eq!(
+        store.apply(&id, &remove_a(), &e).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(
+        store
+            .take_notification(&id, "flash", &e)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("\"hi\"")
+    );
+}
+
 /// `clear` removes every name, keeps the session and its notifications,
 /// and changes after it in the same patch apply.
 pub async fn clear<S: Store>(store: S, _: &SuiteTime) {
@@ -527,7 +584,8 @@ macro_rules! conformance_tests {
     };
     ($make:expr, $time:expr) => {
         $crate::conformance_tests!(@each $make, $time;
-            load_and_apply, unusual_names_round_trip, removal, clear,
+            load_and_apply, unusual_names_round_trip, removal,
+            emptied_sessions_end_when_asked, clear,
             cycle_keeps_data_and_deadline, destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,

@@ -290,6 +290,47 @@ pub async fn remove_returns_the_old_value_and_values_read_by_prefix(fx: HttpFixt
     assert_eq!(c.get("/keys").await.body, "cart:apple,login");
 }
 
+/// Removing the last name, or a clear, ends the session and clears the
+/// cookie; an unread notification or a bound user keeps it.
+pub async fn an_emptied_session_ends(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    c.get("/set?a=1&b=2").await;
+    let old_cookie = c.cookie("id").expect("a cookie");
+    let r = c.get("/remove?a").await;
+    assert!(r.set_cookies().is_empty(), "b is still there");
+    let r = c.get("/discard?b").await;
+    assert!(
+        r.set_cookies()[0].contains("Max-Age=0"),
+        "the last name went: {:?}",
+        r.set_cookies()
+    );
+    assert_eq!(c.cookie("id"), None);
+    // Sent again anyway, the old cookie names no session.
+    let stale = srv.client();
+    stale.set_cookie("id", &old_cookie);
+    assert_eq!(stale.get("/id").await.body, "");
+    c.get("/set?x=1").await;
+    let r = c.get("/clear").await;
+    assert!(
+        r.set_cookies()[0].contains("Max-Age=0"),
+        "a clear empties it"
+    );
+    // A notification keeps it until it is read.
+    c.get("/set?a=1").await;
+    c.get("/notify?flash=hi").await;
+    let r = c.get("/remove?a").await;
+    assert!(r.set_cookies().is_empty(), "the notification keeps it");
+    assert_eq!(c.get("/take?name=flash").await.body, "hi");
+    // A bound user keeps it through a clear.
+    let c = srv.client();
+    c.get("/signin?name=alice").await;
+    let signed_in = c.get("/id").await.body;
+    let r = c.get("/clear").await;
+    assert!(r.set_cookies().is_empty(), "still alice's session");
+    assert_eq!(c.get("/id").await.body, signed_in);
+}
+
 /// Concurrent requests setting different names all survive.
 pub async fn concurrent_requests_setting_different_names_all_survive(fx: HttpFixture) {
     let srv = fx.server().await;
@@ -589,6 +630,7 @@ macro_rules! http_tests {
             setting_the_value_already_stored_writes_nothing,
             keys_remove_and_clear,
             remove_returns_the_old_value_and_values_read_by_prefix,
+            an_emptied_session_ends,
             concurrent_requests_setting_different_names_all_survive,
             cycle_id_issues_a_new_cookie_and_kills_the_old_one,
             destroy_deletes_the_session_and_clears_the_cookie,

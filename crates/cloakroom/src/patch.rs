@@ -32,7 +32,12 @@ pub enum Change<'a> {
 ///    notifications move to the new id, keeping the creation time and the
 ///    absolute deadline; the old id stops existing;
 /// 6. the idle deadline is pushed to `now + idle`, capped by the absolute
-///    deadline.
+///    deadline;
+/// 7. if [`ends_if_empty`](Patch::ends_if_empty) and the session now holds
+///    no name and no notification, it is deleted, and the answer is
+///    [`Applied::Ended`](crate::Applied::Ended). A store that cannot see
+///    the notifications from where it applies the patch (Redis with a
+///    separate notifications database) keeps the session instead.
 ///
 /// An empty patch only does step 6: it is a touch. A patch that sets names
 /// and carries [`size_limits`](Patch::size_limits) is refused with
@@ -55,6 +60,7 @@ pub struct Patch {
     notifications: BTreeMap<String, String>,
     rename_to: Option<SessionId>,
     limits: Option<SizeLimits>,
+    end_if_empty: bool,
 }
 
 impl Patch {
@@ -106,6 +112,17 @@ impl Patch {
     /// Drops the rename, when the patch goes to a new session instead.
     pub(crate) fn cancel_rename(&mut self) {
         self.rename_to = None;
+    }
+
+    /// Asks the store to end the session if the patch leaves it empty:
+    /// no names and no notifications (step 7 above).
+    pub fn end_if_empty(&mut self) {
+        self.end_if_empty = true;
+    }
+
+    /// Whether the session ends when the patch leaves it empty.
+    pub fn ends_if_empty(&self) -> bool {
+        self.end_if_empty
     }
 
     /// Bounds the session must stay within after this patch.

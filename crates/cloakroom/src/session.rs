@@ -378,6 +378,13 @@ impl Session {
     }
 
     /// Removes every name. Notifications and the user binding are kept.
+    ///
+    /// A session left with nothing, no name, no unread notification and
+    /// no user (after `clear`, or once `remove` or `discard` took the last
+    /// name), ends when the response is ready: the store deletes it and
+    /// the cookie is cleared, so no empty session lingers. The store
+    /// decides that atomically, so a name another request sets meanwhile
+    /// keeps the session.
     pub async fn clear(&self) -> Result<()> {
         self.mark_used();
         let token = self.existing(&mut self.state());
@@ -701,6 +708,12 @@ impl Session {
             if let Some(new) = &renamed {
                 patch.rename_to(new.id());
             }
+            // A request that removed names may have removed the last one:
+            // the store ends a session left empty, atomically, so a name
+            // another request sets meanwhile keeps it alive.
+            if patch.clears() || patch.changes().any(|(_, c)| c == crate::Change::Remove) {
+                patch.end_if_empty();
+            }
             match shared.watch(
                 "apply",
                 shared.store.apply(&token.id(), &patch, &expiry).await,
@@ -715,6 +728,7 @@ impl Session {
                     }
                     return Ok(action);
                 }
+                Applied::Ended => return Ok(TokenAction::Clear),
                 // Destroyed or expired meanwhile: strict mode, so the
                 // changes go to a new session under a new id.
                 Applied::Gone => patch.cancel_rename(),
@@ -726,7 +740,10 @@ impl Session {
             patch.forget(USER_NAME);
             patch.forget(CLIENT_NAME);
         }
-        let has_data = patch.changes().len() > 0 || patch.notifications().len() > 0;
+        let has_data = patch
+            .changes()
+            .any(|(_, c)| matches!(c, crate::Change::Set(_)))
+            || patch.notifications().len() > 0;
         if !has_data {
             return Ok(action);
         }
@@ -742,6 +759,8 @@ impl Session {
                     self.admit(bound, token.id()).await?;
                     return Ok(TokenAction::Set(shared.sign(&token)));
                 }
+                // Nothing in it after all: no session, no cookie.
+                Applied::Ended => return Ok(action),
                 // A 256-bit collision; draw again.
                 Applied::Gone => token = Token::generate(),
             }

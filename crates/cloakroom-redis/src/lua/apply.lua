@@ -1,11 +1,15 @@
 -- Apply a patch atomically. Returns {1, ttl ms} when applied, {0} when
 -- nothing was written because the session is gone (or the id is taken),
 -- {2, names} or {3, bytes} when the patch would go over a size limit (and
--- nothing was written).
+-- nothing was written), {4} when it was applied and left the session
+-- empty, which flag 'e' asks to end (then it is deleted), {5, ttl} when
+-- it was applied and left no names, which flag 'E' asks to report (the
+-- notifications live in another database, where the caller looks).
 -- KEYS[1] data hash, KEYS[2] notifications hash,
 -- KEYS[3] renamed data hash, KEYS[4] renamed notifications hash
 -- ARGV[1] now (ms), ARGV[2] idle (ms), ARGV[3] absolute (ms)
--- ARGV[4] flags: 'c' create, 'x' clear, 'r' rename
+-- ARGV[4] flags: 'c' create, 'x' clear, 'r' rename, 'e' end if empty,
+-- 'E' report no names left
 -- ARGV[5] #sets, ARGV[6] #removals, ARGV[7] #notifications,
 -- ARGV[8] most names (-1: no limits), ARGV[9] most bytes,
 -- then the sets (field, value), the removals (field), the notifications
@@ -19,6 +23,8 @@ local flags = ARGV[4]
 local create = string.find(flags, 'c', 1, true) ~= nil
 local clear = string.find(flags, 'x', 1, true) ~= nil
 local rename = string.find(flags, 'r', 1, true) ~= nil
+local end_if_empty = string.find(flags, 'e', 1, true) ~= nil
+local report_empty = string.find(flags, 'E', 1, true) ~= nil
 local nset = tonumber(ARGV[5])
 local ndel = tonumber(ARGV[6])
 local nnote = tonumber(ARGV[7])
@@ -120,6 +126,13 @@ if nnote > 0 then
   redis.call('PEXPIRE', KEYS[2], int(ttl))
 end
 
+-- Only the meta field left, and no notifications: the session ends.
+if end_if_empty and redis.call('HLEN', KEYS[1]) <= 1
+    and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return {4}
+end
+
 local data = KEYS[1]
 if rename then
   redis.call('RENAME', KEYS[1], KEYS[3])
@@ -129,4 +142,7 @@ if rename then
   data = KEYS[3]
 end
 redis.call('PEXPIRE', data, int(ttl))
+if report_empty and not rename and redis.call('HLEN', data) <= 1 then
+  return {5, ttl}
+end
 return {1, ttl}

@@ -226,6 +226,11 @@ impl Store for MemoryStore {
             entry.notifications.insert(name.to_owned(), json.to_owned());
         }
         entry.expires_at = expiry.expires_at(entry.record.deadline);
+        if patch.ends_if_empty() && entry.record.values.is_empty() && entry.notifications.is_empty()
+        {
+            inner.sessions.remove(id);
+            return Ok(Applied::Ended);
+        }
         if let Some(to) = patch.renames_to()
             && let Some(entry) = inner.sessions.remove(id)
         {

@@ -38,6 +38,10 @@ pub enum Applied {
     /// is none (destroyed or expired in the meantime), or it creates or
     /// renames to an id that is already taken.
     Gone,
+    /// The patch was applied, left the session empty, and so the session
+    /// was deleted, as the patch asked with
+    /// [`end_if_empty`](Patch::end_if_empty).
+    Ended,
 }
 
 /// Where sessions live: the contract every store meets.
