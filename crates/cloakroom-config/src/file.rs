@@ -21,7 +21,9 @@
 //!
 //! Unknown keys and invalid values are errors that name the key.
 
-use cloakroom::{CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, Result, SameSite};
+use cloakroom::{
+    CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, Result, SameSite, SessionExpiry,
+};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
@@ -163,6 +165,15 @@ pub struct ExpiryConfig {
     pub idle_timeout_secs: Option<u64>,
     /// Absolute lifetime (default 43200).
     pub absolute_timeout_secs: Option<u64>,
+    /// The longest idle timeout one session may ask for with
+    /// `Session::set_expiry` (default: `idle_timeout_secs`).
+    pub max_idle_timeout_secs: Option<u64>,
+    /// The longest absolute lifetime one session may ask for (default:
+    /// `absolute_timeout_secs`).
+    pub max_absolute_timeout_secs: Option<u64>,
+    /// The longest persistent cookie one session may ask for, in days
+    /// (default: `cookies.expires_days`; unset: none).
+    pub max_cookie_days: Option<f64>,
 }
 
 /// `[limits]`: size limits, in bytes.
@@ -297,6 +308,9 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("cookies", "path", Kind::Str),
     ("expiry", "idle_timeout_secs", Kind::Int),
     ("expiry", "absolute_timeout_secs", Kind::Int),
+    ("expiry", "max_idle_timeout_secs", Kind::Int),
+    ("expiry", "max_absolute_timeout_secs", Kind::Int),
+    ("expiry", "max_cookie_days", Kind::Float),
     ("limits", "max_name_bytes", Kind::Int),
     ("limits", "max_value_bytes", Kind::Int),
     ("limits", "max_names", Kind::Int),
@@ -439,6 +453,33 @@ impl Config {
             policy = policy.absolute(Duration::from_secs(secs));
         }
         policy
+    }
+
+    /// The most one session may ask for with `Session::set_expiry`
+    /// ("remember me"): `[expiry]`'s `max_*` keys, each defaulting to its
+    /// default-session counterpart.
+    pub fn max_session_expiry(&self) -> Result<SessionExpiry> {
+        let policy = self.expiry_policy();
+        let secs = |key: Option<u64>, default: Duration| key.map_or(default, Duration::from_secs);
+        let idle = secs(self.expiry.max_idle_timeout_secs, policy.idle_timeout());
+        let absolute = secs(
+            self.expiry.max_absolute_timeout_secs,
+            policy.absolute_lifetime(),
+        );
+        let max = SessionExpiry::new(idle, absolute);
+        let days = match self.expiry.max_cookie_days {
+            Some(days) if !(days.is_finite() && days > 0.0) => {
+                return Err(config_error(format!(
+                    "expiry.max_cookie_days must be a positive number of days, not {days}"
+                )));
+            }
+            Some(days) => Some(days),
+            None => self.cookies.expires_days,
+        };
+        Ok(match days {
+            Some(days) => max.persistent(Duration::from_secs_f64(days.min(400.0) * 86_400.0)),
+            None => max,
+        })
     }
 
     /// The size limits: defaults overridden by `[limits]`.
@@ -625,6 +666,26 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("10.0.0.2:6379/0"), "{printed}");
+    }
+
+    #[test]
+    fn session_expiry_maximums_default_to_the_defaults() {
+        let plain = Config::from_toml("[expiry]\nidle_timeout_secs = 600").unwrap();
+        let max = plain.max_session_expiry().unwrap();
+        assert_eq!(max.idle_timeout(), Duration::from_secs(600));
+        assert_eq!(max.absolute_lifetime(), Duration::from_secs(43_200));
+        assert_eq!(max.cookie_max_age(), None);
+        let remember = Config::from_toml(
+            "[expiry]\nmax_idle_timeout_secs = 604800\n\
+             max_absolute_timeout_secs = 2592000\nmax_cookie_days = 30",
+        )
+        .unwrap();
+        let max = remember.max_session_expiry().unwrap();
+        assert_eq!(max.idle_timeout(), Duration::from_secs(604_800));
+        assert_eq!(max.cookie_max_age(), Some(Duration::from_secs(30 * 86_400)));
+        let bad = Config::from_toml("[expiry]\nmax_cookie_days = -1").unwrap();
+        let err = bad.max_session_expiry().unwrap_err().to_string();
+        assert!(err.contains("expiry.max_cookie_days"), "{err}");
     }
 
     #[test]

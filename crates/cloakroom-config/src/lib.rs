@@ -93,6 +93,7 @@ impl Config {
         Ok(SessionManager::builder(store, keys)
             .cookie(self.cookie_config()?)
             .expiry(self.expiry_policy())
+            .max_session_expiry(self.max_session_expiry()?)
             .limits(self.limits())
             .output())
     }

@@ -97,6 +97,9 @@ impl Item {
         for (name, json) in patch.notifications() {
             self.n.insert(name.to_owned(), raw(json)?);
         }
+        if patch.restarts_lifetime() {
+            self.d = expiry.new_deadline().0;
+        }
         self.touch(expiry);
         Ok(())
     }

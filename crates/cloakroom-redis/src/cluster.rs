@@ -130,6 +130,9 @@ impl RedisStore {
         }
         let call = apply_call(&self.scripts.apply, keys, None, patch, expiry, true);
         let reply: Vec<i64> = self.bounded(call.invoke_async(&mut conn)).await?;
+        if reply == [4] {
+            return Ok(Applied::Ended);
+        }
         if !matches!(reply.as_slice(), [1, _]) {
             return applied_from(&reply, patch).map(|_| Applied::Gone);
         }

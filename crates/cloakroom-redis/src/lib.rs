@@ -265,7 +265,7 @@ impl cloakroom::Store for RedisStore {
         if renamed.is_none() && patch.notifications().len() == 0 {
             let fast = if patch.creates() {
                 self.create(&keys, patch, expiry).await?
-            } else if !patch.clears() && !patch.ends_if_empty() {
+            } else if !patch.clears() && !patch.ends_if_empty() && !patch.restarts_lifetime() {
                 self.change(&keys, patch, expiry).await?
             } else {
                 None

@@ -284,6 +284,9 @@ pub(crate) fn apply_call<'s>(
     if rename {
         flags.push('r');
     }
+    if patch.restarts_lifetime() {
+        flags.push('l');
+    }
     // With notifications in another database the script cannot see them:
     // it reports a session without names, and the caller looks there.
     if patch.ends_if_empty() {

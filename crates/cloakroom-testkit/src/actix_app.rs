@@ -21,6 +21,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/remove", web::get().to(remove))
         .route("/discard", web::get().to(discard))
         .route("/values", web::get().to(values))
+        .route("/remember", web::get().to(remember))
+        .route("/expiry", web::get().to(expiry))
         .route("/clear", web::get().to(clear))
         .route("/login", web::get().to(login))
         .route("/signin", web::get().to(signin))
@@ -100,6 +102,14 @@ async fn discard(s: Session, q: Params) -> Result<&'static str, Error> {
 
 async fn values(s: Session, q: Params) -> Result<String, Error> {
     crate::app::values_with(&s, &q).await
+}
+
+async fn remember(s: Session, q: Params) -> Result<String, Error> {
+    crate::app::remember(&s, &q).await
+}
+
+async fn expiry(s: Session) -> String {
+    crate::app::expiry_text(&s)
 }
 
 async fn clear(s: Session) -> Result<&'static str, Error> {

@@ -13,7 +13,9 @@ type Params = Query<HashMap<String, String>>;
 /// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/incr`,
 /// `/keys`,
 /// `/remove?k` (answers `k=OLD`), `/discard?k`, `/values?prefix=` (answers
-/// `name=value,…`), `/clear`, `/login?name=`, `/signin?name=` (login, and
+/// `name=value,…`), `/remember?idle=S&absolute=S&cookie=S` (the
+/// session's own expiry, in seconds; without `idle`, back to the
+/// defaults), `/expiry`, `/clear`, `/login?name=`, `/signin?name=` (login, and
 /// bound to the user), `/logout`, `/id`, `/notify?k=v`,
 /// `/take?name=`.
 pub fn app(layer: SessionLayer) -> Router {
@@ -108,6 +110,14 @@ pub fn app(layer: SessionLayer) -> Router {
             get(|s: Session, Query(q): Params| async move { values_with(&s, &q).await }),
         )
         .route(
+            "/remember",
+            get(|s: Session, Query(q): Params| async move { remember(&s, &q).await }),
+        )
+        .route(
+            "/expiry",
+            get(|s: Session| async move { Ok::<_, Error>(expiry_text(&s)) }),
+        )
+        .route(
             "/clear",
             get(|s: Session| async move {
                 s.clear().await?;
@@ -197,4 +207,37 @@ pub(crate) async fn values_with(s: &Session, q: &HashMap<String, String>) -> Res
         })
         .collect::<Vec<_>>()
         .join(","))
+}
+
+/// `/remember?idle=S&absolute=S&cookie=S`: gives the session its own
+/// expiry (seconds; `cookie` optional); without `idle`, the defaults again.
+pub(crate) async fn remember(s: &Session, q: &HashMap<String, String>) -> Result<String, Error> {
+    let secs = |k: &str| {
+        q.get(k)
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_secs)
+    };
+    let own = secs("idle").map(|idle| {
+        let own = cloakroom::SessionExpiry::new(idle, secs("absolute").unwrap_or(idle));
+        match secs("cookie") {
+            Some(age) => own.persistent(age),
+            None => own,
+        }
+    });
+    s.set_expiry(own).await?;
+    Ok("remembered".to_owned())
+}
+
+/// `/expiry`: `idle=S cookie=S` for a session with its own expiry
+/// (`cookie=none` for a browser-session cookie), or `default`.
+pub(crate) fn expiry_text(s: &Session) -> String {
+    match s.expiry() {
+        Some(own) => format!(
+            "idle={} cookie={}",
+            own.idle_timeout().as_secs(),
+            own.cookie_max_age()
+                .map_or_else(|| "none".to_owned(), |d| d.as_secs().to_string())
+        ),
+        None => "default".to_owned(),
+    }
 }

@@ -239,6 +239,35 @@ pub async fn clear<S: Store>(store: S, _: &SuiteTime) {
     );
 }
 
+/// A patch that restarts the lifetime (a session given its own expiry)
+/// moves the absolute deadline to `now + absolute`, with or without a
+/// rename, and keeps the data; the TTL follows the operation's idle.
+pub async fn restarted_lifetime_moves_the_deadline<S: Store>(store: S, _: &SuiteTime) {
+    let e = long();
+    let id = create(&store, &[("login", "\"alice\"")], &e).await;
+    let own = at_now(Duration::from_secs(1200), Duration::from_secs(9000));
+    let new = new_id();
+    let mut p = Patch::rename(new);
+    p.restart_lifetime();
+    assert_eq!(store.apply(&id, &p, &own).await.unwrap(), Applied::Done);
+    assert_eq!(store.load(&id, &own).await.unwrap(), None);
+    let after = store.load(&new, &own).await.unwrap().unwrap();
+    assert_eq!(after.deadline, own.new_deadline());
+    assert_eq!(after.values["login"], "\"alice\"");
+    // In place too, alongside a change.
+    let shorter = at_now(Duration::from_secs(60), Duration::from_secs(120));
+    let mut p = Patch::default();
+    p.restart_lifetime();
+    p.set("a", "1".into());
+    assert_eq!(
+        store.apply(&new, &p, &shorter).await.unwrap(),
+        Applied::Done
+    );
+    let after = store.load(&new, &shorter).await.unwrap().unwrap();
+    assert_eq!(after.deadline, shorter.new_deadline());
+    assert_eq!(after.values.len(), 2);
+}
+
 /// `cycle` moves data, notifications and the absolute deadline; the old id
 /// is gone at once.
 pub async fn cycle_keeps_data_and_deadline<S: Store>(store: S, _: &SuiteTime) {
@@ -586,7 +615,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make, $time;
             load_and_apply, unusual_names_round_trip, removal,
             emptied_sessions_end_when_asked, clear,
-            cycle_keeps_data_and_deadline, destroy, no_resurrection,
+            cycle_keeps_data_and_deadline, restarted_lifetime_moves_the_deadline,
+            destroy, no_resurrection,
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,
             size_limits_write_nothing_when_exceeded, increments_are_atomic,

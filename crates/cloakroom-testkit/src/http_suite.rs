@@ -8,6 +8,7 @@ use crate::{Adapter, TestServer};
 use cloakroom::{CookieConfig, KeyRing, ManualClock, SessionManager, SessionManagerBuilder};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// The current signing secret of the fixtures.
 pub const SECRET: &str = "test secret that is long enough to sign with";
@@ -564,15 +565,134 @@ pub async fn a_failed_commit_renders_the_apps_error_page(fx: HttpFixture) {
     );
 }
 
-/// Persistent cookie with expires days.
-pub async fn persistent_cookie_with_expires_days(fx: HttpFixture) {
+/// The `Max-Age` of a `Set-Cookie` line, if it has one.
+fn max_age(line: &str) -> Option<u64> {
+    line.split(';')
+        .find_map(|attr| attr.trim().strip_prefix("Max-Age="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A persistent cookie (`expires_days`) follows the session: its
+/// `Max-Age` never reaches past the absolute deadline, and it is sent
+/// again with a fresh one as the session is used, at most once per tenth
+/// of the idle window.
+pub async fn persistent_cookie_follows_the_session(fx: HttpFixture) {
     let persistent = CookieConfig::default()
         .secure(false)
         .expires_days(Some(30.0));
-    let manager = fx.manager_with(keys(), |b| b.cookie(persistent));
+    let policy = cloakroom::ExpiryPolicy::default()
+        .idle(Duration::from_secs(100))
+        .absolute(Duration::from_secs(1000));
+    let manager = fx.manager_with(keys(), |b| b.cookie(persistent).expiry(policy));
     let srv = fx.serve(manager).await;
-    let r = srv.client().get("/?name=alice").await;
-    assert!(r.set_cookies()[0].contains("Max-Age=2592000"));
+    let c = srv.client();
+    let r = c.get("/?name=alice").await;
+    assert_eq!(
+        max_age(&r.set_cookies()[0]),
+        Some(1000),
+        "capped by the absolute deadline"
+    );
+    // A 30-day cookie on a session with a long lifetime keeps 30 days.
+    let long = fx.manager_with(keys(), |b| {
+        b.cookie(
+            CookieConfig::default()
+                .secure(false)
+                .expires_days(Some(30.0)),
+        )
+        .expiry(cloakroom::ExpiryPolicy::default().absolute(Duration::from_secs(90 * 86_400)))
+    });
+    let long_srv = fx.serve(long).await;
+    let r = long_srv.client().get("/?name=bob").await;
+    assert_eq!(max_age(&r.set_cookies()[0]), Some(30 * 86_400));
+
+    let elapsed = std::cell::Cell::new(0);
+    let step = |secs: u64| {
+        fx.clock.advance(Duration::from_secs(secs));
+        elapsed.set(elapsed.get() + secs);
+        elapsed.get()
+    };
+    step(5);
+    let r = c.get("/detail").await;
+    assert_eq!(r.body, "detail get ok! alice");
+    assert!(r.set_cookies().is_empty(), "within a tenth of the window");
+    let t = step(6);
+    let r = c.get("/detail").await;
+    assert_eq!(
+        max_age(&r.set_cookies()[0]),
+        Some(1000 - t),
+        "{:?}",
+        r.set_cookies()
+    );
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert!(c.get("/detail").await.set_cookies().is_empty(), "just sent");
+    // A write is due as well, without reading the session.
+    let t = step(50);
+    let r = c.get("/set?x=1").await;
+    // From the cookie's stamp, which keeps whole seconds: rounded down.
+    let age = max_age(&r.set_cookies()[0]).expect("sent again");
+    assert!((999 - t..=1000 - t).contains(&age), "{age} at {t}");
+    // Used all along, it never outlives the absolute deadline...
+    while elapsed.get() < 990 {
+        let t = step(90);
+        let r = c.get("/detail").await;
+        if t >= 1000 {
+            break;
+        }
+        assert_eq!(r.body, "detail get ok! alice");
+        assert_eq!(max_age(&r.set_cookies()[0]), Some(1000 - t));
+    }
+    // ...which ends the session.
+    assert_eq!(c.get("/detail").await.body, "detail get ok! None");
+}
+
+/// One session gets its own expiry ("remember me"), within the
+/// maximums; the others keep the defaults.
+pub async fn remember_me_gets_its_own_expiry(fx: HttpFixture) {
+    let policy = cloakroom::ExpiryPolicy::default()
+        .idle(Duration::from_secs(1))
+        .absolute(Duration::from_secs(1000));
+    let max = cloakroom::SessionExpiry::new(Duration::from_secs(600), Duration::from_secs(5000))
+        .persistent(Duration::from_secs(4000));
+    let manager = fx.manager_with(keys(), |b| b.expiry(policy).max_session_expiry(max));
+    let srv = fx.serve(manager).await;
+    let (plain, remembered) = (srv.client(), srv.client());
+    plain.get("/?name=alice").await;
+    remembered.get("/?name=bob").await;
+    let before = remembered.cookie("id").expect("a cookie");
+    let r = remembered
+        .get("/remember?idle=60&absolute=3000&cookie=3000")
+        .await;
+    assert_eq!(r.body, "remembered");
+    assert_eq!(max_age(&r.set_cookies()[0]), Some(3000));
+    assert_ne!(remembered.cookie("id").unwrap(), before, "a new id");
+    assert_eq!(remembered.get("/expiry").await.body, "idle=60 cookie=3000");
+    assert_eq!(plain.get("/expiry").await.body, "default");
+    // The old cookie no longer works.
+    let old = srv.client();
+    old.set_cookie("id", &before);
+    assert_eq!(old.get("/detail").await.body, "detail get ok! None");
+    // Past the default idle timeout (on the store's real clock too).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    fx.clock.advance(Duration::from_millis(1300));
+    assert_eq!(plain.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(remembered.get("/detail").await.body, "detail get ok! bob");
+    // Over the maximums: refused, and nothing changes.
+    let r = remembered.get("/remember?idle=601&absolute=3000").await;
+    assert_eq!(r.status, 500);
+    assert!(r.set_cookies().is_empty());
+    let r = remembered
+        .get("/remember?idle=60&absolute=3000&cookie=4001")
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(remembered.get("/expiry").await.body, "idle=60 cookie=3000");
+    // Its last name removed, it still lives: its expiry is kept.
+    let r = remembered.get("/remove?login").await;
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    assert_ne!(remembered.get("/id").await.body, "");
+    // And back to the defaults: a browser-session cookie again.
+    let r = remembered.get("/remember").await;
+    assert_eq!(max_age(&r.set_cookies()[0]), None);
+    assert_eq!(remembered.get("/expiry").await.body, "default");
 }
 
 /// Concurrent increments all count.
@@ -642,7 +762,8 @@ macro_rules! http_tests {
             forged_tokens_are_counted,
             store_outage_becomes_503_and_recovers,
             a_failed_commit_renders_the_apps_error_page,
-            persistent_cookie_with_expires_days,
+            persistent_cookie_follows_the_session,
+            remember_me_gets_its_own_expiry,
             concurrent_increments_all_count,
             responses_that_use_the_session_are_private_and_vary_on_the_cookie);
     };

@@ -2,9 +2,11 @@
 //! token and a cookie value.
 //!
 //! A cookie value is `TOKEN.SIGNATURE`: 43 base64url characters of token, a
-//! dot, and 43 of HMAC-SHA256 over the cookie name and the token. The value
-//! is checked for length, alphabet and signature before anything else sees
-//! it, so a forged cookie never costs a store round trip.
+//! dot, and 43 of HMAC-SHA256 over the cookie name and the token. A session
+//! with its own expiry, or with a persistent cookie, carries a [`Stamp`]
+//! too, signed with the rest: `TOKEN.STAMP.SIGNATURE`, 35 characters more.
+//! The value is checked for length, alphabet and signature before anything
+//! else sees it, so a forged cookie never costs a store round trip.
 
 use crate::error::{Error, Result};
 use crate::token::{TOKEN_B64_LEN, Token};
@@ -26,6 +28,63 @@ type HmacSha256 = Hmac<Sha256>;
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Length of an encoded signed value: token, dot, signature.
 pub(crate) const SIGNED_LEN: usize = TOKEN_B64_LEN + 1 + 43;
+/// Bytes of an encoded [`Stamp`].
+const STAMP_BYTES: usize = 26;
+/// Length of a [`Stamp`] in base64url.
+const STAMP_B64_LEN: usize = 35;
+/// Length of a signed value with a stamp: token, dot, stamp, dot, signature.
+pub(crate) const STAMPED_LEN: usize = SIGNED_LEN + STAMP_B64_LEN + 1;
+
+/// What a signed cookie value says besides its token, for a session with
+/// its own expiry or a persistent cookie. It is signed, so a client can
+/// neither lengthen its session nor forge the times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The session's own idle timeout and cookie `Max-Age` (0: a browser
+    /// session cookie), in seconds; `None` for the manager's defaults.
+    pub(crate) own: Option<(u32, u32)>,
+    /// The session's absolute deadline, in seconds since the epoch.
+    pub(crate) deadline: u64,
+    /// When this value was issued, in seconds since the epoch.
+    pub(crate) issued: u64,
+}
+
+impl Stamp {
+    const VERSION: u8 = 1;
+
+    fn encode(&self) -> [u8; STAMP_BYTES] {
+        let mut out = [0u8; STAMP_BYTES];
+        out[0] = Self::VERSION;
+        let (idle, max_age) = self.own.unwrap_or((0, 0));
+        out[1] = u8::from(self.own.is_some());
+        out[2..6].copy_from_slice(&idle.to_be_bytes());
+        out[6..10].copy_from_slice(&max_age.to_be_bytes());
+        out[10..18].copy_from_slice(&self.deadline.to_be_bytes());
+        out[18..26].copy_from_slice(&self.issued.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; STAMP_BYTES]) -> Option<Stamp> {
+        let u32_at = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bytes[i..i + 4]);
+            u32::from_be_bytes(b)
+        };
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        if bytes[0] != Self::VERSION || bytes[1] > 1 {
+            return None;
+        }
+        Some(Stamp {
+            own: (bytes[1] == 1).then(|| (u32_at(2), u32_at(6))),
+            deadline: u64_at(10),
+            issued: u64_at(18),
+        })
+    }
+}
 
 /// The keys that sign and verify session cookies.
 ///
@@ -94,48 +153,91 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
-    fn mac(key: &HmacSha256, cookie_name: &str, token: &Token) -> HmacSha256 {
+    fn mac(
+        key: &HmacSha256,
+        cookie_name: &str,
+        token: &Token,
+        stamp: Option<&[u8; STAMP_BYTES]>,
+    ) -> HmacSha256 {
         let mut mac = key.clone();
         mac.update(cookie_name.as_bytes());
         mac.update(&[0]);
         mac.update(token.as_bytes());
+        if let Some(stamp) = stamp {
+            mac.update(&[0]);
+            mac.update(stamp);
+        }
         mac
     }
 
     /// The signed cookie value for `token`.
     pub(crate) fn sign(&self, cookie_name: &str, token: &Token) -> String {
-        let tag = Self::mac(&self.keys[0], cookie_name, token)
+        self.sign_stamped(cookie_name, token, None)
+    }
+
+    /// The signed cookie value for `token`, carrying `stamp` if given.
+    pub(crate) fn sign_stamped(
+        &self,
+        cookie_name: &str,
+        token: &Token,
+        stamp: Option<&Stamp>,
+    ) -> String {
+        let stamp = stamp.map(Stamp::encode);
+        let tag = Self::mac(&self.keys[0], cookie_name, token, stamp.as_ref())
             .finalize()
             .into_bytes();
-        let mut out = String::with_capacity(SIGNED_LEN);
+        let mut out = String::with_capacity(STAMPED_LEN);
         out.push_str(&token.encode());
         out.push('.');
+        if let Some(stamp) = &stamp {
+            URL_SAFE_NO_PAD.encode_string(stamp, &mut out);
+            out.push('.');
+        }
         URL_SAFE_NO_PAD.encode_string(tag, &mut out);
         out
     }
 
-    /// Checks a cookie value. Returns the token and whether it was signed by
-    /// an older key (and so should be re-signed), or `None` for anything that
-    /// is not a value this ring signed.
+    /// Checks a cookie value. Returns the token, its stamp, and whether it
+    /// was signed by an older key (and so should be re-signed), or `None`
+    /// for anything that is not a value this ring signed.
     pub(crate) fn verify(&self, cookie_name: &str, value: &[u8]) -> Option<Verified> {
-        if value.len() != SIGNED_LEN || value[TOKEN_B64_LEN] != b'.' {
+        let (stamp, tag) = match value.len() {
+            SIGNED_LEN => (None, &value[TOKEN_B64_LEN + 1..]),
+            STAMPED_LEN if value[TOKEN_B64_LEN + 1 + STAMP_B64_LEN] == b'.' => {
+                let text = &value[TOKEN_B64_LEN + 1..TOKEN_B64_LEN + 1 + STAMP_B64_LEN];
+                let mut stamp = [0u8; STAMP_BYTES];
+                match URL_SAFE_NO_PAD.decode_slice(text, &mut stamp) {
+                    Ok(STAMP_BYTES) => {}
+                    _ => return None,
+                }
+                (Some(stamp), &value[STAMPED_LEN - 43..])
+            }
+            _ => return None,
+        };
+        if value[TOKEN_B64_LEN] != b'.' {
             return None;
         }
         let token = Token::decode(&value[..TOKEN_B64_LEN])?;
-        let mut tag = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(&value[TOKEN_B64_LEN + 1..], &mut tag) {
+        let mut raw_tag = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(tag, &mut raw_tag) {
             Ok(32) => {}
             _ => return None,
         }
-        self.keys.iter().enumerate().find_map(|(i, key)| {
+        let i = self.keys.iter().position(|key| {
             // verify_slice compares in constant time.
-            Self::mac(key, cookie_name, &token)
-                .verify_slice(&tag)
-                .ok()
-                .map(|()| Verified {
-                    token: token.clone(),
-                    stale_key: i > 0,
-                })
+            Self::mac(key, cookie_name, &token, stamp.as_ref())
+                .verify_slice(&raw_tag)
+                .is_ok()
+        })?;
+        // Only a signed stamp is parsed.
+        let stamp = match &stamp {
+            Some(bytes) => Some(Stamp::decode(bytes)?),
+            None => None,
+        };
+        Some(Verified {
+            token,
+            stamp,
+            stale_key: i > 0,
         })
     }
 }
@@ -150,6 +252,7 @@ impl fmt::Debug for KeyRing {
 #[derive(Debug, Clone)]
 pub(crate) struct Verified {
     pub(crate) token: Token,
+    pub(crate) stamp: Option<Stamp>,
     pub(crate) stale_key: bool,
 }
 
@@ -394,13 +497,19 @@ impl CookieConfig {
         }
     }
 
-    /// The `Set-Cookie` value that stores `value`.
-    pub(crate) fn set_cookie(&self, value: &str) -> String {
-        let mut out = String::with_capacity(160);
+    /// The configured `Max-Age`, if the cookie is persistent.
+    pub(crate) fn configured_max_age(&self) -> Option<Duration> {
+        self.max_age
+    }
+
+    /// The `Set-Cookie` value that stores `value`, with `max_age` (`None`:
+    /// a browser-session cookie).
+    pub(crate) fn set_cookie(&self, value: &str, max_age: Option<Duration>) -> String {
+        let mut out = String::with_capacity(200);
         out.push_str(&self.name);
         out.push('=');
         out.push_str(value);
-        if let Some(max_age) = self.max_age {
+        if let Some(max_age) = max_age {
             out.push_str("; Max-Age=");
             out.push_str(&max_age.as_secs().to_string());
         }
@@ -461,6 +570,40 @@ mod tests {
     }
 
     #[test]
+    fn stamped_values_round_trip_and_every_character_is_signed() {
+        let ring = KeyRing::new([S1]).unwrap();
+        let t = Token::generate();
+        let stamp = Stamp {
+            own: Some((7 * 86_400, 30 * 86_400)),
+            deadline: 1_900_000_000,
+            issued: 1_800_000_000,
+        };
+        let value = ring.sign_stamped("id", &t, Some(&stamp));
+        assert_eq!(value.len(), STAMPED_LEN);
+        let v = ring.verify("id", value.as_bytes()).unwrap();
+        assert_eq!((v.token, v.stamp), (t.clone(), Some(stamp)));
+        let defaults = Stamp { own: None, ..stamp };
+        let value = ring.sign_stamped("id", &t, Some(&defaults));
+        assert_eq!(
+            ring.verify("id", value.as_bytes()).unwrap().stamp,
+            Some(defaults)
+        );
+        let bytes = value.into_bytes();
+        for i in 0..bytes.len() {
+            let mut forged = bytes.clone();
+            forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+            assert!(ring.verify("id", &forged).is_none(), "position {i}");
+        }
+        // A plain value's signature does not verify a stamp added to it.
+        let plain = ring.sign("id", &t);
+        let (token, tag) = plain.split_at(TOKEN_B64_LEN + 1);
+        let stamp_text = URL_SAFE_NO_PAD.encode(stamp.encode());
+        let grafted = format!("{token}{stamp_text}.{tag}");
+        assert_eq!(grafted.len(), STAMPED_LEN);
+        assert!(ring.verify("id", grafted.as_bytes()).is_none());
+    }
+
+    #[test]
     fn one_changed_character_is_rejected() {
         let ring = KeyRing::new([S1]).unwrap();
         let value = ring.sign("id", &Token::generate()).into_bytes();
@@ -497,14 +640,12 @@ mod tests {
     #[test]
     fn max_age_and_expires_days_agree_and_are_capped() {
         let days = |n: f64| {
-            CookieConfig::default()
-                .expires_days(Some(n))
-                .set_cookie("v")
+            let c = CookieConfig::default().expires_days(Some(n));
+            c.set_cookie("v", c.configured_max_age())
         };
         let secs = |n: u64| {
-            CookieConfig::default()
-                .max_age(Some(Duration::from_secs(n)))
-                .set_cookie("v")
+            let c = CookieConfig::default().max_age(Some(Duration::from_secs(n)));
+            c.set_cookie("v", c.configured_max_age())
         };
         assert_eq!(days(1.0), secs(86_400));
         assert!(days(1.0).contains("Max-Age=86400"));
@@ -516,7 +657,8 @@ mod tests {
         for session_cookie in [days(0.0), days(-3.0), days(f64::NAN), secs(0)] {
             assert!(!session_cookie.contains("Max-Age"), "{session_cookie}");
         }
-        let none = CookieConfig::default().max_age(None).set_cookie("v");
+        let c = CookieConfig::default().max_age(None);
+        let none = c.set_cookie("v", c.configured_max_age());
         assert!(!none.contains("Max-Age"));
     }
 
@@ -524,7 +666,7 @@ mod tests {
     fn default_attributes_are_secure() {
         let c = CookieConfig::default();
         assert_eq!(
-            c.set_cookie("v"),
+            c.set_cookie("v", None),
             "id=v; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
         assert_eq!(
@@ -532,7 +674,8 @@ mod tests {
             "id=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
         let persistent = c.expires_days(Some(2.0));
-        assert!(persistent.set_cookie("v").contains("Max-Age=172800;"));
+        let line = persistent.set_cookie("v", persistent.configured_max_age());
+        assert!(line.contains("Max-Age=172800;"));
     }
 
     #[test]

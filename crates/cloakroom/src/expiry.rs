@@ -172,6 +172,131 @@ impl ExpiryPolicy {
     }
 }
 
+/// One session's own lifetime, for "remember me": its idle timeout, its
+/// absolute lifetime, and whether its cookie outlives the browser session.
+///
+/// Set it with [`Session::set_expiry`](crate::Session::set_expiry), within
+/// the maximums set with
+/// [`SessionManagerBuilder::max_session_expiry`](crate::SessionManagerBuilder::max_session_expiry);
+/// other sessions keep the manager's defaults. Durations are whole
+/// seconds (anything finer is dropped).
+///
+/// ```
+/// use cloakroom::SessionExpiry;
+/// use std::time::Duration;
+/// const DAY: Duration = Duration::from_secs(86_400);
+/// let remember_me = SessionExpiry::new(7 * DAY, 30 * DAY).persistent(30 * DAY);
+/// assert_eq!(remember_me.cookie_max_age(), Some(30 * DAY));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionExpiry {
+    idle: Duration,
+    absolute: Duration,
+    cookie_max_age: Option<Duration>,
+}
+
+/// Whole seconds of `d`, at most `u32::MAX` (136 years).
+fn whole_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().min(u64::from(u32::MAX)))
+}
+
+impl SessionExpiry {
+    /// An idle timeout and an absolute lifetime (counted from when the
+    /// setting is written), with a cookie that ends with the browser
+    /// session.
+    pub fn new(idle: Duration, absolute: Duration) -> Self {
+        SessionExpiry {
+            idle: whole_secs(idle),
+            absolute: whole_secs(absolute),
+            cookie_max_age: None,
+        }
+    }
+
+    /// The manager's defaults as a `SessionExpiry`.
+    pub fn from_policy(policy: &ExpiryPolicy, cookie_max_age: Option<Duration>) -> Self {
+        SessionExpiry {
+            idle: whole_secs(policy.idle),
+            absolute: whole_secs(policy.absolute),
+            cookie_max_age: cookie_max_age.map(whole_secs).filter(|d| !d.is_zero()),
+        }
+    }
+
+    /// Makes the cookie persistent: the browser keeps it for `max_age`
+    /// (but never past the session's absolute deadline), and it is sent
+    /// again with a fresh `Max-Age` as the session is used. Zero gives a
+    /// browser-session cookie again.
+    pub fn persistent(mut self, max_age: Duration) -> Self {
+        self.cookie_max_age = Some(whole_secs(max_age)).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle
+    }
+
+    /// The absolute lifetime.
+    pub fn absolute_lifetime(&self) -> Duration {
+        self.absolute
+    }
+
+    /// The persistent cookie's `Max-Age`, or `None` for a browser-session
+    /// cookie.
+    pub fn cookie_max_age(&self) -> Option<Duration> {
+        self.cookie_max_age
+    }
+
+    /// Checks the setting against itself and against `max`, naming what
+    /// is wrong.
+    pub(crate) fn check_within(&self, max: &SessionExpiry) -> crate::Result<()> {
+        let too_long = |what: &str, got: Duration, most: Duration| {
+            crate::Error::config(format!(
+                "session expiry: {what} of {}s is over the maximum of {}s \
+                 (SessionManagerBuilder::max_session_expiry)",
+                got.as_secs(),
+                most.as_secs()
+            ))
+        };
+        if self.idle < Duration::from_secs(1) {
+            return Err(crate::Error::config(
+                "session expiry: the idle timeout must be at least 1 second",
+            ));
+        }
+        if self.absolute < self.idle {
+            return Err(crate::Error::config(
+                "session expiry: the absolute lifetime must not be shorter than the idle timeout",
+            ));
+        }
+        if self.idle > max.idle {
+            return Err(too_long("the idle timeout", self.idle, max.idle));
+        }
+        if self.absolute > max.absolute {
+            return Err(too_long(
+                "the absolute lifetime",
+                self.absolute,
+                max.absolute,
+            ));
+        }
+        match (self.cookie_max_age, max.cookie_max_age) {
+            (Some(_), None) => Err(crate::Error::config(
+                "session expiry: a persistent cookie is not allowed \
+                 (the maximum has none; see SessionManagerBuilder::max_session_expiry)",
+            )),
+            (Some(age), Some(most)) if age > most => Err(too_long("the cookie Max-Age", age, most)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The deadlines of a store operation at `now` under this setting.
+    pub(crate) fn at(&self, now: Timestamp) -> Expiry {
+        Expiry {
+            now,
+            idle: self.idle,
+            absolute: self.absolute,
+        }
+    }
+}
+
 /// The expiry inputs of one store operation: the current time and the
 /// policy. Stores compute deadlines with its methods, so every store
 /// agrees on them.

@@ -157,7 +157,7 @@ pub use adapters::axum::MissingSessionLayer;
 pub use adapters::tower::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService};
 pub use cookie::{CookieConfig, KeyRing, MIN_SECRET_BYTES, SameSite};
 pub use error::{BoxError, Error, Result};
-pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SystemClock, Timestamp};
+pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SessionExpiry, SystemClock, Timestamp};
 pub use inventory::{Admission, ClientInfo, OnMaxSessions, SessionCap, SessionInfo};
 pub use limits::{Limits, SizeLimits};
 pub use manager::{

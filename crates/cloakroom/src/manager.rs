@@ -7,7 +7,7 @@
 
 use crate::cookie::{CookieConfig, KeyRing};
 use crate::error::{Error, Result};
-use crate::expiry::{Clock, Expiry, ExpiryPolicy, SystemClock};
+use crate::expiry::{Clock, Expiry, ExpiryPolicy, SessionExpiry, SystemClock, Timestamp};
 use crate::health::Health;
 use crate::limits::Limits;
 use crate::session::Session;
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) keys: KeyRing,
     pub(crate) transport: Transport,
     pub(crate) expiry: ExpiryPolicy,
+    /// The most a session may ask for with `Session::set_expiry`.
+    pub(crate) max_own: SessionExpiry,
     pub(crate) limits: Limits,
     clock: Box<dyn Clock>,
     error_page: Option<ErrorPage>,
@@ -48,8 +50,37 @@ impl Shared {
         self.expiry.at(self.clock.now())
     }
 
-    pub(crate) fn sign(&self, token: &Token) -> String {
-        self.keys.sign(self.transport.name(), token)
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The `Max-Age` of a session's cookie: its own setting, or the
+    /// configured one; always `None` for a token in a header.
+    pub(crate) fn cookie_max_age(&self, own: Option<&SessionExpiry>) -> Option<Duration> {
+        match &self.transport {
+            Transport::Cookie(cookie) => match own {
+                Some(own) => own.cookie_max_age(),
+                None => cookie.configured_max_age(),
+            },
+            Transport::Header(_) => None,
+        }
+    }
+
+    /// A session's own expiry as its cookie's stamp carries it, held to
+    /// today's maximums (they may have been lowered since it was signed).
+    pub(crate) fn own_from_stamp(&self, idle_secs: u32, max_age_secs: u32) -> SessionExpiry {
+        let max = &self.max_own;
+        let idle =
+            Duration::from_secs(idle_secs.into()).clamp(Duration::from_secs(1), max.idle_timeout());
+        let own = SessionExpiry::new(idle, max.absolute_lifetime().max(idle));
+        match (max_age_secs, max.cookie_max_age()) {
+            (0, _) | (_, None) => own,
+            (secs, Some(most)) => own.persistent(Duration::from_secs(secs.into()).min(most)),
+        }
+    }
+
+    pub(crate) fn sign(&self, token: &Token, stamp: Option<&crate::cookie::Stamp>) -> String {
+        self.keys.sign_stamped(self.transport.name(), token, stamp)
     }
 
     /// Counts a cookie that failed verification, and warns now and then:
@@ -480,6 +511,7 @@ pub struct SessionManagerBuilder<T = SessionManager> {
     keys: KeyRing,
     transport: Transport,
     expiry: ExpiryPolicy,
+    max_own: Option<SessionExpiry>,
     limits: Limits,
     clock: Box<dyn Clock>,
     error_page: Option<ErrorPage>,
@@ -495,6 +527,7 @@ impl SessionManagerBuilder {
             keys,
             transport: Transport::Cookie(CookieConfig::default()),
             expiry: ExpiryPolicy::default(),
+            max_own: None,
             limits: Limits::default(),
             clock: Box::new(SystemClock),
             error_page: None,
@@ -512,6 +545,7 @@ impl<T> SessionManagerBuilder<T> {
             keys: self.keys,
             transport: self.transport,
             expiry: self.expiry,
+            max_own: self.max_own,
             limits: self.limits,
             clock: self.clock,
             error_page: self.error_page,
@@ -547,6 +581,27 @@ impl<T> SessionManagerBuilder<T> {
     /// The idle timeout and absolute lifetime.
     pub fn expiry(mut self, expiry: ExpiryPolicy) -> Self {
         self.expiry = expiry;
+        self
+    }
+
+    /// The longest expiry one session may ask for with
+    /// [`Session::set_expiry`] ("remember me"). Without it, a session
+    /// may only shorten the defaults: the idle timeout and absolute
+    /// lifetime of [`expiry`](Self::expiry), and a persistent cookie only
+    /// if the cookie's [`max_age`](CookieConfig::max_age) is set, up to it.
+    ///
+    /// ```
+    /// use cloakroom::{KeyRing, MemoryStore, SessionExpiry, SessionManager};
+    /// use std::time::Duration;
+    /// const DAY: Duration = Duration::from_secs(86_400);
+    ///
+    /// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+    ///     .max_session_expiry(SessionExpiry::new(7 * DAY, 30 * DAY).persistent(30 * DAY))
+    ///     .build()?;
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn max_session_expiry(mut self, max: SessionExpiry) -> Self {
+        self.max_own = Some(max);
         self
     }
 
@@ -604,12 +659,25 @@ impl<T> SessionManagerBuilder<T> {
             cookie.validate()?;
         }
         self.expiry.validate()?;
+        let configured_max_age = match &self.transport {
+            Transport::Cookie(cookie) => cookie.configured_max_age(),
+            Transport::Header(_) => None,
+        };
+        let max_own = self
+            .max_own
+            .unwrap_or_else(|| SessionExpiry::from_policy(&self.expiry, configured_max_age));
+        ExpiryPolicy::default()
+            .idle(max_own.idle_timeout())
+            .absolute(max_own.absolute_lifetime())
+            .validate()
+            .map_err(|e| Error::config(format!("max_session_expiry: {e}")))?;
         Ok(T::from(SessionManager {
             shared: Arc::new(Shared {
                 store: self.store,
                 keys: self.keys,
                 transport: self.transport,
                 expiry: self.expiry,
+                max_own,
                 limits: self.limits,
                 clock: self.clock,
                 error_page: self.error_page,

@@ -30,7 +30,9 @@ pub enum Change<'a> {
 /// 4. each [notification](Patch::notifications) is stored;
 /// 5. if [`renames_to`](Patch::renames_to) is set, the session and its
 ///    notifications move to the new id, keeping the creation time and the
-///    absolute deadline; the old id stops existing;
+///    absolute deadline; the old id stops existing; if
+///    [`restarts_lifetime`](Patch::restarts_lifetime), the absolute
+///    deadline becomes `now + absolute` (a session given its own expiry);
 /// 6. the idle deadline is pushed to `now + idle`, capped by the absolute
 ///    deadline;
 /// 7. if [`ends_if_empty`](Patch::ends_if_empty) and the session now holds
@@ -61,6 +63,7 @@ pub struct Patch {
     rename_to: Option<SessionId>,
     limits: Option<SizeLimits>,
     end_if_empty: bool,
+    restart_lifetime: bool,
 }
 
 impl Patch {
@@ -123,6 +126,17 @@ impl Patch {
     /// Whether the session ends when the patch leaves it empty.
     pub fn ends_if_empty(&self) -> bool {
         self.end_if_empty
+    }
+
+    /// Asks the store to move an existing session's absolute deadline to
+    /// `now + absolute` of the operation's [`Expiry`](crate::Expiry).
+    pub fn restart_lifetime(&mut self) {
+        self.restart_lifetime = true;
+    }
+
+    /// Whether the absolute deadline restarts (step 5).
+    pub fn restarts_lifetime(&self) -> bool {
+        self.restart_lifetime
     }
 
     /// Bounds the session must stay within after this patch.

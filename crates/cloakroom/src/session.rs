@@ -5,8 +5,9 @@
 //! it, and records writes in a [`Patch`]. When the response is ready, the
 //! layer commits: at most one `apply`, and only if something changed.
 
-use crate::cookie::Verified;
+use crate::cookie::{Stamp, Verified};
 use crate::error::{Error, Result};
+use crate::expiry::{Expiry, SessionExpiry, Timestamp};
 use crate::inventory::{self, Admission, CLIENT_NAME, ClientInfo, OnMaxSessions, USER_NAME};
 use crate::manager::Shared;
 use crate::patch::Patch;
@@ -73,6 +74,8 @@ struct State {
     /// The user this request bound the session to: admitted to the user's
     /// index once the binding is written.
     bound: Option<String>,
+    /// An expiry set this request: `Some(None)` goes back to the defaults.
+    own: Option<Option<SessionExpiry>>,
 }
 
 impl State {
@@ -174,14 +177,74 @@ impl Session {
         }
     }
 
+    /// The incoming session's own expiry, as its cookie's stamp carries it;
+    /// `None` for the defaults (or no valid cookie).
+    fn incoming_own(&self, st: &mut State) -> Option<SessionExpiry> {
+        let (idle, max_age) = self.verify(st)?.stamp?.own?;
+        Some(self.inner.shared.own_from_stamp(idle, max_age))
+    }
+
+    /// The expiry of store calls on the incoming session.
+    fn existing_expiry(&self) -> Expiry {
+        let shared = &self.inner.shared;
+        let now = shared.now();
+        match self.incoming_own(&mut self.state()) {
+            Some(own) => own.at(now),
+            None => shared.expiry.at(now),
+        }
+    }
+
+    /// The signed value for the session `token`, whose absolute deadline
+    /// is `deadline`, and its cookie `Max-Age`: the session's own or the
+    /// configured one, never past the deadline. A session with its own
+    /// expiry or a persistent cookie carries a stamp.
+    fn issue(
+        &self,
+        token: &Token,
+        own: Option<SessionExpiry>,
+        deadline: Timestamp,
+        now: Timestamp,
+    ) -> TokenAction {
+        let shared = &self.inner.shared;
+        let max_age = shared.cookie_max_age(own.as_ref());
+        let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let stamp = (own.is_some() || max_age.is_some()).then(|| Stamp {
+            own: own.map(|o| (secs(o.idle_timeout()), o.cookie_max_age().map_or(0, secs))),
+            deadline: deadline.0 / 1000,
+            issued: now.0 / 1000,
+        });
+        let value = shared.sign(token, stamp.as_ref());
+        let max_age = max_age
+            .map(|age| age.min(std::time::Duration::from_millis(now.millis_until(deadline))));
+        TokenAction::Set(value, max_age)
+    }
+
+    /// Whether a persistent cookie should be sent again with a fresh
+    /// `Max-Age`: once a tenth of the idle window has passed since it was
+    /// issued (the rhythm of the store's idle refresh), or it has no stamp.
+    fn cookie_due(
+        &self,
+        stamp: Option<&Stamp>,
+        own: Option<&SessionExpiry>,
+        now: Timestamp,
+    ) -> bool {
+        let shared = &self.inner.shared;
+        if shared.cookie_max_age(own).is_none() {
+            return false;
+        }
+        let idle = own.map_or(shared.expiry.idle_timeout(), SessionExpiry::idle_timeout);
+        let step = (idle.as_secs() / 10).max(1);
+        stamp.is_none_or(|s| now.0 / 1000 >= s.issued.saturating_add(step))
+    }
+
     /// Loads the incoming session once; later calls reuse the result.
     async fn load(&self, token: &Token) -> Result<Option<&Record>> {
         let shared = &self.inner.shared;
+        let expiry = self.existing_expiry();
         let record = self
             .inner
             .loaded
             .get_or_try_init(|| async {
-                let expiry = shared.expiry();
                 let record = shared.watch("load", shared.store.load(&token.id(), &expiry).await)?;
                 // Enforced here too, whatever the store's clock says.
                 Ok::<_, Error>(record.filter(|r| expiry.now < r.deadline))
@@ -313,7 +376,7 @@ impl Session {
             "increment",
             shared
                 .store
-                .increment(&token.id(), name, by, &shared.expiry())
+                .increment(&token.id(), name, by, &self.existing_expiry())
                 .await,
         )?;
         let mut st = self.state();
@@ -518,6 +581,62 @@ impl Session {
         Ok(())
     }
 
+    /// Gives this session its own expiry ("remember me"), or with `None`
+    /// takes it back to the manager's defaults. Other sessions keep the
+    /// defaults.
+    ///
+    /// When the response is ready, the session gets a new id (as with
+    /// [`cycle_id`](Self::cycle_id): its cookie changes anyway, and the old
+    /// one, which carried the old expiry, stops working), and its absolute
+    /// lifetime starts again from now. The setting travels signed in the
+    /// cookie, so later requests know it without reading the store; the
+    /// store holds the deadline and the TTL it implies. A request that
+    /// has no session and writes nothing creates none.
+    ///
+    /// A setting over the maximums of
+    /// [`max_session_expiry`](crate::SessionManagerBuilder::max_session_expiry)
+    /// is an [`Error::Config`], and changes nothing. A session with its own
+    /// expiry does not end when its last name is removed.
+    ///
+    /// ```
+    /// use cloakroom::{Session, SessionExpiry};
+    /// use std::time::Duration;
+    /// const DAY: Duration = Duration::from_secs(86_400);
+    ///
+    /// async fn sign_in(session: Session, user: &str, remember_me: bool) -> cloakroom::Result<()> {
+    ///     session.cycle_id().await?;
+    ///     session.set("user", user).await?;
+    ///     if remember_me {
+    ///         let expiry = SessionExpiry::new(7 * DAY, 30 * DAY).persistent(30 * DAY);
+    ///         session.set_expiry(Some(expiry)).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn set_expiry(&self, expiry: Option<SessionExpiry>) -> Result<()> {
+        self.mark_used();
+        if let Some(expiry) = &expiry {
+            expiry.check_within(&self.inner.shared.max_own)?;
+        }
+        let mut st = self.state();
+        st.own = Some(expiry);
+        if self.existing(&mut st).is_some() && st.renamed.is_none() {
+            st.renamed = Some(Token::generate());
+        }
+        Ok(())
+    }
+
+    /// The session's own expiry: set in this request, or carried by its
+    /// cookie (held to today's maximums); `None` when it has the defaults.
+    /// Reads nothing from the store.
+    pub fn expiry(&self) -> Option<SessionExpiry> {
+        let mut st = self.state();
+        match st.own {
+            Some(own) => own,
+            None => self.incoming_own(&mut st),
+        }
+    }
+
     /// Ends the session: it is deleted from the store and the cookie is
     /// cleared when the response is ready. Writes after this start a new,
     /// empty session under a new id.
@@ -531,6 +650,7 @@ impl Session {
         st.fresh = None;
         st.renamed = None;
         st.bound = None;
+        st.own = None;
         Ok(())
     }
 
@@ -658,26 +778,33 @@ impl Session {
     /// response is ready.
     pub(crate) async fn commit(&self) -> Result<TokenAction> {
         let shared = &self.inner.shared;
-        let (existing, stale_key, destroyed, patch, fresh, renamed, bound) = {
+        let (existing, incoming, destroyed, patch, fresh, renamed, bound, own) = {
             let mut st = self.state();
             if st.untouched() {
                 return Ok(TokenAction::Keep);
             }
             let existing = self.existing(&mut st);
-            let stale_key = matches!(&st.incoming, Incoming::Valid(v) if v.stale_key);
+            let incoming = match &st.incoming {
+                Incoming::Valid(v) => Some((v.stale_key, v.stamp)),
+                _ => None,
+            };
+            let incoming_own = self.incoming_own(&mut st);
             let destroyed = st
                 .destroyed
                 .then(|| self.verify(&mut st).map(|v| v.token.id()));
             (
                 existing,
-                stale_key,
+                incoming,
                 destroyed.flatten(),
                 std::mem::take(&mut st.patch),
                 st.fresh.take(),
                 st.renamed.take(),
                 st.bound.take(),
+                (st.own.take(), incoming_own),
             )
         };
+        let (stale_key, stamp) = incoming.unwrap_or((false, None));
+        let (pending_own, incoming_own) = own;
         let mut patch = patch;
         patch.limit(shared.limits.session());
         let mut action = TokenAction::Keep;
@@ -685,13 +812,20 @@ impl Session {
             shared.watch("delete", shared.store.delete(&old).await)?;
             action = TokenAction::Clear;
         }
-        let expiry = shared.expiry();
+        let now = shared.now();
         if let Some(token) = existing {
+            // The expiry the session has once this request is written.
+            let own_after = pending_own.unwrap_or(incoming_own);
+            let expiry = own_after.map_or(shared.expiry.at(now), |o| o.at(now));
+            let due = self.cookie_due(stamp.as_ref(), own_after.as_ref(), now);
             if patch.is_empty() && renamed.is_none() {
-                // Nothing to write; re-sign a cookie from an old key once
-                // we know its session is alive.
-                if stale_key && matches!(self.inner.loaded.get(), Some(Some(_))) {
-                    action = TokenAction::Set(shared.sign(&token));
+                // Nothing to write. A session read alive gets its cookie
+                // again if it was signed by an old key, or if its
+                // persistent cookie is due a fresh Max-Age.
+                if let Some(Some(record)) = self.inner.loaded.get()
+                    && (stale_key || due)
+                {
+                    action = self.issue(&token, own_after, record.deadline, now);
                 }
                 return Ok(action);
             }
@@ -708,10 +842,29 @@ impl Session {
             if let Some(new) = &renamed {
                 patch.rename_to(new.id());
             }
+            // The deadline the cookie must not outlive.
+            let send_cookie = renamed.is_some() || stale_key || due;
+            let deadline = if pending_own.is_some() {
+                patch.restart_lifetime();
+                Some(expiry.new_deadline())
+            } else {
+                match (self.inner.loaded.get(), &stamp) {
+                    (Some(Some(record)), _) => Some(record.deadline),
+                    (_, Some(stamp)) => Some(Timestamp(stamp.deadline.saturating_mul(1000))),
+                    // Only a cookie signed before stamps existed: one read.
+                    _ if send_cookie && shared.cookie_max_age(own_after.as_ref()).is_some() => {
+                        self.load(&token).await?.map(|r| r.deadline)
+                    }
+                    _ => None,
+                }
+            };
             // A request that removed names may have removed the last one:
             // the store ends a session left empty, atomically, so a name
-            // another request sets meanwhile keeps it alive.
-            if patch.clears() || patch.changes().any(|(_, c)| c == crate::Change::Remove) {
+            // another request sets meanwhile keeps it alive. A session
+            // with its own expiry is kept.
+            if own_after.is_none()
+                && (patch.clears() || patch.changes().any(|(_, c)| c == crate::Change::Remove))
+            {
                 patch.end_if_empty();
             }
             match shared.watch(
@@ -719,12 +872,11 @@ impl Session {
                 shared.store.apply(&token.id(), &patch, &expiry).await,
             )? {
                 Applied::Done => {
-                    let now_under = renamed.as_ref().unwrap_or(&token).id();
-                    self.admit(admit, now_under).await?;
-                    if let Some(new) = renamed {
-                        action = TokenAction::Set(shared.sign(&new));
-                    } else if stale_key {
-                        action = TokenAction::Set(shared.sign(&token));
+                    let now_under = renamed.as_ref().unwrap_or(&token);
+                    self.admit(admit, now_under.id()).await?;
+                    if send_cookie {
+                        let deadline = deadline.unwrap_or_else(|| expiry.new_deadline());
+                        action = self.issue(now_under, own_after, deadline, now);
                     }
                     return Ok(action);
                 }
@@ -747,6 +899,9 @@ impl Session {
         if !has_data {
             return Ok(action);
         }
+        // A new session has the defaults, unless this request set its own.
+        let own_new = pending_own.flatten();
+        let expiry = own_new.map_or(shared.expiry.at(now), |o| o.at(now));
         let mut create = patch;
         create.create();
         let mut token = fresh.unwrap_or_else(Token::generate);
@@ -757,7 +912,7 @@ impl Session {
             )? {
                 Applied::Done => {
                     self.admit(bound, token.id()).await?;
-                    return Ok(TokenAction::Set(shared.sign(&token)));
+                    return Ok(self.issue(&token, own_new, expiry.new_deadline(), now));
                 }
                 // Nothing in it after all: no session, no cookie.
                 Applied::Ended => return Ok(action),
@@ -903,7 +1058,7 @@ impl Notifications {
                     "take_notification",
                     shared
                         .store
-                        .take_notification(&token.id(), name, &shared.expiry())
+                        .take_notification(&token.id(), name, &s.existing_expiry())
                         .await,
                 )?
             }

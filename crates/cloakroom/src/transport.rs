@@ -2,9 +2,10 @@
 //! and response header for API clients, like Spring Session's
 //! `X-Auth-Token`.
 
-use crate::cookie::{CookieConfig, SIGNED_LEN};
+use crate::cookie::{CookieConfig, SIGNED_LEN, STAMPED_LEN};
 use crate::manager::ResponseHeaders;
 use http::header::{COOKIE, HeaderName, HeaderValue, SET_COOKIE};
+use std::time::Duration;
 
 /// At most this many candidate tokens are considered per request.
 const MAX_CANDIDATES: usize = 4;
@@ -12,7 +13,9 @@ const MAX_CANDIDATES: usize = 4;
 /// What the response must do with the token.
 pub(crate) enum TokenAction {
     Keep,
-    Set(String),
+    /// Send this signed value, with this cookie `Max-Age` (`None`: a
+    /// browser-session cookie; ignored in header mode).
+    Set(String, Option<Duration>),
     Clear,
 }
 
@@ -28,7 +31,7 @@ pub(crate) struct Candidates<'a> {
 impl<'a> Candidates<'a> {
     fn push(&mut self, value: &'a [u8]) {
         if let Some(slot) = self.values.get_mut(self.len) {
-            *slot = if value.len() == SIGNED_LEN {
+            *slot = if value.len() == SIGNED_LEN || value.len() == STAMPED_LEN {
                 value
             } else {
                 &[]
@@ -146,9 +149,11 @@ impl Transport {
     pub(crate) fn response_headers(&self, action: TokenAction) -> ResponseHeaders {
         let (name, line) = match (self, action) {
             (_, TokenAction::Keep) => return ResponseHeaders::default(),
-            (Transport::Cookie(c), TokenAction::Set(value)) => (&SET_COOKIE, c.set_cookie(&value)),
+            (Transport::Cookie(c), TokenAction::Set(value, max_age)) => {
+                (&SET_COOKIE, c.set_cookie(&value, max_age))
+            }
             (Transport::Cookie(c), TokenAction::Clear) => (&SET_COOKIE, c.clear_cookie()),
-            (Transport::Header(name), TokenAction::Set(value)) => (name, value),
+            (Transport::Header(name), TokenAction::Set(value, _)) => (name, value),
             (Transport::Header(name), TokenAction::Clear) => (name, String::new()),
         };
         // Names and attributes were validated to be visible ASCII, and

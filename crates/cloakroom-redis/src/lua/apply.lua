@@ -8,7 +8,8 @@
 -- KEYS[1] data hash, KEYS[2] notifications hash,
 -- KEYS[3] renamed data hash, KEYS[4] renamed notifications hash
 -- ARGV[1] now (ms), ARGV[2] idle (ms), ARGV[3] absolute (ms)
--- ARGV[4] flags: 'c' create, 'x' clear, 'r' rename, 'e' end if empty,
+-- ARGV[4] flags: 'c' create, 'x' clear, 'r' rename, 'l' restart the
+-- absolute lifetime (deadline = now + ARGV[3]), 'e' end if empty,
 -- 'E' report no names left
 -- ARGV[5] #sets, ARGV[6] #removals, ARGV[7] #notifications,
 -- ARGV[8] most names (-1: no limits), ARGV[9] most bytes,
@@ -23,6 +24,7 @@ local flags = ARGV[4]
 local create = string.find(flags, 'c', 1, true) ~= nil
 local clear = string.find(flags, 'x', 1, true) ~= nil
 local rename = string.find(flags, 'r', 1, true) ~= nil
+local restart = string.find(flags, 'l', 1, true) ~= nil
 local end_if_empty = string.find(flags, 'e', 1, true) ~= nil
 local report_empty = string.find(flags, 'E', 1, true) ~= nil
 local nset = tonumber(ARGV[5])
@@ -69,6 +71,9 @@ end
 if rename and redis.call('EXISTS', KEYS[3]) == 1 then
   return {0}
 end
+if restart then
+  deadline = now + tonumber(ARGV[3])
+end
 
 local sets, dels, notes = 10, 10 + 2 * nset, 10 + 2 * nset + ndel
 if check then
@@ -114,7 +119,7 @@ end
 local ttl = math.min(tonumber(ARGV[2]), deadline - now)
 -- The meta field rides along whenever the hash is written anyway, so the
 -- next read knows the TTL was just pushed.
-if create or clear or nset > 0 then
+if create or clear or restart or nset > 0 then
   local meta = int(created) .. ',' .. int(deadline - created) .. ',' .. int(now + ttl - created)
   batched('HSET', KEYS[1], sets, dels - 1, 2, {'@m', meta})
 end

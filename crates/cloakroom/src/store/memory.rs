@@ -222,6 +222,9 @@ impl Store for MemoryStore {
             return Ok(Applied::Gone);
         };
         entry.record.values = values;
+        if patch.restarts_lifetime() && !patch.creates() {
+            entry.record.deadline = expiry.new_deadline();
+        }
         for (name, json) in patch.notifications() {
             entry.notifications.insert(name.to_owned(), json.to_owned());
         }
