@@ -115,12 +115,12 @@ impl Item {
         self.n.remove(name).map(|v| v.get().to_owned())
     }
 
-    /// Each name and its JSON value.
     /// No names and no notifications.
     pub(crate) fn is_empty(&self) -> bool {
         self.v.is_empty() && self.n.is_empty()
     }
 
+    /// Each name and its JSON value.
     pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &str)> {
         self.v.iter().map(|(k, v)| (k.as_str(), v.get()))
     }

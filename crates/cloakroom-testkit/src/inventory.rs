@@ -17,6 +17,16 @@ const SECRET: &str = "inventory test secret, long enough to sign";
 /// A manager over `store` with a manual clock, an idle window of 10
 /// minutes and an absolute one of an hour, and `limits`.
 fn manager<S: Store + Clone>(store: &S, clock: &ManualClock, limits: Limits) -> SessionManager {
+    builder(store, clock, limits)
+        .build()
+        .expect("valid settings")
+}
+
+fn builder<S: Store + Clone>(
+    store: &S,
+    clock: &ManualClock,
+    limits: Limits,
+) -> SessionManagerBuilder {
     SessionManagerBuilder::new(store.clone(), KeyRing::new([SECRET]).expect("secret"))
         .cookie(CookieConfig::default().secure(false))
         .expiry(
@@ -26,8 +36,6 @@ fn manager<S: Store + Clone>(store: &S, clock: &ManualClock, limits: Limits) -> 
         )
         .limits(limits)
         .clock(clock.clone())
-        .build()
-        .expect("valid settings")
 }
 
 /// One browser: the cookie it holds.
@@ -97,6 +105,37 @@ impl Device {
             .expect("a read")
             .expect("a session")
     }
+}
+
+/// A session with a lifetime of its own ("remember me") stays in the
+/// user's index past the default lifetime: it is listed, and ending the
+/// user's sessions ends it.
+pub async fn a_remembered_session_stays_in_the_index<S: Store + Clone>(store: S) {
+    let clock = ManualClock::starting_now();
+    let hour = Duration::from_secs(3600);
+    let m = builder(&store, &clock, Limits::default())
+        .max_session_expiry(cloakroom::SessionExpiry::new(2 * hour, 24 * hour))
+        .build()
+        .expect("valid settings");
+    let (mut remembered, mut other) = (Device::default(), Device::default());
+    remembered.sign_in(&m, "alice", "Firefox").await.unwrap();
+    remembered
+        .request(&m, async |s| {
+            s.set_expiry(Some(cloakroom::SessionExpiry::new(2 * hour, 24 * hour)))
+                .await
+        })
+        .await
+        .unwrap();
+    // Past the default absolute lifetime (an hour), used all along.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(30 * 60));
+        assert!(remembered.signed_in(&m).await);
+    }
+    other.sign_in(&m, "alice", "Safari").await.unwrap();
+    let list = m.admin().list("alice").await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(m.admin().end_user("alice").await.unwrap(), 2);
+    assert!(!remembered.signed_in(&m).await, "signed out everywhere");
 }
 
 /// Binding, reading the binding back, and listing with the client info.
@@ -351,7 +390,8 @@ macro_rules! inventory_tests {
             bind_and_list, a_cycled_bound_session_stays_listed,
             end_one_a_user_all_but_one_and_all, dead_sessions_are_never_listed,
             the_cap_evicts_the_least_recently_used, the_cap_refuses_a_sign_in_over_it,
-            concurrent_sign_ins_respect_the_cap, the_index_forgets_sessions_that_expire);
+            concurrent_sign_ins_respect_the_cap, the_index_forgets_sessions_that_expire,
+            a_remembered_session_stays_in_the_index);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

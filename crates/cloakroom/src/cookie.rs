@@ -4,7 +4,7 @@
 //! A cookie value is `TOKEN.SIGNATURE`: 43 base64url characters of token, a
 //! dot, and 43 of HMAC-SHA256 over the cookie name and the token. A session
 //! with its own expiry, or with a persistent cookie, carries a [`Stamp`]
-//! too, signed with the rest: `TOKEN.STAMP.SIGNATURE`, 35 characters more.
+//! too, signed with the rest: `TOKEN.STAMP.SIGNATURE`, 41 characters more.
 //! The value is checked for length, alphabet and signature before anything
 //! else sees it, so a forged cookie never costs a store round trip.
 
@@ -29,9 +29,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Length of an encoded signed value: token, dot, signature.
 pub(crate) const SIGNED_LEN: usize = TOKEN_B64_LEN + 1 + 43;
 /// Bytes of an encoded [`Stamp`].
-const STAMP_BYTES: usize = 26;
+const STAMP_BYTES: usize = 30;
 /// Length of a [`Stamp`] in base64url.
-const STAMP_B64_LEN: usize = 35;
+const STAMP_B64_LEN: usize = 40;
 /// Length of a signed value with a stamp: token, dot, stamp, dot, signature.
 pub(crate) const STAMPED_LEN: usize = SIGNED_LEN + STAMP_B64_LEN + 1;
 
@@ -40,9 +40,10 @@ pub(crate) const STAMPED_LEN: usize = SIGNED_LEN + STAMP_B64_LEN + 1;
 /// neither lengthen its session nor forge the times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    /// The session's own idle timeout and cookie `Max-Age` (0: a browser
-    /// session cookie), in seconds; `None` for the manager's defaults.
-    pub(crate) own: Option<(u32, u32)>,
+    /// The session's own idle timeout, absolute lifetime and cookie
+    /// `Max-Age` (0: a browser session cookie), in seconds; `None` for the
+    /// manager's defaults.
+    pub(crate) own: Option<(u32, u32, u32)>,
     /// The session's absolute deadline, in seconds since the epoch.
     pub(crate) deadline: u64,
     /// When this value was issued, in seconds since the epoch.
@@ -55,12 +56,13 @@ impl Stamp {
     fn encode(&self) -> [u8; STAMP_BYTES] {
         let mut out = [0u8; STAMP_BYTES];
         out[0] = Self::VERSION;
-        let (idle, max_age) = self.own.unwrap_or((0, 0));
+        let (idle, absolute, max_age) = self.own.unwrap_or((0, 0, 0));
         out[1] = u8::from(self.own.is_some());
         out[2..6].copy_from_slice(&idle.to_be_bytes());
-        out[6..10].copy_from_slice(&max_age.to_be_bytes());
-        out[10..18].copy_from_slice(&self.deadline.to_be_bytes());
-        out[18..26].copy_from_slice(&self.issued.to_be_bytes());
+        out[6..10].copy_from_slice(&absolute.to_be_bytes());
+        out[10..14].copy_from_slice(&max_age.to_be_bytes());
+        out[14..22].copy_from_slice(&self.deadline.to_be_bytes());
+        out[22..30].copy_from_slice(&self.issued.to_be_bytes());
         out
     }
 
@@ -79,9 +81,9 @@ impl Stamp {
             return None;
         }
         Some(Stamp {
-            own: (bytes[1] == 1).then(|| (u32_at(2), u32_at(6))),
-            deadline: u64_at(10),
-            issued: u64_at(18),
+            own: (bytes[1] == 1).then(|| (u32_at(2), u32_at(6), u32_at(10))),
+            deadline: u64_at(14),
+            issued: u64_at(22),
         })
     }
 }
@@ -170,7 +172,8 @@ impl KeyRing {
         mac
     }
 
-    /// The signed cookie value for `token`.
+    /// The signed cookie value for `token`, without a stamp.
+    #[cfg(any(test, feature = "internals"))]
     pub(crate) fn sign(&self, cookie_name: &str, token: &Token) -> String {
         self.sign_stamped(cookie_name, token, None)
     }
@@ -574,7 +577,7 @@ mod tests {
         let ring = KeyRing::new([S1]).unwrap();
         let t = Token::generate();
         let stamp = Stamp {
-            own: Some((7 * 86_400, 30 * 86_400)),
+            own: Some((7 * 86_400, 30 * 86_400, 30 * 86_400)),
             deadline: 1_900_000_000,
             issued: 1_800_000_000,
         };

@@ -224,9 +224,11 @@ impl SessionExpiry {
     /// Makes the cookie persistent: the browser keeps it for `max_age`
     /// (but never past the session's absolute deadline), and it is sent
     /// again with a fresh `Max-Age` as the session is used. Zero gives a
-    /// browser-session cookie again.
+    /// browser-session cookie again; more than 400 days is cut to 400, the
+    /// most browsers keep a cookie.
     pub fn persistent(mut self, max_age: Duration) -> Self {
-        self.cookie_max_age = Some(whole_secs(max_age)).filter(|d| !d.is_zero());
+        let most = Duration::from_secs(400 * 86_400);
+        self.cookie_max_age = Some(whole_secs(max_age.min(most))).filter(|d| !d.is_zero());
         self
     }
 

@@ -68,14 +68,20 @@ impl Shared {
 
     /// A session's own expiry as its cookie's stamp carries it, held to
     /// today's maximums (they may have been lowered since it was signed).
-    pub(crate) fn own_from_stamp(&self, idle_secs: u32, max_age_secs: u32) -> SessionExpiry {
+    pub(crate) fn own_from_stamp(
+        &self,
+        idle_secs: u32,
+        absolute_secs: u32,
+        max_age_secs: u32,
+    ) -> SessionExpiry {
         let max = &self.max_own;
-        let idle =
-            Duration::from_secs(idle_secs.into()).clamp(Duration::from_secs(1), max.idle_timeout());
-        let own = SessionExpiry::new(idle, max.absolute_lifetime().max(idle));
+        let secs = |n: u32| Duration::from_secs(n.into());
+        let idle = secs(idle_secs).clamp(Duration::from_secs(1), max.idle_timeout());
+        let absolute = secs(absolute_secs).clamp(idle, max.absolute_lifetime().max(idle));
+        let own = SessionExpiry::new(idle, absolute);
         match (max_age_secs, max.cookie_max_age()) {
             (0, _) | (_, None) => own,
-            (secs, Some(most)) => own.persistent(Duration::from_secs(secs.into()).min(most)),
+            (age, Some(most)) => own.persistent(secs(age).min(most)),
         }
     }
 
@@ -211,7 +217,8 @@ impl SessionManager {
     /// is ready and before its head is sent.
     ///
     /// On an error nothing about the token goes into the response: answer
-    /// with [`Error::status_and_body`] instead, as the adapters do.
+    /// with [`commit_error_response`](Self::commit_error_response)
+    /// instead, as the adapters do.
     pub async fn commit(&self, session: &Session) -> Result<ResponseHeaders> {
         if !Arc::ptr_eq(&self.shared, session.shared_arc()) {
             return Err(Error::config(

@@ -37,9 +37,9 @@ pub enum Change<'a> {
 ///    deadline;
 /// 7. if [`ends_if_empty`](Patch::ends_if_empty) and the session now holds
 ///    no name and no notification, it is deleted, and the answer is
-///    [`Applied::Ended`](crate::Applied::Ended). A store that cannot see
-///    the notifications from where it applies the patch (Redis with a
-///    separate notifications database) keeps the session instead.
+///    [`Applied::Ended`](crate::Applied::Ended). (Redis with a separate
+///    notifications database looks there in a second step, and keeps an
+///    empty session that the same patch renames.)
 ///
 /// An empty patch only does step 6: it is a touch. A patch that sets names
 /// and carries [`size_limits`](Patch::size_limits) is refused with

@@ -180,8 +180,8 @@ impl Session {
     /// The incoming session's own expiry, as its cookie's stamp carries it;
     /// `None` for the defaults (or no valid cookie).
     fn incoming_own(&self, st: &mut State) -> Option<SessionExpiry> {
-        let (idle, max_age) = self.verify(st)?.stamp?.own?;
-        Some(self.inner.shared.own_from_stamp(idle, max_age))
+        let (idle, absolute, max_age) = self.verify(st)?.stamp?.own?;
+        Some(self.inner.shared.own_from_stamp(idle, absolute, max_age))
     }
 
     /// The expiry of store calls on the incoming session.
@@ -209,7 +209,13 @@ impl Session {
         let max_age = shared.cookie_max_age(own.as_ref());
         let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
         let stamp = (own.is_some() || max_age.is_some()).then(|| Stamp {
-            own: own.map(|o| (secs(o.idle_timeout()), o.cookie_max_age().map_or(0, secs))),
+            own: own.map(|o| {
+                (
+                    secs(o.idle_timeout()),
+                    secs(o.absolute_lifetime()),
+                    o.cookie_max_age().map_or(0, secs),
+                )
+            }),
             deadline: deadline.0 / 1000,
             issued: now.0 / 1000,
         });
@@ -430,7 +436,9 @@ impl Session {
         let mut st = self.state();
         if self.existing(&mut st).is_some() {
             let absent = st.patch.lookup(name).is_none()
+                && !st.observed.contains_key(name)
                 && matches!(self.inner.loaded.get(), Some(Some(r)) if !r.values.contains_key(name));
+            st.observed.remove(name);
             if !absent {
                 st.patch.remove(name);
             }
@@ -487,8 +495,11 @@ impl Session {
             Some(r) if !st.patch.clears() && self.existing(&mut st).is_some() => r.values.clone(),
             _ => BTreeMap::new(),
         };
-        for (name, json) in &st.observed {
-            values.insert(name.clone(), json.clone());
+        // Values learned before a clear in this request are gone too.
+        if !st.patch.clears() {
+            for (name, json) in &st.observed {
+                values.insert(name.clone(), json.clone());
+            }
         }
         for (name, change) in st.patch.changes() {
             match change {
@@ -714,7 +725,7 @@ impl Session {
                     "admit",
                     shared
                         .store
-                        .admit(user, &target, Some(cap), &shared.expiry(), true)
+                        .admit(user, &target, Some(cap), &self.existing_expiry(), true)
                         .await,
                 )?;
                 if check == Admission::Refused {
@@ -825,7 +836,22 @@ impl Session {
                 if let Some(Some(record)) = self.inner.loaded.get()
                     && (stale_key || due)
                 {
-                    action = self.issue(&token, own_after, record.deadline, now);
+                    // Only for an id that still lives: a login in another
+                    // request may have renamed it since the load, and
+                    // sending the old id back would undo that login's
+                    // cookie. A touch says so (and pushes the idle
+                    // deadline, as the cookie's new Max-Age assumes).
+                    let deadline = record.deadline;
+                    let touched = shared.watch(
+                        "apply",
+                        shared
+                            .store
+                            .apply(&token.id(), &Patch::default(), &expiry)
+                            .await,
+                    )?;
+                    if touched == Applied::Done {
+                        action = self.issue(&token, own_after, deadline, now);
+                    }
                 }
                 return Ok(action);
             }
@@ -873,7 +899,7 @@ impl Session {
             )? {
                 Applied::Done => {
                     let now_under = renamed.as_ref().unwrap_or(&token);
-                    self.admit(admit, now_under.id()).await?;
+                    self.admit(admit, now_under.id(), &expiry).await?;
                     if send_cookie {
                         let deadline = deadline.unwrap_or_else(|| expiry.new_deadline());
                         action = self.issue(now_under, own_after, deadline, now);
@@ -911,7 +937,7 @@ impl Session {
                 shared.store.apply(&token.id(), &create, &expiry).await,
             )? {
                 Applied::Done => {
-                    self.admit(bound, token.id()).await?;
+                    self.admit(bound, token.id(), &expiry).await?;
                     return Ok(self.issue(&token, own_new, expiry.new_deadline(), now));
                 }
                 // Nothing in it after all: no session, no cookie.
@@ -932,16 +958,20 @@ impl Session {
     /// session stays, anonymous, but the client does not learn its id; if
     /// the sign-in renamed it, the client's old cookie no longer works
     /// either, and the user signs in again.
-    async fn admit(&self, user: Option<String>, id: SessionId) -> Result<()> {
+    ///
+    /// `expiry` is the one the session was just written with: the index
+    /// keeps a member until that expiry's absolute deadline, so a session
+    /// with a longer lifetime of its own stays listed, capped and ended
+    /// with the user's others.
+    async fn admit(&self, user: Option<String>, id: SessionId, expiry: &Expiry) -> Result<()> {
         let Some(user) = user else {
             return Ok(());
         };
         let shared = &self.inner.shared;
         let cap = shared.limits.session_cap();
-        let expiry = shared.expiry();
         let admitted = match shared.watch(
             "admit",
-            shared.store.admit(&user, &id, cap, &expiry, false).await,
+            shared.store.admit(&user, &id, cap, expiry, false).await,
         ) {
             // A store without a user index keeps the binding but cannot
             // list it; without a cap nothing else depends on it.
@@ -965,7 +995,7 @@ impl Session {
                 let mut unbind = Patch::default();
                 unbind.remove(USER_NAME);
                 unbind.remove(CLIENT_NAME);
-                let _ = shared.watch("apply", shared.store.apply(&id, &unbind, &expiry).await)?;
+                let _ = shared.watch("apply", shared.store.apply(&id, &unbind, expiry).await)?;
                 Err(Error::TooManySessions {
                     limit: cap.map_or(0, |c| c.max),
                 })
