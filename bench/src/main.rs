@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 enum System {
     /// Cloakroom's demo, on its Redis store.
     Cloakroom,
+    /// The same, with the read cache on (64 MiB).
+    CloakroomCached,
     /// tower-sessions 0.14 with tower-sessions-redis-store 0.16.
     TowerSessions,
     /// actix-session 0.11 with its RedisSessionStore.
@@ -54,7 +56,10 @@ fn main() {
 
 async fn run_axum(args: Args) {
     let app = match args.system {
-        System::Cloakroom => cloakroom_app(&args).await,
+        System::Cloakroom => cloakroom_app(&args, "").await,
+        System::CloakroomCached => {
+            cloakroom_app(&args, "[storage]\ncache_max_bytes = 67108864\n").await
+        }
         System::TowerSessions => tower::app(&args.redis).await,
         System::Axum => plain::app(),
         System::RawRedis => raw::app(&args.redis).await,
@@ -67,10 +72,11 @@ async fn run_axum(args: Args) {
     axum::serve(listener, app).await.expect("serve");
 }
 
-async fn cloakroom_app(args: &Args) -> axum::Router {
+async fn cloakroom_app(args: &Args, extra: &str) -> axum::Router {
     // The store's defaults, as a user would get them.
-    let config = cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
-        .expect("config");
+    let config =
+        cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}\n{extra}"))
+            .expect("config");
     let layer = cloakroom_cli::build_layer(&config, Some(&args.redis), args.listen)
         .await
         .expect("cloakroom layer");

@@ -133,6 +133,9 @@ pub struct StorageConfig {
     pub timeout_ms: Option<u64>,
     /// Most sessions the memory store holds.
     pub max_sessions: Option<usize>,
+    /// Bytes of session records each process keeps in its read cache
+    /// (Redis only; 0 or unset: off).
+    pub cache_max_bytes: Option<usize>,
     /// A CA certificate (PEM file) to trust for `rediss://`.
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
@@ -236,6 +239,7 @@ impl fmt::Debug for StorageConfig {
             .field("prefix", &self.prefix)
             .field("timeout_ms", &self.timeout_ms)
             .field("max_sessions", &self.max_sessions)
+            .field("cache_max_bytes", &self.cache_max_bytes)
             .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
@@ -298,6 +302,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "prefix", Kind::Str),
     ("storage", "timeout_ms", Kind::Int),
     ("storage", "max_sessions", Kind::Int),
+    ("storage", "cache_max_bytes", Kind::Int),
     ("storage", "tls_ca_file", Kind::Str),
     ("cookies", "name", Kind::Str),
     ("cookies", "expires_days", Kind::Float),
@@ -467,15 +472,17 @@ impl Config {
             policy.absolute_lifetime(),
         );
         let max = SessionExpiry::new(idle, absolute);
-        let days = match self.expiry.max_cookie_days {
-            Some(days) if !(days.is_finite() && days > 0.0) => {
-                return Err(config_error(format!(
-                    "expiry.max_cookie_days must be a positive number of days, not {days}"
-                )));
-            }
-            Some(days) => Some(days),
-            None => self.cookies.expires_days,
+        let (key, days) = match self.expiry.max_cookie_days {
+            Some(days) => ("expiry.max_cookie_days", Some(days)),
+            None => ("cookies.expires_days", self.cookies.expires_days),
         };
+        if let Some(days) = days
+            && !(days.is_finite() && days > 0.0)
+        {
+            return Err(config_error(format!(
+                "{key} must be a positive number of days, not {days}"
+            )));
+        }
         Ok(match days {
             Some(days) => max.persistent(Duration::from_secs_f64(days.min(400.0) * 86_400.0)),
             None => max,
@@ -686,6 +693,9 @@ mod tests {
         let bad = Config::from_toml("[expiry]\nmax_cookie_days = -1").unwrap();
         let err = bad.max_session_expiry().unwrap_err().to_string();
         assert!(err.contains("expiry.max_cookie_days"), "{err}");
+        let bad = Config::from_toml("[cookies]\nexpires_days = -1").unwrap();
+        let err = bad.max_session_expiry().unwrap_err().to_string();
+        assert!(err.contains("cookies.expires_days"), "{err}");
     }
 
     #[test]

@@ -175,7 +175,8 @@ impl Config {
 
     /// The Redis settings of `[storage]`: `url`, or `host` and `port`; then
     /// `db_sessions`, `db_notifications`, `username`, `password`,
-    /// `max_connections`, `prefix`, `timeout_ms` and `tls_ca_file`.
+    /// `max_connections`, `prefix`, `timeout_ms`, `tls_ca_file` and
+    /// `cache_max_bytes`.
     #[cfg(feature = "redis")]
     pub fn redis_config(&self) -> Result<cloakroom_redis::RedisConfig> {
         let storage = &self.storage;
@@ -212,6 +213,9 @@ impl Config {
         }
         if let Some(n) = storage.connections()? {
             config = config.max_connections(n);
+        }
+        if let Some(bytes) = storage.cache_max_bytes {
+            config = config.cache_max_bytes(bytes);
         }
         Ok(config)
     }

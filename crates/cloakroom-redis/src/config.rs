@@ -33,6 +33,7 @@ pub struct RedisConfig {
     prefix: String,
     timeout: Duration,
     max_connections: usize,
+    cache_max_bytes: usize,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -49,6 +50,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("max_connections", &self.max_connections)
+            .field("cache_max_bytes", &self.cache_max_bytes)
             .finish()
     }
 }
@@ -127,6 +129,7 @@ impl RedisConfig {
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
             max_connections: 1,
+            cache_max_bytes: 0,
         })
     }
 
@@ -191,6 +194,19 @@ impl RedisConfig {
         self
     }
 
+    /// Keeps up to this many bytes of session records in this process, so
+    /// a read needs no round trip while the session is unchanged; `0`
+    /// (the default) turns the cache off. Redis keeps every process's
+    /// cache consistent with `CLIENT TRACKING` (Redis 6 or later): one
+    /// more connection, in RESP3, carries the misses and the
+    /// invalidations. Not available on Redis Cluster (start-up fails
+    /// with a clear error). See the crate's README for what it
+    /// guarantees.
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
+        self
+    }
+
     /// Keeps notifications in another database, as pycket did (its default
     /// was db 1). Costs one more round trip when a request writes
     /// notifications, cycles or destroys its session. `None`, the default,
@@ -211,6 +227,42 @@ impl RedisConfig {
 
     pub(crate) fn connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// The read cache over these settings, if it is on.
+    pub(crate) fn read_cache(&self) -> Result<Option<crate::cache::ReadCache>> {
+        let max = self.cache_max_bytes;
+        if max == 0 {
+            return Ok(None);
+        }
+        if self.cluster.is_some() {
+            return Err(crate::cache::refuse_on_cluster());
+        }
+        if let Some((sentinels, master)) = &self.sentinel {
+            let sentinel = crate::conn::Sentinel {
+                sentinels: sentinels.clone(),
+                master: master.clone(),
+                node: self.info.redis_settings().clone(),
+            };
+            return Ok(Some(crate::cache::ReadCache::sentinel(
+                sentinel,
+                max,
+                self.timeout,
+            )));
+        }
+        let settings = self
+            .info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = self
+            .open(self.info.clone().set_redis_settings(settings))
+            .map_err(|e| Error::Config(format!("storage: {e}")))?;
+        Ok(Some(crate::cache::ReadCache::single(
+            client,
+            max,
+            self.timeout,
+        )))
     }
 
     /// The clients to connect with.

@@ -35,7 +35,9 @@
 // (create, change, the apply script), `cluster` (renames across slots,
 // transactions during a slot migration), `inventory` (the user index),
 // `conn` (single server, cluster, Sentinel; made on first use), `keys`
-// (key and field names, the meta field), `dump` (the `RESTORE` payload).
+// (key and field names, the meta field), `dump` (the `RESTORE` payload),
+// `cache` (the read cache kept by CLIENT TRACKING).
+mod cache;
 mod cluster;
 mod config;
 mod conn;
@@ -45,6 +47,7 @@ mod keys;
 mod read;
 mod write;
 
+pub use cache::CacheStats;
 pub use config::RedisConfig;
 
 use cloakroom::{Applied, Error, Expiry, Patch, Record, Result, SessionId};
@@ -86,6 +89,8 @@ pub struct RedisStore {
     /// Creates use `RESTORE` until the server refuses it (an ACL without
     /// `@dangerous`, a server without the command): then the `MULTI`.
     restore: Arc<AtomicBool>,
+    /// Session records kept in this process, when the cache is on.
+    cache: Option<Arc<cache::ReadCache>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -128,6 +133,7 @@ impl RedisStore {
                 }
             }
         };
+        let cache = config.read_cache()?.map(Arc::new);
         for pool in std::iter::once(&data).chain(&notes) {
             conn::first_contact(pool, timeout).await?;
         }
@@ -150,7 +156,21 @@ impl RedisStore {
             timeout,
             cluster,
             restore: Arc::new(AtomicBool::new(true)),
+            cache,
         })
+    }
+
+    /// The read cache's counters, or `None` when it is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Drops `id`'s cached record after this process changed it, so the
+    /// next read here sees the change without waiting for Redis's push.
+    fn forget_cached(&self, id: &SessionId) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&self.keys(id).data);
+        }
     }
 
     fn keys(&self, id: &SessionId) -> SessionKeys {
@@ -224,11 +244,20 @@ impl cloakroom::Store for RedisStore {
         // One plain command: reads are the hot path, and every extra
         // command or reply value costs the client and Redis CPU.
         let keys = self.keys(id);
-        let mut read = redis::cmd("HGETALL");
-        read.arg(&keys.data);
-        let mut conn = self.data.get();
-        let reply: Value = self.bounded(read.query_async(&mut conn)).await?;
-        let Some((record, until)) = record_from(reply)? else {
+        let found = match &self.cache {
+            Some(cache) => match cache.get(&keys.data, expiry.now) {
+                Some(hit) => Some(hit),
+                None => cache.read(&keys.data).await?,
+            },
+            None => {
+                let mut read = redis::cmd("HGETALL");
+                read.arg(&keys.data);
+                let mut conn = self.data.get();
+                let reply: Value = self.bounded(read.query_async(&mut conn)).await?;
+                record_from(reply)?
+            }
+        };
+        let Some((record, until)) = found else {
             return Ok(None);
         };
         // Checked here whatever the TTL says.
@@ -246,15 +275,113 @@ impl cloakroom::Store for RedisStore {
                 .key(keys.notes())
                 .arg(expiry.now.0)
                 .arg(wanted);
+            let mut conn = self.data.get();
             let alive: i64 = self.bounded(refresh.invoke_async(&mut conn)).await?;
             if alive == 0 {
+                self.forget_cached(id);
                 return Ok(None);
             }
+            // The refresh rewrote the meta field: the cached copy is old.
+            self.forget_cached(id);
         }
         Ok(Some(record))
     }
 
     async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
+        let applied = self.apply_patch(id, patch, expiry).await;
+        // Whatever happened, this process's copy may be old now.
+        self.forget_cached(id);
+        if let Some(to) = patch.renames_to() {
+            self.forget_cached(to);
+        }
+        applied
+    }
+
+    async fn take_notification(
+        &self,
+        id: &SessionId,
+        name: &str,
+        expiry: &Expiry,
+    ) -> Result<Option<String>> {
+        let taken = self.take_note(id, name, expiry).await;
+        self.forget_cached(id);
+        taken
+    }
+
+    async fn increment(
+        &self,
+        id: &SessionId,
+        name: &str,
+        by: i64,
+        expiry: &Expiry,
+    ) -> Result<Option<i64>> {
+        let counted = self.increment_name(id, name, by, expiry).await;
+        self.forget_cached(id);
+        counted
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        let deleted = self.delete_session(id).await;
+        self.forget_cached(id);
+        deleted
+    }
+
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<cloakroom::SessionCap>,
+        expiry: &Expiry,
+        check_only: bool,
+    ) -> Result<cloakroom::Admission> {
+        let admitted = self.admit_to_index(user, id, cap, expiry, check_only).await;
+        if let Ok(cloakroom::Admission::Admitted { ended }) = &admitted {
+            for id in ended {
+                self.forget_cached(id);
+            }
+        }
+        admitted
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        expiry: &Expiry,
+    ) -> Result<Vec<cloakroom::SessionInfo>> {
+        self.index_sessions(user, expiry).await
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        expiry: &Expiry,
+    ) -> Result<usize> {
+        let ended = self.end_index_sessions(user, except, expiry).await;
+        // Which ids ended is the script's business: drop them all here.
+        if let Some(cache) = &self.cache {
+            cache.flush();
+        }
+        ended
+    }
+
+    async fn end_all(&self, _expiry: &Expiry) -> Result<usize> {
+        let ended = self.end_every_session().await;
+        if let Some(cache) = &self.cache {
+            cache.flush();
+        }
+        ended
+    }
+
+    async fn count(&self, _expiry: &Expiry) -> Result<usize> {
+        self.count_sessions().await
+    }
+}
+
+/// The writes behind the [`Store`](cloakroom::Store) methods, before the
+/// read cache is told.
+impl RedisStore {
+    async fn apply_patch(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
         let keys = self.keys(id);
         let renamed = patch.renames_to().map(|to| self.keys(to));
         if self.cluster
@@ -338,7 +465,7 @@ impl cloakroom::Store for RedisStore {
         Ok(Applied::Done)
     }
 
-    async fn take_notification(
+    async fn take_note(
         &self,
         id: &SessionId,
         name: &str,
@@ -364,7 +491,7 @@ impl cloakroom::Store for RedisStore {
         }
     }
 
-    async fn increment(
+    async fn increment_name(
         &self,
         id: &SessionId,
         name: &str,
@@ -393,7 +520,7 @@ impl cloakroom::Store for RedisStore {
         }
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<()> {
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
         let keys = self.keys(id);
         let notes_key = keys.notes();
         self.del(&mut self.data.get(), &[&keys.data, &notes_key])
@@ -402,41 +529,5 @@ impl cloakroom::Store for RedisStore {
             self.del(&mut notes.get(), &[&notes_key]).await?;
         }
         Ok(())
-    }
-
-    async fn admit(
-        &self,
-        user: &str,
-        id: &SessionId,
-        cap: Option<cloakroom::SessionCap>,
-        expiry: &Expiry,
-        check_only: bool,
-    ) -> Result<cloakroom::Admission> {
-        self.admit_to_index(user, id, cap, expiry, check_only).await
-    }
-
-    async fn sessions_of(
-        &self,
-        user: &str,
-        expiry: &Expiry,
-    ) -> Result<Vec<cloakroom::SessionInfo>> {
-        self.index_sessions(user, expiry).await
-    }
-
-    async fn end_sessions_of(
-        &self,
-        user: &str,
-        except: Option<&SessionId>,
-        expiry: &Expiry,
-    ) -> Result<usize> {
-        self.end_index_sessions(user, except, expiry).await
-    }
-
-    async fn end_all(&self, _expiry: &Expiry) -> Result<usize> {
-        self.end_every_session().await
-    }
-
-    async fn count(&self, _expiry: &Expiry) -> Result<usize> {
-        self.count_sessions().await
     }
 }

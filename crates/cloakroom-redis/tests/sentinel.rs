@@ -96,3 +96,85 @@ mod inventory {
 
     cloakroom_testkit::inventory_tests!(store().await);
 }
+
+/// The read cache through Sentinel: two nodes stay consistent, before and
+/// after a failover, and nothing is served from a cache filled by the
+/// dead master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_cache_follows_a_failover() {
+    let mut set = RedisSentinels::start();
+    let connect = || async {
+        let config = RedisConfig::from_url(&set.url())
+            .unwrap()
+            .node_credentials(None, RedisSentinels::DATA_PASSWORD)
+            .timeout(Duration::from_millis(500))
+            .cache_max_bytes(1 << 20);
+        RedisStore::connect(config).await.unwrap()
+    };
+    let (a, b) = (connect().await, connect().await);
+    let policy = ExpiryPolicy::default();
+    let now = || policy.at(SystemClock.now());
+    let value = |store: RedisStore, id| async move {
+        store
+            .load(&id, &now())
+            .await
+            .map(|r| r.map(|r| r.values["n"].clone()))
+    };
+    let id = new_id();
+    let mut p = Patch::default();
+    p.create();
+    p.set("n", "0".to_owned());
+    assert_eq!(b.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+    for round in 1..=20 {
+        let mut p = Patch::default();
+        p.set("n", round.to_string());
+        assert_eq!(b.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+        for _ in 0..2 {
+            assert_eq!(value(a.clone(), id).await.unwrap(), Some(round.to_string()));
+        }
+    }
+    assert!(a.cache_stats().unwrap().hits >= 20);
+    set.master.cli(&[
+        "--no-auth-warning",
+        "-a",
+        RedisSentinels::DATA_PASSWORD,
+        "WAIT",
+        "1",
+        "2000",
+    ]);
+    set.master.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Writes resume on the new master...
+    loop {
+        let mut p = Patch::default();
+        p.set("n", "after".to_owned());
+        if let Ok(Applied::Done) = b.apply(&id, &p, &now()).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and the other node reads them, never its old copy.
+    loop {
+        match value(a.clone(), id).await {
+            Ok(Some(n)) => {
+                assert_eq!(n, "after");
+                break;
+            }
+            Ok(None) => panic!("the session was lost in the failover"),
+            Err(_) => {
+                assert!(Instant::now() < deadline, "node A did not recover");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    for round in 0..10 {
+        let mut p = Patch::default();
+        p.set("n", format!("new{round}"));
+        assert_eq!(b.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+        assert_eq!(
+            value(a.clone(), id).await.unwrap(),
+            Some(format!("new{round}"))
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The read cache: session records kept in this process, consistent with
+//! Redis through server-assisted client-side caching (`CLIENT TRACKING`).
+//!
+//! - Misses read on one dedicated RESP3 connection with tracking on, so
+//!   Redis remembers which keys this process holds and pushes an
+//!   `invalidate` message on that same connection when any client changes
+//!   one (a write, a TTL change, a rename, a delete, expiry, eviction), or
+//!   a null one on `FLUSHDB`/`FLUSHALL`.
+//! - Pushes are applied by the connection's reader as it parses them, in
+//!   order with the replies. A reply is handed to the reading task after
+//!   the reader has moved on, so a push for a later write can be applied
+//!   before the reply is stored: each invalidation gets a sequence number,
+//!   and a reply is stored only if no invalidation of its key (and no
+//!   flush) arrived since its read was sent.
+//! - A lost connection flushes everything and stops storing until a new
+//!   connection has tracking on: invalidations may have been missed.
+//! - This process's own writes invalidate their key locally too, so a
+//!   node reads its own writes without waiting for the push.
+//!
+//! The guarantee this gives, stated in ARCHITECTURE.md: an entry is dropped
+//! as soon as this process reads Redis's invalidation for it; a read that
+//! starts after another node's write returned can only be stale for the
+//! time between Redis sending that invalidation and this process reading
+//! it from its socket.
+
+use crate::conn::{self, Sentinel};
+use crate::read::record_from;
+use cloakroom::{Error, Record, Result, Timestamp};
+use lru::LruCache;
+use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{PushInfo, PushKind, Value};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Invalidations remembered for replies in flight. A reply whose read was
+/// sent before the oldest one remembered is not stored.
+const RECENT: usize = 4096;
+/// What one entry costs beyond its key, names and values: the map's and
+/// the LRU's bookkeeping, the record's allocations, measured roughly.
+const ENTRY_OVERHEAD: usize = 160;
+/// What one name costs beyond its text.
+const NAME_OVERHEAD: usize = 64;
+
+type Open = Box<
+    dyn Fn(
+            Arc<dyn Fn(PushInfo) + Send + Sync>,
+        )
+            -> Pin<Box<dyn Future<Output = redis::RedisResult<MultiplexedConnection>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The read cache's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Loads answered from the cache.
+    pub hits: u64,
+    /// Loads that read Redis.
+    pub misses: u64,
+    /// Keys dropped because Redis (or this process's own write) said they
+    /// changed, and whole flushes.
+    pub invalidations: u64,
+    /// The estimated bytes the entries hold.
+    pub bytes: usize,
+    /// How many sessions are cached.
+    pub entries: usize,
+}
+
+/// A cached session.
+struct Entry {
+    record: Record,
+    /// The idle deadline its meta field recorded: never later than the
+    /// key's real expiry, so an entry past it is treated as a miss.
+    until: Timestamp,
+    bytes: usize,
+}
+
+struct State {
+    entries: LruCache<String, Entry>,
+    bytes: usize,
+    /// Invalidations so far.
+    seq: u64,
+    /// The last [`RECENT`] invalidations: their sequence number and key
+    /// (`None`: everything).
+    recent: VecDeque<(u64, Option<String>)>,
+    /// The tracking connection in use and its generation; `None` after it
+    /// was lost.
+    current: Option<(u64, MultiplexedConnection)>,
+}
+
+impl State {
+    fn drop_key(&mut self, key: &str) -> bool {
+        match self.entries.pop(key) {
+            Some(entry) => {
+                self.bytes -= entry.bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records an invalidation of `key`, or of everything.
+    fn note(&mut self, key: Option<String>) {
+        self.seq += 1;
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((self.seq, key));
+    }
+
+    fn flush(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.note(None);
+    }
+
+    /// Whether no invalidation of `key` (nor a flush) came after `since`.
+    fn unchanged_since(&self, since: u64, key: &str) -> bool {
+        if since == self.seq {
+            return true;
+        }
+        match self.recent.front() {
+            // Some of those invalidations are forgotten already.
+            Some((oldest, _)) if *oldest > since + 1 => false,
+            _ => !self
+                .recent
+                .iter()
+                .any(|(seq, k)| *seq > since && k.as_deref().is_none_or(|k| k == key)),
+        }
+    }
+}
+
+/// The cache and its tracking connection.
+pub(crate) struct ReadCache {
+    state: Arc<Mutex<State>>,
+    max_bytes: usize,
+    open: Open,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    timeout: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: Arc<AtomicU64>,
+}
+
+impl ReadCache {
+    /// A cache of at most `max_bytes` over one server.
+    pub(crate) fn single(client: redis::Client, max_bytes: usize, timeout: Duration) -> Self {
+        let open: Open = Box::new(move |push| {
+            let client = client.clone();
+            Box::pin(async move {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_push_sender(move |info: PushInfo| {
+                        push(info);
+                        Ok::<(), Infallible>(())
+                    });
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            })
+        });
+        Self::new(open, max_bytes, timeout)
+    }
+
+    /// A cache of at most `max_bytes` over the master the sentinels name.
+    pub(crate) fn sentinel(sentinel: Sentinel, max_bytes: usize, timeout: Duration) -> Self {
+        let open: Open = Box::new(move |push| {
+            let s = sentinel.clone();
+            Box::pin(async move {
+                let node = s.node.clone().set_protocol(redis::ProtocolVersion::RESP3);
+                let mut client = SentinelClient::build(
+                    s.sentinels.clone(),
+                    s.master.clone(),
+                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+                    SentinelServerType::Master,
+                )?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_push_sender(move |info: PushInfo| {
+                        push(info);
+                        Ok::<(), Infallible>(())
+                    });
+                client.get_async_connection_with_config(&config).await
+            })
+        });
+        Self::new(open, max_bytes, timeout)
+    }
+
+    fn new(open: Open, max_bytes: usize, timeout: Duration) -> Self {
+        ReadCache {
+            state: Arc::new(Mutex::new(State {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+                seq: 0,
+                recent: VecDeque::with_capacity(RECENT),
+                current: None,
+            })),
+            max_bytes,
+            open,
+            connecting: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            timeout,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing under this lock panics mid-change.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached session under `key`, if it is cached and alive at `now`
+    /// by both its deadlines, with the idle deadline its meta recorded.
+    pub(crate) fn get(&self, key: &str, now: Timestamp) -> Option<(Record, Timestamp)> {
+        let mut st = self.lock();
+        let entry = st.entries.get(key)?;
+        if now >= entry.until || now >= entry.record.deadline {
+            return None;
+        }
+        let found = (entry.record.clone(), entry.until);
+        drop(st);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// Reads `key` from Redis on the tracking connection and caches it
+    /// unless an invalidation of it arrived meanwhile. Returns what
+    /// `HGETALL` gave, parsed.
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<(Record, Timestamp)>> {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let (generation, mut conn) = self.connection().await?;
+        let since = self.lock().seq;
+        let mut read = redis::cmd("HGETALL");
+        read.arg(key);
+        let reply: Value = conn::within(self.timeout, read.query_async(&mut conn)).await?;
+        let found = record_from(reply)?;
+        if let Some((record, until)) = &found {
+            self.store(key, since, generation, record, *until);
+        }
+        Ok(found)
+    }
+
+    fn store(&self, key: &str, since: u64, generation: u64, record: &Record, until: Timestamp) {
+        let bytes = ENTRY_OVERHEAD
+            + key.len()
+            + record
+                .values
+                .iter()
+                .map(|(k, v)| NAME_OVERHEAD + k.len() + v.len())
+                .sum::<usize>();
+        if bytes > self.max_bytes / 8 {
+            // One huge session would push out many small ones.
+            return;
+        }
+        let mut st = self.lock();
+        let live = st.current.as_ref().is_some_and(|(g, _)| *g == generation);
+        if !live || !st.unchanged_since(since, key) {
+            return;
+        }
+        st.drop_key(key);
+        st.entries.put(
+            key.to_owned(),
+            Entry {
+                record: record.clone(),
+                until,
+                bytes,
+            },
+        );
+        st.bytes += bytes;
+        while st.bytes > self.max_bytes {
+            match st.entries.pop_lru() {
+                Some((_, old)) => st.bytes -= old.bytes,
+                None => break,
+            }
+        }
+    }
+
+    /// Drops `key` after this process changed it (or learned it is gone).
+    pub(crate) fn invalidate(&self, key: &str) {
+        let mut st = self.lock();
+        st.drop_key(key);
+        st.note(Some(key.to_owned()));
+    }
+
+    /// Drops everything, after a change this process cannot pin to keys.
+    pub(crate) fn flush(&self) {
+        self.lock().flush();
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> CacheStats {
+        let st = self.lock();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            bytes: st.bytes,
+            entries: st.entries.len(),
+        }
+    }
+
+    /// The tracking connection, made (with tracking turned on) if there is
+    /// none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
+        if let Some(current) = self.lock().current.clone() {
+            return Ok(current);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(current) = self.lock().current.clone() {
+            return Ok(current);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let state = Arc::downgrade(&self.state);
+        let invalidations = self.invalidations.clone();
+        let on_push: Arc<dyn Fn(PushInfo) + Send + Sync> = Arc::new(move |info: PushInfo| {
+            if let Some(state) = state.upgrade() {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                apply_push(&mut st, generation, info, &invalidations);
+            }
+        });
+        let attempt = async {
+            let mut conn = (self.open)(on_push).await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        let conn = conn::within(self.timeout, attempt).await?;
+        let mut st = self.lock();
+        // Anything cached before is from a connection whose invalidations
+        // may be lost.
+        st.flush();
+        st.current = Some((generation, conn.clone()));
+        Ok((generation, conn))
+    }
+}
+
+/// Applies one push from the tracking connection of `generation`.
+fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &AtomicU64) {
+    let current = st.current.as_ref().is_some_and(|(g, _)| *g == generation);
+    match info.kind {
+        PushKind::Disconnection if current => {
+            st.current = None;
+            st.flush();
+            invalidations.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("the read cache's Redis connection was lost: cache flushed");
+        }
+        PushKind::Invalidate => {
+            for value in info.data {
+                match value {
+                    Value::Array(keys) | Value::Set(keys) => {
+                        for key in keys {
+                            let key = match key {
+                                Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+                                Value::SimpleString(s) => Some(s),
+                                _ => None,
+                            };
+                            match key {
+                                Some(key) => {
+                                    st.drop_key(&key);
+                                    st.note(Some(key));
+                                }
+                                // A key this process never caches as text:
+                                // play safe.
+                                None => st.flush(),
+                            }
+                            invalidations.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // FLUSHDB, FLUSHALL, or a full tracking table.
+                    Value::Nil => {
+                        st.flush();
+                        invalidations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("max_bytes", &self.max_bytes)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Refuses a cache where it cannot be kept consistent.
+pub(crate) fn refuse_on_cluster() -> Error {
+    Error::Config(
+        "storage.cache_max_bytes: the read cache is not available on Redis Cluster \
+         (it needs one tracking connection per node); set it to 0"
+            .to_owned(),
+    )
+}

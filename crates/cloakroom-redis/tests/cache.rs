@@ -1,0 +1,239 @@
+//! The read cache on a real redis-server, with two app nodes: each node
+//! its own store and cache, both on one server, as two processes would be.
+
+use cloakroom::{CookieConfig, Expiry, ExpiryPolicy, KeyRing, Patch, SessionManager, Store};
+use cloakroom_redis::{RedisConfig, RedisStore};
+use cloakroom_testkit::{Adapter, RedisServer, TestServer};
+use std::time::Duration;
+
+const SECRET: &str = "a secret both nodes sign with, long enough";
+
+async fn caching_store(redis: &RedisServer, bytes: usize) -> RedisStore {
+    RedisStore::connect(
+        RedisConfig::from_url(&redis.url())
+            .unwrap()
+            .timeout(Duration::from_secs(2))
+            .cache_max_bytes(bytes),
+    )
+    .await
+    .unwrap()
+}
+
+/// An app node: its own caching store, served over HTTP.
+struct Node {
+    store: RedisStore,
+    server: TestServer,
+}
+
+async fn node(redis: &RedisServer) -> Node {
+    let store = caching_store(redis, 16 << 20).await;
+    let manager = SessionManager::builder(store.clone(), KeyRing::new([SECRET]).unwrap())
+        .cookie(CookieConfig::default().secure(false))
+        .build()
+        .unwrap();
+    Node {
+        store,
+        server: TestServer::serve(Adapter::Axum, manager).await,
+    }
+}
+
+/// A client of both nodes: one cookie jar, requests to either.
+fn on(node: &Node, jar: &cloakroom_testkit::Client) -> cloakroom_testkit::Client {
+    let c = node.server.client();
+    if let Some(cookie) = jar.cookie("id") {
+        c.set_cookie("id", &cookie);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_read_after_a_write_on_the_other_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let jar = b.server.client();
+    jar.get("/?name=v0").await;
+    let mut stale = 0;
+    for i in 1..=1000 {
+        let r = on(&b, &jar).get(&format!("/?name=v{i}")).await;
+        assert_eq!(r.status, 200);
+        let a_client = on(&a, &jar);
+        for _ in 0..2 {
+            if a_client.get("/detail").await.body != format!("detail get ok! v{i}") {
+                stale += 1;
+            }
+        }
+    }
+    assert_eq!(stale, 0, "stale reads on node A");
+    let stats = a.store.cache_stats().expect("the cache is on");
+    // The first read of each round misses (B's write invalidated it); the
+    // second is served from the cache.
+    assert!(stats.hits >= 1000, "{stats:?}");
+    assert!(stats.invalidations >= 999, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_ends_the_session_on_the_other_at_once() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let jar = a.server.client();
+    jar.get("/?name=alice").await;
+    for _ in 0..3 {
+        assert_eq!(
+            on(&a, &jar).get("/detail").await.body,
+            "detail get ok! alice"
+        );
+    }
+    assert!(a.store.cache_stats().unwrap().hits >= 2);
+    on(&b, &jar).get("/logout").await;
+    assert_eq!(
+        on(&a, &jar).get("/detail").await.body,
+        "detail get ok! None"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_without_persistence_no_session_is_served_from_the_cache() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis).await;
+    let jar = a.server.client();
+    jar.get("/?name=alice").await;
+    for _ in 0..3 {
+        assert_eq!(jar.get("/detail").await.body, "detail get ok! alice");
+    }
+    assert!(a.store.cache_stats().unwrap().entries >= 1);
+    redis.kill();
+    redis.restart();
+    // The first call after the restart may meet the dropped connection.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let r = jar.get("/detail").await;
+        if r.status == 200 {
+            last = r.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, "detail get ok! None");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushdb_empties_every_cache() {
+    let redis = RedisServer::start();
+    let a = node(&redis).await;
+    let jar = a.server.client();
+    jar.get("/?name=alice").await;
+    jar.get("/detail").await;
+    assert_eq!(jar.get("/detail").await.body, "detail get ok! alice");
+    redis.cli(&["FLUSHDB"]);
+    assert_eq!(jar.get("/detail").await.body, "detail get ok! None");
+}
+
+fn expiry(now: cloakroom::Timestamp, idle: Duration) -> Expiry {
+    ExpiryPolicy::default()
+        .idle(idle)
+        .absolute(Duration::from_secs(3600))
+        .at(now)
+}
+
+fn now() -> cloakroom::Timestamp {
+    use cloakroom::Clock;
+    cloakroom::SystemClock.now()
+}
+
+fn id(i: u32) -> cloakroom::SessionId {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    bytes[4] = 0xCA;
+    cloakroom::SessionId::from(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_bound_holds_under_100k_sessions() {
+    let redis = RedisServer::start();
+    let limit = 1 << 20;
+    let store = caching_store(&redis, limit).await;
+    let e = expiry(now(), Duration::from_secs(600));
+    let mut create = Patch::default();
+    create.create();
+    create.set("login", "\"someone with a longish name\"".to_owned());
+    create.set("cart", "[1,2,3,4,5,6,7,8,9,10]".to_owned());
+    let total = 100_000u32;
+    let mut tasks = Vec::new();
+    for worker in 0..16u32 {
+        let (store, create) = (store.clone(), create.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = worker;
+            while i < total {
+                let e = expiry(now(), Duration::from_secs(600));
+                assert_eq!(
+                    store.apply(&id(i), &create, &e).await.unwrap(),
+                    cloakroom::Applied::Done
+                );
+                assert!(store.load(&id(i), &e).await.unwrap().is_some());
+                i += 16;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.cache_stats().unwrap();
+    assert!(stats.bytes <= limit, "{stats:?}");
+    assert!(stats.entries > 1000, "{stats:?}");
+    assert!(stats.misses >= u64::from(total), "{stats:?}");
+    // The most recent sessions are the ones kept.
+    let before = store.cache_stats().unwrap().hits;
+    assert!(store.load(&id(total - 1), &e).await.unwrap().is_some());
+    assert_eq!(store.cache_stats().unwrap().hits, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_refresh_keeps_a_session_read_only_from_cache_alive() {
+    let redis = RedisServer::start();
+    let store = caching_store(&redis, 1 << 20).await;
+    let idle = Duration::from_secs(2);
+    let session = id(7);
+    let mut create = Patch::default();
+    create.create();
+    create.set("login", "\"alice\"".to_owned());
+    let e = expiry(now(), idle);
+    assert_eq!(
+        store.apply(&session, &create, &e).await.unwrap(),
+        cloakroom::Applied::Done
+    );
+    // Read only, for twice the idle window.
+    let started = std::time::Instant::now();
+    while started.elapsed() < 2 * idle {
+        let e = expiry(now(), idle);
+        assert!(
+            store.load(&session, &e).await.unwrap().is_some(),
+            "died after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = store.cache_stats().unwrap();
+    assert!(stats.hits > stats.misses, "{stats:?}");
+    // Left alone, it ends on time.
+    tokio::time::sleep(idle + Duration::from_millis(300)).await;
+    assert!(
+        store
+            .load(&session, &expiry(now(), idle))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_cache_on_redis_cluster_is_refused_at_start_up() {
+    let err = RedisStore::connect(
+        RedisConfig::from_url("redis+cluster://127.0.0.1:1")
+            .unwrap()
+            .cache_max_bytes(1 << 20),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cache_max_bytes"), "{err}");
+}
