@@ -16,6 +16,9 @@ enum System {
     Cloakroom,
     /// The same, with the read cache on (64 MiB).
     CloakroomCached,
+    /// Cloakroom's demo with a Prometheus recorder installed, as
+    /// `cloakroom serve --metrics-listen` runs it: the cost of metrics.
+    CloakroomMetrics,
     /// tower-sessions 0.14 with tower-sessions-redis-store 0.16.
     TowerSessions,
     /// actix-session 0.11 with its RedisSessionStore.
@@ -57,6 +60,18 @@ fn main() {
 async fn run_axum(args: Args) {
     let app = match args.system {
         System::Cloakroom => cloakroom_app(&args, "").await,
+        System::CloakroomMetrics => {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install the Prometheus recorder");
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    handle.run_upkeep();
+                }
+            });
+            cloakroom_app(&args, "").await
+        }
         System::CloakroomCached => {
             cloakroom_app(&args, "[storage]\ncache_max_bytes = 67108864\n").await
         }

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Which app to serve: pycket's seed demo, or the browser showcase.
     #[arg(long, value_enum, default_value = "seed")]
     pub app: App,
+    /// Also serve Prometheus metrics at `http://ADDR/metrics`, on this
+    /// separate listener (never on the app's own port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The apps `cloakroom serve` can run.
@@ -54,8 +58,64 @@ pub async fn build_layer(
     config.build().await
 }
 
+/// Installs the Prometheus recorder and serves its text at `/metrics` on
+/// `addr`. Store call durations become histograms with buckets from
+/// 100 µs to 2.5 s.
+async fn serve_metrics(addr: SocketAddr) -> Result<(), Error> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let buckets = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".to_owned()), &buckets)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| Error::Config(format!("metrics: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {addr} for metrics: {e}")))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        // Histograms are drained into their buckets here.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    tracing::info!("metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Runs the demo server until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
+    if let Some(addr) = args.metrics_listen {
+        if addr == args.listen {
+            return Err(Error::Config(
+                "--metrics-listen must differ from --listen: metrics never share the app's port"
+                    .to_owned(),
+            ));
+        }
+        serve_metrics(addr).await?;
+    }
     let config = Config::load(args.config.as_deref())?;
     let layer = build_layer(&config, args.store.as_deref(), args.listen).await?;
     let app = match args.app {

@@ -36,6 +36,10 @@ macro_rules! each_store {
 }
 
 impl Store for ConfiguredStore {
+    fn name(&self) -> &'static str {
+        each_store!(self, s => s.name())
+    }
+
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
         each_store!(self, s => s.load(id, expiry).await)
     }

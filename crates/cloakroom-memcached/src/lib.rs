@@ -318,6 +318,10 @@ async fn read_live(conn: &mut Conn<'_>, key: &str, expiry: &Expiry) -> Result<Op
 }
 
 impl Store for MemcachedStore {
+    fn name(&self) -> &'static str {
+        "memcached"
+    }
+
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
         let key = self.key(id);
         self.bounded(async {

@@ -119,6 +119,7 @@ impl State {
         self.entries.clear();
         self.bytes = 0;
         self.note(None);
+        metrics::gauge!("cloakroom_cache_bytes").set(0.0);
     }
 
     /// Whether no invalidation of `key` (nor a flush) came after `since`.
@@ -233,6 +234,7 @@ impl ReadCache {
         let found = (entry.record.clone(), entry.until);
         drop(st);
         self.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("cloakroom_cache_hits_total").increment(1);
         Some(found)
     }
 
@@ -241,6 +243,7 @@ impl ReadCache {
     /// `HGETALL` gave, parsed.
     pub(crate) async fn read(&self, key: &str) -> Result<Option<(Record, Timestamp)>> {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("cloakroom_cache_misses_total").increment(1);
         let (generation, mut conn) = self.connection().await?;
         let since = self.lock().seq;
         let mut read = redis::cmd("HGETALL");
@@ -286,6 +289,7 @@ impl ReadCache {
                 None => break,
             }
         }
+        metrics::gauge!("cloakroom_cache_bytes").set(st.bytes as f64);
     }
 
     /// Drops `key` after this process changed it (or learned it is gone).
@@ -357,7 +361,7 @@ fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &A
         PushKind::Disconnection if current => {
             st.current = None;
             st.flush();
-            invalidations.fetch_add(1, Ordering::Relaxed);
+            count_invalidation(invalidations);
             tracing::warn!("the read cache's Redis connection was lost: cache flushed");
         }
         PushKind::Invalidate => {
@@ -379,13 +383,13 @@ fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &A
                                 // play safe.
                                 None => st.flush(),
                             }
-                            invalidations.fetch_add(1, Ordering::Relaxed);
+                            count_invalidation(invalidations);
                         }
                     }
                     // FLUSHDB, FLUSHALL, or a full tracking table.
                     Value::Nil => {
                         st.flush();
-                        invalidations.fetch_add(1, Ordering::Relaxed);
+                        count_invalidation(invalidations);
                     }
                     _ => {}
                 }
@@ -402,6 +406,12 @@ impl std::fmt::Debug for ReadCache {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// Counts one invalidation (a key, or a flush) from Redis.
+fn count_invalidation(invalidations: &AtomicU64) {
+    invalidations.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("cloakroom_cache_invalidations_total").increment(1);
 }
 
 /// Refuses a cache where it cannot be kept consistent.

@@ -240,6 +240,10 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 impl cloakroom::Store for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
         // One plain command: reads are the hot path, and every extra
         // command or reply value costs the client and Redis CPU.

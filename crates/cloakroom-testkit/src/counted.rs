@@ -65,6 +65,10 @@ impl<S> Counted<S> {
 }
 
 impl<S: Store> Store for Counted<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
     async fn load(&self, id: &SessionId, e: &Expiry) -> Result<Option<Record>, Error> {
         self.check(&self.counts.loads)?;
         self.inner.load(id, e).await

@@ -16,7 +16,9 @@ mod servers;
 pub use app::app;
 pub use app_process::AppProcess;
 pub use http_client::{Client, TestResponse};
-pub use servers::{MemcachedServer, RedisCluster, RedisSentinels, RedisServer, free_port};
+pub use servers::{
+    MemcachedServer, PrometheusServer, RedisCluster, RedisSentinels, RedisServer, free_port,
+};
 
 use cloakroom::{SessionLayer, SessionManager};
 use std::net::SocketAddr;

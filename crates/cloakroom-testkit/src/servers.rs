@@ -476,3 +476,61 @@ impl RedisSentinels {
         )
     }
 }
+
+/// A real Prometheus (Debian's `prometheus`), scraping one target every
+/// second, with its data in a scratch directory.
+pub struct PrometheusServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _process: Process,
+    _dir: Scratch,
+}
+
+impl PrometheusServer {
+    /// Starts Prometheus scraping `http://TARGET/metrics` as job `app`.
+    pub fn start(target: SocketAddr) -> PrometheusServer {
+        let dir = Scratch::new("prometheus");
+        let config = dir.0.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let data = dir.0.join("data");
+        let process = Process::start("prometheus", free_port, move |port| {
+            let mut cmd = Command::new("prometheus");
+            cmd.arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            cmd
+        });
+        PrometheusServer {
+            port: process.port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// The value of the instant query `expr`, if it has one result.
+    pub async fn query(&self, expr: &str) -> Option<f64> {
+        let client = crate::Client::new(SocketAddr::from(([127, 0, 0, 1], self.port)));
+        let mut encoded = String::new();
+        for b in expr.bytes() {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let r = client.get(&format!("/api/v1/query?query={encoded}")).await;
+        let body: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        let result = body["data"]["result"].as_array()?;
+        let [one] = result.as_slice() else {
+            return None;
+        };
+        one["value"][1].as_str()?.parse().ok()
+    }
+}

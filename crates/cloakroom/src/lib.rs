@@ -75,6 +75,7 @@ mod health;
 pub mod inventory;
 mod limits;
 mod manager;
+mod observe;
 mod patch;
 mod session;
 pub mod store;
@@ -164,6 +165,7 @@ pub use manager::{
     EditMode, HeaderEdit, ResponseHeaders, SessionAdmin, SessionManager, SessionManagerBuilder,
     Stats,
 };
+pub use observe::{EndReason, SessionEvent};
 pub use patch::{Change, Patch};
 pub use session::{Notifications, Session};
 pub use store::{Applied, MemoryStore, Record, Store};

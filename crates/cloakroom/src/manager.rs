@@ -10,12 +10,14 @@ use crate::error::{Error, Result};
 use crate::expiry::{Clock, Expiry, ExpiryPolicy, SessionExpiry, SystemClock, Timestamp};
 use crate::health::Health;
 use crate::limits::Limits;
+use crate::observe::{self, EndReason, Listener, SessionEvent};
 use crate::session::Session;
 use crate::store::{DynStore, Store};
 use crate::token::Token;
 use crate::transport::Transport;
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,15 +37,55 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     clock: Box<dyn Clock>,
     error_page: Option<ErrorPage>,
+    events: Option<Listener>,
     rejected: AtomicU64,
     last_warning: std::sync::Mutex<Option<Instant>>,
     health: Health,
 }
 
 impl Shared {
-    /// Notes a store call's outcome for the logs (see `health.rs`).
-    pub(crate) fn watch<T>(&self, op: &'static str, result: Result<T>) -> Result<T> {
+    /// Runs a store call `op` on session `id` (if it is about one): in a
+    /// tracing span with the operation, the store, the session id (a hash
+    /// of the token, never the token) and the outcome; timed and counted
+    /// in the metrics; its failure logged once per outage (`health.rs`).
+    pub(crate) async fn call<T>(
+        &self,
+        op: &'static str,
+        id: Option<&crate::SessionId>,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(
+            "session_store",
+            op,
+            store = self.store.name(),
+            session = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if !span.is_disabled()
+            && let Some(id) = id
+        {
+            span.record("session", tracing::field::display(id.short()));
+        }
+        let started = Instant::now();
+        let result = call.instrument(span.clone()).await;
+        observe::store_call(op, started.elapsed(), result.as_ref().err());
+        if !span.is_disabled() {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) if observe::store_fault(e) => "store_error",
+                Err(_) => "refused",
+            };
+            span.record("outcome", outcome);
+        }
         self.health.observe(op, result)
+    }
+
+    /// Tells the subscriber, if there is one.
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        if let Some(listener) = &self.events {
+            listener(&event);
+        }
     }
 
     pub(crate) fn expiry(&self) -> Expiry {
@@ -92,6 +134,7 @@ impl Shared {
     /// Counts a cookie that failed verification, and warns now and then:
     /// a stream of them is a sign of someone guessing.
     pub(crate) fn reject_token(&self) {
+        observe::rejected();
         let total = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|t| t.elapsed() >= REJECT_WARN_INTERVAL) {
@@ -262,7 +305,7 @@ impl SessionManager {
     /// The admin handle: list and end users' sessions, outside any
     /// request.
     pub fn admin(&self) -> SessionAdmin {
-        SessionAdmin::new(self.shared.clone())
+        SessionAdmin::new(self.shared.clone(), EndReason::Admin)
     }
 
     /// The manager's counters.
@@ -315,49 +358,70 @@ impl fmt::Debug for SessionManager {
 #[derive(Clone)]
 pub struct SessionAdmin {
     shared: Arc<Shared>,
+    /// What its ends count as: `admin`, or `user` from a handler.
+    reason: EndReason,
 }
 
 impl SessionAdmin {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        SessionAdmin { shared }
+    pub(crate) fn new(shared: Arc<Shared>, reason: EndReason) -> Self {
+        SessionAdmin { shared, reason }
     }
 
     /// `user`'s live sessions, oldest first, each with its deadlines and
     /// the client recorded at sign-in.
     pub async fn list(&self, user: &str) -> Result<Vec<crate::SessionInfo>> {
         let expiry = self.shared.expiry();
-        self.shared.watch(
-            "sessions_of",
-            self.shared.store.sessions_of(user, &expiry).await,
-        )
+        self.shared
+            .call(
+                "sessions_of",
+                None,
+                self.shared.store.sessions_of(user, &expiry),
+            )
+            .await
     }
 
     /// Ends one session.
     pub async fn end(&self, id: &crate::SessionId) -> Result<()> {
         self.shared
-            .watch("delete", self.shared.store.delete(id).await)
+            .call("delete", Some(id), self.shared.store.delete(id))
+            .await?;
+        observe::ended(self.reason, 1);
+        self.shared.emit(SessionEvent::Ended {
+            id: *id,
+            reason: self.reason,
+        });
+        Ok(())
     }
 
     /// Ends every session of `user` (after a password reset, or when the
     /// account is disabled), and returns how many there were.
     pub async fn end_user(&self, user: &str) -> Result<usize> {
-        let expiry = self.shared.expiry();
-        self.shared.watch(
-            "end_sessions_of",
-            self.shared.store.end_sessions_of(user, None, &expiry).await,
-        )
+        self.end_user_but(user, None).await
     }
 
     /// Ends every session of `user` but `keep` (the current one, after a
     /// password change), and returns how many it ended.
     pub async fn end_user_except(&self, user: &str, keep: &crate::SessionId) -> Result<usize> {
+        self.end_user_but(user, Some(keep)).await
+    }
+
+    async fn end_user_but(&self, user: &str, keep: Option<&crate::SessionId>) -> Result<usize> {
         let expiry = self.shared.expiry();
         let ended = self
             .shared
-            .store
-            .end_sessions_of(user, Some(keep), &expiry)
-            .await;
-        self.shared.watch("end_sessions_of", ended)
+            .call(
+                "end_sessions_of",
+                None,
+                self.shared.store.end_sessions_of(user, keep, &expiry),
+            )
+            .await?;
+        observe::ended(self.reason, ended);
+        self.shared.emit(SessionEvent::UserEnded {
+            user: user.to_owned(),
+            count: ended,
+            reason: self.reason,
+        });
+        Ok(ended)
     }
 
     /// Ends every session of every user, and the anonymous ones; returns
@@ -365,8 +429,16 @@ impl SessionAdmin {
     /// ([`Error::Unsupported`] on Memcached, which cannot list its keys).
     pub async fn end_all(&self) -> Result<usize> {
         let expiry = self.shared.expiry();
-        self.shared
-            .watch("end_all", self.shared.store.end_all(&expiry).await)
+        let ended = self
+            .shared
+            .call("end_all", None, self.shared.store.end_all(&expiry))
+            .await?;
+        observe::ended(self.reason, ended);
+        self.shared.emit(SessionEvent::AllEnded {
+            count: ended,
+            reason: self.reason,
+        });
+        Ok(ended)
     }
 
     /// How many live sessions the store holds ([`Error::Unsupported`] on
@@ -374,7 +446,8 @@ impl SessionAdmin {
     pub async fn count(&self) -> Result<usize> {
         let expiry = self.shared.expiry();
         self.shared
-            .watch("count", self.shared.store.count(&expiry).await)
+            .call("count", None, self.shared.store.count(&expiry))
+            .await
     }
 }
 
@@ -522,6 +595,7 @@ pub struct SessionManagerBuilder<T = SessionManager> {
     limits: Limits,
     clock: Box<dyn Clock>,
     error_page: Option<ErrorPage>,
+    events: Option<Listener>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -538,6 +612,7 @@ impl SessionManagerBuilder {
             limits: Limits::default(),
             clock: Box::new(SystemClock),
             error_page: None,
+            events: None,
             output: PhantomData,
         }
     }
@@ -556,6 +631,7 @@ impl<T> SessionManagerBuilder<T> {
             limits: self.limits,
             clock: self.clock,
             error_page: self.error_page,
+            events: self.events,
             output: PhantomData,
         }
     }
@@ -657,6 +733,29 @@ impl<T> SessionManagerBuilder<T> {
         self
     }
 
+    /// Calls `listener` with every [`SessionEvent`]: sessions created,
+    /// cycled, destroyed, and ended by someone else or by the cap, for an
+    /// audit log. It runs inline, in the request (or the admin call) that
+    /// caused the event, so it must be quick: to do more, send the event
+    /// into a channel.
+    ///
+    /// ```
+    /// use cloakroom::{KeyRing, MemoryStore, SessionEvent, SessionManager};
+    ///
+    /// let (audit, mut events) = tokio::sync::mpsc::unbounded_channel::<SessionEvent>();
+    /// let manager = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+    ///     .on_event(move |event| {
+    ///         let _ = audit.send(event.clone());
+    ///     })
+    ///     .build()?;
+    /// # drop(events.try_recv());
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn on_event(mut self, listener: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(listener));
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<T>
     where
@@ -666,6 +765,7 @@ impl<T> SessionManagerBuilder<T> {
             cookie.validate()?;
         }
         self.expiry.validate()?;
+        observe::describe();
         let configured_max_age = match &self.transport {
             Transport::Cookie(cookie) => cookie.configured_max_age(),
             Transport::Header(_) => None,
@@ -688,6 +788,7 @@ impl<T> SessionManagerBuilder<T> {
                 limits: self.limits,
                 clock: self.clock,
                 error_page: self.error_page,
+                events: self.events,
                 rejected: AtomicU64::new(0),
                 last_warning: std::sync::Mutex::new(None),
                 health: Health::default(),

@@ -251,7 +251,13 @@ impl Session {
             .inner
             .loaded
             .get_or_try_init(|| async {
-                let record = shared.watch("load", shared.store.load(&token.id(), &expiry).await)?;
+                let record = shared
+                    .call(
+                        "load",
+                        Some(&token.id()),
+                        shared.store.load(&token.id(), &expiry),
+                    )
+                    .await?;
                 // Enforced here too, whatever the store's clock says.
                 Ok::<_, Error>(record.filter(|r| expiry.now < r.deadline))
             })
@@ -378,13 +384,15 @@ impl Session {
             }
         };
         let shared = &self.inner.shared;
-        let stored = shared.watch(
-            "increment",
-            shared
-                .store
-                .increment(&token.id(), name, by, &self.existing_expiry())
-                .await,
-        )?;
+        let stored = shared
+            .call(
+                "increment",
+                Some(&token.id()),
+                shared
+                    .store
+                    .increment(&token.id(), name, by, &self.existing_expiry()),
+            )
+            .await?;
         let mut st = self.state();
         match stored {
             Some(value) => {
@@ -721,13 +729,15 @@ impl Session {
                 }
             };
             if let Some(target) = target {
-                let check = shared.watch(
-                    "admit",
-                    shared
-                        .store
-                        .admit(user, &target, Some(cap), &self.existing_expiry(), true)
-                        .await,
-                )?;
+                let check = shared
+                    .call(
+                        "admit",
+                        Some(&target),
+                        shared
+                            .store
+                            .admit(user, &target, Some(cap), &self.existing_expiry(), true),
+                    )
+                    .await?;
                 if check == Admission::Refused {
                     return Err(Error::TooManySessions { limit: cap.max });
                 }
@@ -759,7 +769,7 @@ impl Session {
     /// The admin handle of this session's manager: list and end a user's
     /// sessions from a handler ("sign out everywhere else").
     pub fn admin(&self) -> crate::SessionAdmin {
-        crate::SessionAdmin::new(self.inner.shared.clone())
+        crate::SessionAdmin::new(self.inner.shared.clone(), crate::EndReason::User)
     }
 
     /// The id the session will have once committed, if it will have one.
@@ -820,7 +830,11 @@ impl Session {
         patch.limit(shared.limits.session());
         let mut action = TokenAction::Keep;
         if let Some(old) = destroyed {
-            shared.watch("delete", shared.store.delete(&old).await)?;
+            shared
+                .call("delete", Some(&old), shared.store.delete(&old))
+                .await?;
+            crate::observe::destroyed();
+            shared.emit(crate::SessionEvent::Destroyed { id: old });
             action = TokenAction::Clear;
         }
         let now = shared.now();
@@ -842,13 +856,13 @@ impl Session {
                     // cookie. A touch says so (and pushes the idle
                     // deadline, as the cookie's new Max-Age assumes).
                     let deadline = record.deadline;
-                    let touched = shared.watch(
-                        "apply",
-                        shared
-                            .store
-                            .apply(&token.id(), &Patch::default(), &expiry)
-                            .await,
-                    )?;
+                    let touched = shared
+                        .call(
+                            "apply",
+                            Some(&token.id()),
+                            shared.store.apply(&token.id(), &Patch::default(), &expiry),
+                        )
+                        .await?;
                     if touched == Applied::Done {
                         action = self.issue(&token, own_after, deadline, now);
                     }
@@ -893,12 +907,23 @@ impl Session {
             {
                 patch.end_if_empty();
             }
-            match shared.watch(
-                "apply",
-                shared.store.apply(&token.id(), &patch, &expiry).await,
-            )? {
+            match shared
+                .call(
+                    "apply",
+                    Some(&token.id()),
+                    shared.store.apply(&token.id(), &patch, &expiry),
+                )
+                .await?
+            {
                 Applied::Done => {
                     let now_under = renamed.as_ref().unwrap_or(&token);
+                    if let Some(new) = &renamed {
+                        crate::observe::cycled();
+                        shared.emit(crate::SessionEvent::Cycled {
+                            old: token.id(),
+                            new: new.id(),
+                        });
+                    }
                     self.admit(admit, now_under.id(), &expiry).await?;
                     if send_cookie {
                         let deadline = deadline.unwrap_or_else(|| expiry.new_deadline());
@@ -906,7 +931,14 @@ impl Session {
                     }
                     return Ok(action);
                 }
-                Applied::Ended => return Ok(TokenAction::Clear),
+                Applied::Ended => {
+                    crate::observe::ended(crate::EndReason::Empty, 1);
+                    shared.emit(crate::SessionEvent::Ended {
+                        id: token.id(),
+                        reason: crate::EndReason::Empty,
+                    });
+                    return Ok(TokenAction::Clear);
+                }
                 // Destroyed or expired meanwhile: strict mode, so the
                 // changes go to a new session under a new id.
                 Applied::Gone => patch.cancel_rename(),
@@ -932,11 +964,17 @@ impl Session {
         create.create();
         let mut token = fresh.unwrap_or_else(Token::generate);
         for _ in 0..3 {
-            match shared.watch(
-                "apply",
-                shared.store.apply(&token.id(), &create, &expiry).await,
-            )? {
+            match shared
+                .call(
+                    "apply",
+                    Some(&token.id()),
+                    shared.store.apply(&token.id(), &create, &expiry),
+                )
+                .await?
+            {
                 Applied::Done => {
+                    crate::observe::created();
+                    shared.emit(crate::SessionEvent::Created { id: token.id() });
                     self.admit(bound, token.id(), &expiry).await?;
                     return Ok(self.issue(&token, own_new, expiry.new_deadline(), now));
                 }
@@ -969,10 +1007,14 @@ impl Session {
         };
         let shared = &self.inner.shared;
         let cap = shared.limits.session_cap();
-        let admitted = match shared.watch(
-            "admit",
-            shared.store.admit(&user, &id, cap, expiry, false).await,
-        ) {
+        let admitted = match shared
+            .call(
+                "admit",
+                Some(&id),
+                shared.store.admit(&user, &id, cap, expiry, false),
+            )
+            .await
+        {
             // A store without a user index keeps the binding but cannot
             // list it; without a cap nothing else depends on it.
             Err(Error::Unsupported(why)) if cap.is_none() => {
@@ -983,6 +1025,13 @@ impl Session {
         };
         match admitted {
             Admission::Admitted { ended } => {
+                crate::observe::ended(crate::EndReason::Cap, ended.len());
+                for id in &ended {
+                    shared.emit(crate::SessionEvent::Ended {
+                        id: *id,
+                        reason: crate::EndReason::Cap,
+                    });
+                }
                 if !ended.is_empty() {
                     tracing::info!(
                         ended = ended.len(),
@@ -995,7 +1044,9 @@ impl Session {
                 let mut unbind = Patch::default();
                 unbind.remove(USER_NAME);
                 unbind.remove(CLIENT_NAME);
-                let _ = shared.watch("apply", shared.store.apply(&id, &unbind, expiry).await)?;
+                let _ = shared
+                    .call("apply", Some(&id), shared.store.apply(&id, &unbind, expiry))
+                    .await?;
                 Err(Error::TooManySessions {
                     limit: cap.map_or(0, |c| c.max),
                 })
@@ -1084,13 +1135,15 @@ impl Notifications {
             Err(None) => None,
             Err(Some(token)) => {
                 let shared = &s.inner.shared;
-                shared.watch(
-                    "take_notification",
-                    shared
-                        .store
-                        .take_notification(&token.id(), name, &s.existing_expiry())
-                        .await,
-                )?
+                shared
+                    .call(
+                        "take_notification",
+                        Some(&token.id()),
+                        shared
+                            .store
+                            .take_notification(&token.id(), name, &s.existing_expiry()),
+                    )
+                    .await?
             }
         };
         json.map(|json| {

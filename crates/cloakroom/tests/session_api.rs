@@ -73,3 +73,85 @@ async fn a_clear_hides_names_incremented_before_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn lifecycle_events_reach_the_subscriber() {
+    use cloakroom::{ClientInfo, EndReason, Limits, SessionEvent};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<SessionEvent>>> = Arc::default();
+    let log = seen.clone();
+    let m = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+        .limits(Limits::default().max_sessions_per_user(Some(1)))
+        .on_event(move |e| log.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let take = || std::mem::take(&mut *seen.lock().unwrap());
+    let (mut laptop, mut phone) = (None, None);
+
+    request(&m, &mut laptop, async |s| s.set("a", 1).await).await;
+    let [SessionEvent::Created { id: first }] = take()[..] else {
+        panic!("a create")
+    };
+    request(&m, &mut laptop, async |s| {
+        s.cycle_id().await?;
+        s.bind_user("alice", ClientInfo::default()).await
+    })
+    .await;
+    let [
+        SessionEvent::Cycled {
+            old,
+            new: signed_in,
+        },
+    ] = take()[..]
+    else {
+        panic!("a cycle")
+    };
+    assert_eq!(old, first);
+    // A second device: the cap of one evicts the laptop.
+    request(&m, &mut phone, async |s| {
+        s.set("b", 1).await?;
+        s.bind_user("alice", ClientInfo::default()).await
+    })
+    .await;
+    let events = take();
+    assert!(
+        matches!(events[0], SessionEvent::Created { .. }),
+        "{events:?}"
+    );
+    assert_eq!(
+        events[1],
+        SessionEvent::Ended {
+            id: signed_in,
+            reason: EndReason::Cap
+        }
+    );
+    // Emptied: the last name removed.
+    request(&m, &mut laptop, async |s| s.set("c", 1).await).await;
+    let [SessionEvent::Created { id: emptied }] = take()[..] else {
+        panic!("a create")
+    };
+    request(&m, &mut laptop, async |s| s.discard("c").await).await;
+    assert_eq!(
+        take(),
+        [SessionEvent::Ended {
+            id: emptied,
+            reason: EndReason::Empty
+        }]
+    );
+    // An admin ends alice's sessions; then a logout.
+    assert_eq!(m.admin().end_user("alice").await.unwrap(), 1);
+    assert_eq!(
+        take(),
+        [SessionEvent::UserEnded {
+            user: "alice".to_owned(),
+            count: 1,
+            reason: EndReason::Admin
+        }]
+    );
+    request(&m, &mut laptop, async |s| s.set("d", 1).await).await;
+    let [SessionEvent::Created { id: last }] = take()[..] else {
+        panic!("a create")
+    };
+    request(&m, &mut laptop, async |s| s.destroy().await).await;
+    assert_eq!(take(), [SessionEvent::Destroyed { id: last }]);
+}

@@ -162,6 +162,10 @@ impl Inner {
 }
 
 impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn load(&self, id: &SessionId, expiry: &Expiry) -> Result<Option<Record>> {
         let mut inner = self.lock();
         Ok(inner.live(id, expiry.now).map(|entry| {

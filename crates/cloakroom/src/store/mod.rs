@@ -64,6 +64,11 @@ pub enum Applied {
 /// and `delete`;
 /// `cycle` and `touch` are patches and have default implementations.
 pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and traces (`memory`, `redis`, …).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// The live session under `id`, or `None`. A store pushes the idle
     /// deadline forward here when [`Expiry::refresh_due`] says so, about
     /// ten times per idle window rather than on every read; that push may
@@ -195,6 +200,10 @@ pub trait Store: Send + Sync + 'static {
 }
 
 impl<S: Store> Store for std::sync::Arc<S> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
     fn load(
         &self,
         id: &SessionId,
@@ -287,6 +296,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`Store`] made object-safe, so the layer is not generic over the store.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
@@ -336,6 +346,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<S: Store> DynStore for S {
+    fn name(&self) -> &'static str {
+        Store::name(self)
+    }
+
     fn load<'a>(
         &'a self,
         id: &'a SessionId,
