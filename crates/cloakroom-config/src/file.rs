@@ -693,7 +693,9 @@ mod tests {
         let bad = Config::from_toml("[expiry]\nmax_cookie_days = -1").unwrap();
         let err = bad.max_session_expiry().unwrap_err().to_string();
         assert!(err.contains("expiry.max_cookie_days"), "{err}");
-        let bad = Config::from_toml("[cookies]\nexpires_days = -1").unwrap();
+        // The loader refuses it in a file; a Config built in code may hold it.
+        let mut bad = Config::default();
+        bad.cookies.expires_days = Some(-1.0);
         let err = bad.max_session_expiry().unwrap_err().to_string();
         assert!(err.contains("cookies.expires_days"), "{err}");
     }
