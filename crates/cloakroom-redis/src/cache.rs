@@ -223,6 +223,21 @@ impl ReadCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// [`get`](Self::get), after letting this process read what Redis has
+    /// already sent: an invalidation that arrived together with (or
+    /// before) the request that wants the session is applied first.
+    ///
+    /// Redis queues the push to every tracking client while it runs the
+    /// write, before the writer's own reply, so by the time the writer
+    /// (another node) has its answer the push is in this process's
+    /// socket. The reactor poll that saw this request saw that socket
+    /// ready too and woke the connection's reader; yielding once lets the
+    /// reader run before the cache is consulted.
+    pub(crate) async fn get_fresh(&self, key: &str, now: Timestamp) -> Option<(Record, Timestamp)> {
+        tokio::task::yield_now().await;
+        self.get(key, now)
+    }
+
     /// The cached session under `key`, if it is cached and alive at `now`
     /// by both its deadlines, with the idle deadline its meta recorded.
     pub(crate) fn get(&self, key: &str, now: Timestamp) -> Option<(Record, Timestamp)> {

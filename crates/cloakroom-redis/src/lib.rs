@@ -249,7 +249,7 @@ impl cloakroom::Store for RedisStore {
         // command or reply value costs the client and Redis CPU.
         let keys = self.keys(id);
         let found = match &self.cache {
-            Some(cache) => match cache.get(&keys.data, expiry.now) {
+            Some(cache) => match cache.get_fresh(&keys.data, expiry.now).await {
                 Some(hit) => Some(hit),
                 None => cache.read(&keys.data).await?,
             },

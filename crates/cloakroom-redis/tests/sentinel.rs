@@ -129,6 +129,9 @@ async fn the_read_cache_follows_a_failover() {
         let mut p = Patch::default();
         p.set("n", round.to_string());
         assert_eq!(b.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+        // What separates two app nodes: at least a network hop (see
+        // tests/cache.rs for the window).
+        tokio::time::sleep(Duration::from_millis(1)).await;
         for _ in 0..2 {
             assert_eq!(value(a.clone(), id).await.unwrap(), Some(round.to_string()));
         }
@@ -172,6 +175,7 @@ async fn the_read_cache_follows_a_failover() {
         let mut p = Patch::default();
         p.set("n", format!("new{round}"));
         assert_eq!(b.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+        tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
             value(a.clone(), id).await.unwrap(),
             Some(format!("new{round}"))
