@@ -7,6 +7,9 @@
 //! - [`unpickle`] reads pycket's pickled sessions and notifications as
 //!   JSON, accepting plain data only and executing nothing; [`pickle`]
 //!   writes JSON back in a form Python 3 reads.
+//! - With the `migrate` feature, `MigrateLayer` carries a Tornado user's
+//!   pycket session over to a Cloakroom session on their first request to
+//!   the Rust service.
 //!
 //! ```
 //! use cloakroom_pycket::{TornadoSecret, unpickle};
@@ -22,8 +25,14 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "migrate")]
+mod migrate;
 mod pickle;
 mod tornado;
 
+#[cfg(feature = "migrate")]
+pub use migrate::{
+    MigrateError, MigrateLayer, MigrateService, PYCKET_COOKIE, PycketRedis, PycketSession,
+};
 pub use pickle::{PickleError, pickle, unpickle};
 pub use tornado::{DEFAULT_MAX_AGE_DAYS, SignedValue, TornadoSecret};

@@ -51,6 +51,14 @@ impl fmt::Display for PickleError {
 
 impl std::error::Error for PickleError {}
 
+impl PickleError {
+    /// A pickle of plain data that is not the dict pycket stores.
+    #[cfg(feature = "migrate")]
+    pub(crate) fn not_a_dict() -> Self {
+        PickleError("a pycket session that is not a dict".into())
+    }
+}
+
 fn err<T>(msg: impl Into<String>) -> Result<T, PickleError> {
     Err(PickleError(msg.into()))
 }
