@@ -15,6 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// pycket's cookie name.
 pub const PYCKET_COOKIE: &str = "PYCKET_ID";
+/// Where an import is recorded, in pycket's sessions database, followed
+/// by the pycket session id.
+pub const IMPORTED_PREFIX: &str = "cloakroom:imported:";
 
 /// A pycket session as it was stored.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,11 +67,30 @@ impl PycketRedis {
         })
     }
 
-    /// Reads the session `id`, and takes its notifications (`GETDEL`, so
-    /// they stay read-once: Tornado will not show them again). `None` when
-    /// pycket has nothing for it. A pickle that is not plain data is an
-    /// error, and then nothing is taken.
-    pub async fn take(&self, id: &[u8]) -> Result<Option<PycketSession>, MigrateError> {
+    /// Claims the import of session `id`, once: `SET PREFIX:imported:ID 1
+    /// NX EX 31d` in the sessions database. Only the first caller, ever
+    /// (within Tornado's 31 days of cookie validity), gets `true`; so a
+    /// user who logs out of the Rust service, or is signed out by an
+    /// admin, is not signed back in from the same `PYCKET_ID`, and two
+    /// concurrent first requests import once.
+    pub async fn claim(&self, id: &[u8]) -> Result<bool, RedisError> {
+        let mut key = IMPORTED_PREFIX.as_bytes().to_vec();
+        key.extend_from_slice(id);
+        let mut sessions = self.sessions.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(crate::DEFAULT_MAX_AGE_DAYS * 86_400)
+            .query_async(&mut sessions)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Reads the session `id` and its notifications. `None` when pycket
+    /// has nothing for it. A pickle that is not plain data is an error.
+    pub async fn read(&self, id: &[u8]) -> Result<Option<PycketSession>, MigrateError> {
         let mut sessions = self.sessions.clone();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(id)
@@ -80,7 +102,7 @@ impl PycketRedis {
             None => Map::new(),
         };
         let mut notes = self.notifications.clone();
-        let raw: Option<Vec<u8>> = redis::cmd("GETDEL")
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(id)
             .query_async(&mut notes)
             .await
@@ -96,6 +118,13 @@ impl PycketRedis {
             values,
             notifications,
         }))
+    }
+
+    /// Deletes the notifications of session `id`, once they were imported:
+    /// they are read once, by whichever app shows them.
+    pub async fn delete_notifications(&self, id: &[u8]) -> Result<(), RedisError> {
+        let mut notes = self.notifications.clone();
+        redis::cmd("DEL").arg(id).query_async(&mut notes).await
     }
 
     /// Deletes pycket's session `id` (after it was imported).
@@ -148,15 +177,19 @@ struct Settings {
 ///
 /// For a request with a valid `PYCKET_ID` (checked as Tornado's
 /// `get_secure_cookie` does, 31 days) and no live Cloakroom session, it
-/// reads pycket's session and notifications and sets them on the
-/// Cloakroom session before the handler runs; the response then carries a
-/// Cloakroom cookie, and the next request is Cloakroom's alone. A forged,
-/// tampered or too old `PYCKET_ID` costs no store call. An unreadable
-/// pycket session (a class, a callable) is logged and skipped.
+/// claims the import (once per pycket session, ever, recorded under
+/// [`IMPORTED_PREFIX`] in pycket's Redis), reads pycket's session and
+/// notifications, and sets them on the Cloakroom session before the
+/// handler runs; the response then carries a Cloakroom cookie, and the
+/// next request is Cloakroom's alone. After a logout the same
+/// `PYCKET_ID` imports nothing. A forged, tampered or too old `PYCKET_ID`
+/// costs no store call. An unreadable pycket session (a class, a
+/// callable) is logged and skipped, as is one over Cloakroom's limits
+/// (that request answers `413`; the user starts afresh after it).
 ///
 /// pycket's session is kept by default, for a migration in progress,
-/// while Tornado still serves some routes; its notifications are taken,
-/// so they are shown once, by whichever app reads them first.
+/// while Tornado still serves some routes; its notifications are deleted
+/// once imported, so they are shown once.
 #[derive(Clone)]
 pub struct MigrateLayer {
     settings: Arc<Settings>,
@@ -256,7 +289,17 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
     if session.id().await.map_err(MigrateError::Session)?.is_some() {
         return Ok(());
     }
-    let Some(found) = settings.store.take(id).await? else {
+    // Once per pycket session, ever: a later request without a live
+    // Cloakroom session (after a logout, say) must not import it again.
+    if !settings
+        .store
+        .claim(id)
+        .await
+        .map_err(MigrateError::Redis)?
+    {
+        return Ok(());
+    }
+    let Some(found) = settings.store.read(id).await? else {
         return Ok(());
     };
     let copied = async {
@@ -273,6 +316,13 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
         // no session of its own, so there is nothing else to lose).
         let _ = session.destroy().await;
         return Err(MigrateError::Session(e));
+    }
+    if !found.notifications.is_empty() {
+        settings
+            .store
+            .delete_notifications(id)
+            .await
+            .map_err(MigrateError::Redis)?;
     }
     if settings.delete {
         settings

@@ -16,8 +16,8 @@
 //!
 //! | Python | JSON |
 //! | --- | --- |
-//! | `None`, `bool`, `str` | `null`, `true`/`false`, a string |
-//! | `int` | a number; outside 64 bits, its decimal digits as a string |
+//! | `None`, `bool`, `str` | `null`, `true`/`false`, a string (Python 2's `str`: UTF-8 if it is, else Latin-1) |
+//! | `int` | a number; outside 64 bits, its decimal digits as a string; wider than 128 bits, refused |
 //! | `float` | a number; `nan`, `inf` and `-inf` as those strings |
 //! | `bytes`, `bytearray` | `{"$bytes": "<standard base64>"}` |
 //! | `list`, `tuple`, `set`, `frozenset` | an array (a set in its pickled order) |
@@ -26,7 +26,9 @@
 //! [`pickle`] writes JSON back as protocol 3, which every Python 3 reads:
 //! objects become `dict`, arrays `list`, and `{"$bytes": …}` `bytes` again.
 //! So a tuple or a set read from Python comes back a list, and a non-string
-//! key comes back a string.
+//! key comes back a string. Whatever [`unpickle`] returned reads back equal;
+//! a value beyond its bounds (64 levels, 200k values, or a string over
+//! 4 GiB) is written but not read back.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -38,6 +40,13 @@ use std::fmt;
 const MAX_NODES: usize = 100_000;
 /// Deepest nesting turned into JSON.
 const MAX_DEPTH: usize = 64;
+/// Most JSON values one pickle may become: the memo lets one object
+/// appear many times, so a short pickle could otherwise expand without
+/// end.
+const MAX_VALUES: usize = 200_000;
+/// Most bytes or items the plain-data constructors may copy in one
+/// pickle, all calls together.
+const MAX_COPIED: usize = 16 << 20;
 
 /// Why a pickle was not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +126,8 @@ struct Machine<'a> {
     nodes: Vec<Node>,
     stack: Vec<Slot>,
     memo: std::collections::HashMap<u64, usize>,
+    /// Bytes and items copied by constructors so far.
+    copied: usize,
 }
 
 impl<'a> Machine<'a> {
@@ -255,6 +266,15 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
+    /// Counts `n` bytes or items copied, against [`MAX_COPIED`].
+    fn copy(&mut self, n: usize) -> Result<(), PickleError> {
+        self.copied = self.copied.saturating_add(n);
+        if self.copied > MAX_COPIED {
+            return err("constructors copying too much");
+        }
+        Ok(())
+    }
+
     fn reduce(&mut self) -> Result<(), PickleError> {
         let args = self.pop()?;
         let callable = self.pop()?;
@@ -264,6 +284,16 @@ impl<'a> Machine<'a> {
         let Node::Tuple(args) = self.nodes[args].clone() else {
             return err("REDUCE arguments that are not a tuple");
         };
+        let size = args
+            .iter()
+            .map(|i| match &self.nodes[*i] {
+                Node::Str(s) => s.len(),
+                Node::Bytes(b) => b.len(),
+                Node::List(items) | Node::Tuple(items) => items.len(),
+                _ => 1,
+            })
+            .sum();
+        self.copy(size)?;
         let arg = |m: &Self, n: usize| args.get(n).map(|i| m.nodes[*i].clone());
         let node = match (constructor, args.len()) {
             (Constructor::Encode, 2) => match (arg(self, 0), arg(self, 1)) {
@@ -408,9 +438,11 @@ impl<'a> Machine<'a> {
                     } else {
                         usize::from(self.byte()?)
                     };
-                    // Python 2's str, read as Python 3 reads it by default.
+                    // Python 2's str: UTF-8 when it is (what a Python 2
+                    // app most likely stored), else Latin-1, so no byte
+                    // is lost.
                     let bytes = self.take(n)?;
-                    self.push(Node::Str(bytes.iter().map(|b| char::from(*b)).collect()))?;
+                    self.push(Node::Str(py2_text(bytes)))?;
                 }
                 b'B' | b'C' | 0x8e | 0x96 => {
                     let n = match op {
@@ -555,14 +587,20 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn json(&self, i: usize, depth: usize) -> Result<Value, PickleError> {
+    /// Node `i` as JSON; `made` counts the values made so far, against
+    /// [`MAX_VALUES`].
+    fn json(&self, i: usize, depth: usize, made: &mut usize) -> Result<Value, PickleError> {
         if depth > MAX_DEPTH {
             return err("nested too deep (or a cycle)");
         }
-        let array = |items: &[usize]| -> Result<Value, PickleError> {
+        *made += 1;
+        if *made > MAX_VALUES {
+            return err("too many values once shared objects are expanded");
+        }
+        let mut array = |items: &[usize]| -> Result<Value, PickleError> {
             items
                 .iter()
-                .map(|i| self.json(*i, depth + 1))
+                .map(|i| self.json(*i, depth + 1, made))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array)
         };
@@ -590,11 +628,11 @@ impl<'a> Machine<'a> {
             Node::Dict(entries) => {
                 let mut map = Map::new();
                 for (k, v) in entries {
-                    let key = match self.json(*k, depth + 1)? {
+                    let key = match self.json(*k, depth + 1, made)? {
                         Value::String(s) if matches!(self.nodes[*k], Node::Str(_)) => s,
                         other => other.to_string(),
                     };
-                    map.insert(key, self.json(*v, depth + 1)?);
+                    map.insert(key, self.json(*v, depth + 1, made)?);
                 }
                 Value::Object(map)
             }
@@ -649,6 +687,14 @@ fn raw_unicode_escape(line: &[u8]) -> Result<String, PickleError> {
     Ok(out)
 }
 
+/// Python 2 `str` bytes as text: UTF-8 if they are, else Latin-1.
+fn py2_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    }
+}
+
 /// Protocol 0's `STRING` argument: a quoted Python 2 repr, with `\\`,
 /// `\'`, `\"`, `\n`, `\r`, `\t` and `\xHH` escapes, read as Latin-1.
 fn python2_string(line: &[u8]) -> Result<String, PickleError> {
@@ -656,12 +702,12 @@ fn python2_string(line: &[u8]) -> Result<String, PickleError> {
         [b'\'', inner @ .., b'\''] | [b'"', inner @ .., b'"'] => inner,
         _ => return err("an unquoted STRING"),
     };
-    let mut out = String::with_capacity(inner.len());
+    let mut out = Vec::with_capacity(inner.len());
     let mut i = 0;
     while i < inner.len() {
         let b = inner[i];
         if b != b'\\' {
-            out.push(char::from(b));
+            out.push(b);
             i += 1;
             continue;
         }
@@ -670,12 +716,12 @@ fn python2_string(line: &[u8]) -> Result<String, PickleError> {
             .ok_or_else(|| PickleError("a trailing backslash".into()))?;
         i += 2;
         out.push(match esc {
-            b'\\' => '\\',
-            b'\'' => '\'',
-            b'"' => '"',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
+            b'\\' => b'\\',
+            b'\'' => b'\'',
+            b'"' => b'"',
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
             b'x' => {
                 let hex = inner
                     .get(i..i + 2)
@@ -683,12 +729,12 @@ fn python2_string(line: &[u8]) -> Result<String, PickleError> {
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| PickleError("a bad \\x escape".into()))?;
                 i += 2;
-                char::from(hex)
+                hex
             }
             _ => return err("an unknown escape in a STRING"),
         });
     }
-    Ok(out)
+    Ok(py2_text(&out))
 }
 
 /// Reads a pickle of plain data as JSON, executing nothing. Anything else
@@ -709,9 +755,10 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value, PickleError> {
         nodes: Vec::new(),
         stack: Vec::new(),
         memo: std::collections::HashMap::new(),
+        copied: 0,
     };
     let top = machine.run()?;
-    machine.json(top, 0)
+    machine.json(top, 0, &mut 0)
 }
 
 /// Writes JSON as a protocol 3 pickle (see the module docs for the
@@ -831,6 +878,39 @@ mod tests {
         for case in cases {
             assert!(unpickle(case).is_err(), "{case:?}");
         }
+    }
+
+    #[test]
+    fn shared_objects_cannot_expand_without_end() {
+        // l0 = []; l1 = [l0, l0]; l2 = [l1, l1]; ... 40 times: 2^40 leaves.
+        let mut p = b"\x80\x02]q\x00".to_vec();
+        for k in 0..40u8 {
+            p.extend_from_slice(&[b']', b'(', b'h', k, b'h', k, b'e', b'q', k + 1]);
+        }
+        p.push(b'.');
+        assert!(unpickle(&p).is_err());
+    }
+
+    #[test]
+    fn constructors_cannot_copy_without_end() {
+        // A 1 MiB bytes, then bytes(it) called 100 times: 100 MiB copied.
+        let mut p = b"\x80\x03cbuiltins\nbytes\nq\x01B\x00\x00\x10\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'x', 1 << 20));
+        p.extend_from_slice(b"\x85q\x02");
+        for _ in 0..100 {
+            p.extend_from_slice(b"h\x01h\x02R0");
+        }
+        p.extend_from_slice(b"N.");
+        assert!(unpickle(&p).is_err());
+    }
+
+    #[test]
+    fn python2_str_is_utf8_when_it_is() {
+        // pickle.dumps({'s': 'caf\xc3\xa9', 'l': '\xe9'}, 2) under Python 2.
+        let p = b"\x80\x02}q\x00(U\x01sU\x05caf\xc3\xa9U\x01lU\x01\xe9u.";
+        let v = unpickle(p).unwrap();
+        assert_eq!(v["s"], "café");
+        assert_eq!(v["l"], "é");
     }
 
     #[test]

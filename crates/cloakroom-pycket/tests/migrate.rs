@@ -95,6 +95,13 @@ async fn rust_service(redis: &RedisServer, delete: bool) -> TestServer {
             }),
         )
         .route(
+            "/logout",
+            get(|s: Session| async move {
+                s.destroy().await?;
+                Ok::<_, cloakroom::Error>("logout ok!")
+            }),
+        )
+        .route(
             "/",
             get(
                 |s: Session, Query(q): Query<HashMap<String, String>>| async move {
@@ -145,6 +152,17 @@ async fn a_tornado_user_is_carried_over_once() {
     assert_eq!(
         only_cloakroom.get("/detail").await.body,
         "detail get ok! alice-in-rust"
+    );
+    // A logout in Rust does not bring pycket's session back: it was
+    // imported once, for good.
+    let again = with_pycket(&rust, &browser);
+    again.set_cookie("id", &c.cookie("id").unwrap());
+    assert_eq!(again.get("/logout").await.body, "logout ok!");
+    let after_logout = with_pycket(&rust, &browser);
+    assert_eq!(
+        after_logout.get("/detail").await.body,
+        "detail get ok! None",
+        "signed out stays signed out"
     );
 }
 

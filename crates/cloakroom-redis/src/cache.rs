@@ -64,8 +64,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Loads that read Redis.
     pub misses: u64,
-    /// Keys dropped because Redis (or this process's own write) said they
-    /// changed, and whole flushes.
+    /// Invalidations Redis pushed (one per key, and one per flush), and
+    /// lost connections.
     pub invalidations: u64,
     /// The estimated bytes the entries hold.
     pub bytes: usize,
@@ -93,6 +93,9 @@ struct State {
     /// The tracking connection in use and its generation; `None` after it
     /// was lost.
     current: Option<(u64, MultiplexedConnection)>,
+    /// The newest generation known lost, so a connection that dies before
+    /// it is installed is never installed.
+    lost: u64,
 }
 
 impl State {
@@ -100,9 +103,20 @@ impl State {
         match self.entries.pop(key) {
             Some(entry) => {
                 self.bytes -= entry.bytes;
+                metrics::gauge!("cloakroom_cache_bytes").set(self.bytes as f64);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Forgets the connection of `generation`: it is lost, and what it
+    /// cached may have missed invalidations.
+    fn lose(&mut self, generation: u64) {
+        self.lost = self.lost.max(generation);
+        if self.current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            self.current = None;
+            self.flush();
         }
     }
 
@@ -206,6 +220,7 @@ impl ReadCache {
                 seq: 0,
                 recent: VecDeque::with_capacity(RECENT),
                 current: None,
+                lost: 0,
             })),
             max_bytes,
             open,
@@ -263,7 +278,16 @@ impl ReadCache {
         let since = self.lock().seq;
         let mut read = redis::cmd("HGETALL");
         read.arg(key);
-        let reply: Value = conn::within(self.timeout, read.query_async(&mut conn)).await?;
+        let reply = conn::within(self.timeout, read.query_async::<Value>(&mut conn)).await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                // A timeout or a broken connection: invalidations may be
+                // lost on it, so it is never used again.
+                self.lock().lose(generation);
+                return Err(e);
+            }
+        };
         let found = record_from(reply)?;
         if let Some((record, until)) = &found {
             self.store(key, since, generation, record, *until);
@@ -331,6 +355,20 @@ impl ReadCache {
         }
     }
 
+    /// Opens the tracking connection at start-up: a server that refuses it
+    /// (too old, RESP2 only, an ACL without `CLIENT`) stops start-up with
+    /// a clear error; one that cannot be reached yet is not fatal.
+    pub(crate) async fn first_contact(&self) -> Result<()> {
+        match self.connection().await {
+            Ok(_) => Ok(()),
+            Err(e @ Error::Config(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "the read cache's Redis is not reachable yet");
+                Ok(())
+            }
+        }
+    }
+
     /// The tracking connection, made (with tracking turned on) if there is
     /// none.
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
@@ -359,8 +397,22 @@ impl ReadCache {
                 .await?;
             Ok::<_, redis::RedisError>(conn)
         };
-        let conn = conn::within(self.timeout, attempt).await?;
+        let conn = match conn::timed(self.timeout, attempt).await? {
+            Ok(conn) => conn,
+            Err(e) if !conn::unreachable(&e) => {
+                return Err(Error::Config(format!(
+                    "storage.cache_max_bytes: Redis refused the read cache's tracking \
+                     connection (it needs Redis 6 or later, RESP3, and CLIENT allowed): {e}"
+                )));
+            }
+            Err(e) => return Err(Error::unavailable(e)),
+        };
         let mut st = self.lock();
+        if st.lost >= generation {
+            return Err(Error::unavailable(
+                "the read cache's Redis connection was lost as it was made",
+            ));
+        }
         // Anything cached before is from a connection whose invalidations
         // may be lost.
         st.flush();
@@ -371,13 +423,13 @@ impl ReadCache {
 
 /// Applies one push from the tracking connection of `generation`.
 fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &AtomicU64) {
-    let current = st.current.as_ref().is_some_and(|(g, _)| *g == generation);
     match info.kind {
-        PushKind::Disconnection if current => {
-            st.current = None;
-            st.flush();
-            count_invalidation(invalidations);
-            tracing::warn!("the read cache's Redis connection was lost: cache flushed");
+        PushKind::Disconnection => {
+            if st.current.as_ref().is_some_and(|(g, _)| *g == generation) {
+                count_invalidation(invalidations);
+                tracing::warn!("the read cache's Redis connection was lost: cache flushed");
+            }
+            st.lose(generation);
         }
         PushKind::Invalidate => {
             for value in info.data {
@@ -401,7 +453,7 @@ fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &A
                             count_invalidation(invalidations);
                         }
                     }
-                    // FLUSHDB, FLUSHALL, or a full tracking table.
+                    // FLUSHDB or FLUSHALL.
                     Value::Nil => {
                         st.flush();
                         count_invalidation(invalidations);

@@ -137,6 +137,9 @@ impl RedisStore {
         for pool in std::iter::once(&data).chain(&notes) {
             conn::first_contact(pool, timeout).await?;
         }
+        if let Some(cache) = &cache {
+            cache.first_contact().await?;
+        }
         Ok(RedisStore {
             data,
             notes,

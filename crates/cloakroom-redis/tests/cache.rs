@@ -298,3 +298,39 @@ async fn no_stale_read_a_millisecond_after_a_write_returns() {
     );
     assert!(a.cache_stats().unwrap().hits >= 2000);
 }
+
+#[tokio::test]
+async fn a_server_that_refuses_tracking_stops_start_up() {
+    let redis = RedisServer::start();
+    redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "nocache",
+        "on",
+        ">a-password",
+        "~*",
+        "&*",
+        "+@all",
+        "-client",
+    ]);
+    let err = RedisStore::connect(
+        RedisConfig::from_url(&redis.url())
+            .unwrap()
+            .username("nocache")
+            .password("a-password")
+            .cache_max_bytes(1 << 20),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cache_max_bytes"), "{err}");
+    // Without the cache the same user is fine.
+    RedisStore::connect(
+        RedisConfig::from_url(&redis.url())
+            .unwrap()
+            .username("nocache")
+            .password("a-password"),
+    )
+    .await
+    .unwrap();
+}

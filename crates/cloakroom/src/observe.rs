@@ -13,7 +13,9 @@
 //! | `cloakroom_store_call_duration_seconds` | histogram | `op`: `load`, `apply`, `take_notification`, `increment`, `delete`, `admit`, … |
 //!
 //! No label carries a session id or a user id, so the number of series
-//! stays bounded.
+//! stays bounded. Destroys and single ends count what was asked of the
+//! store (a logout after the session had already expired still counts):
+//! `Store::delete` does not say whether anything was there.
 
 use crate::error::Error;
 use crate::token::SessionId;
