@@ -27,7 +27,7 @@
 //! objects become `dict`, arrays `list`, and `{"$bytes": …}` `bytes` again.
 //! So a tuple or a set read from Python comes back a list, and a non-string
 //! key comes back a string. Whatever [`unpickle`] returned reads back equal;
-//! a value beyond its bounds (64 levels, 200k values, or a string over
+//! a value beyond its bounds (64 levels, 100k values, or a string over
 //! 4 GiB) is written but not read back.
 
 use base64::Engine as _;
@@ -42,8 +42,9 @@ const MAX_NODES: usize = 100_000;
 const MAX_DEPTH: usize = 64;
 /// Most JSON values one pickle may become: the memo lets one object
 /// appear many times, so a short pickle could otherwise expand without
-/// end.
-const MAX_VALUES: usize = 200_000;
+/// end. No more than [`MAX_NODES`], so that whatever was read, written
+/// back by [`pickle`] (one object per value), reads again.
+const MAX_VALUES: usize = MAX_NODES;
 /// Most bytes or items the plain-data constructors may copy in one
 /// pickle, all calls together.
 const MAX_COPIED: usize = 16 << 20;
@@ -911,6 +912,15 @@ mod tests {
         let v = unpickle(p).unwrap();
         assert_eq!(v["s"], "café");
         assert_eq!(v["l"], "é");
+    }
+
+    #[test]
+    fn what_was_read_through_shared_objects_reads_back() {
+        // The fuzzer's case: DUPs of one list, expanded into many values.
+        let crash = include_bytes!("../tests/data/shared-objects-roundtrip.pickle");
+        if let Ok(value) = unpickle(crash) {
+            assert_eq!(unpickle(&pickle(&value)).unwrap(), value);
+        }
     }
 
     #[test]

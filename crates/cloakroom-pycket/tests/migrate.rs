@@ -4,12 +4,15 @@
 
 #![cfg(feature = "migrate")]
 
+mod common;
+
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 use cloakroom::{CookieConfig, KeyRing, MemoryStore, Session, SessionLayer};
 use cloakroom_pycket::{MigrateLayer, PycketRedis, TornadoSecret};
 use cloakroom_testkit::{Client, RedisServer, TestServer, free_port};
+use common::python;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,19 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TORNADO_SECRET: &str = "the seed's cookie secret, shared with Rust";
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CLOAKROOM_PYCKET_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-pycket/bin/python");
-    assert!(
-        p.exists(),
-        "no Python with tornado and pycket at {}: run scripts/test, which installs them",
-        p.display()
-    );
-    p
-}
 
 /// The seed's Tornado app, killed when dropped.
 struct Tornado {

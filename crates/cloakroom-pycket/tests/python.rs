@@ -2,25 +2,12 @@
 //! pickles, made and read by the Python that `scripts/test` installs
 //! (tornado, pycket and redis in `.venv-pycket`).
 
-use cloakroom_pycket::{TornadoSecret, pickle, unpickle};
-use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-/// The venv's Python: `CLOAKROOM_PYCKET_PYTHON`, or `.venv-pycket` at the
-/// workspace root.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CLOAKROOM_PYCKET_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-pycket/bin/python");
-    assert!(
-        p.exists(),
-        "no Python with tornado and pycket at {}: run scripts/test, which installs them",
-        p.display()
-    );
-    p
-}
+use cloakroom_pycket::{TornadoSecret, pickle, unpickle};
+use common::python;
+use serde_json::{Value, json};
+use std::process::Command;
 
 /// Runs `code` in the venv's Python and returns what it printed.
 fn run(code: &str) -> String {

@@ -166,21 +166,29 @@ pub(crate) struct ReadCache {
     invalidations: Arc<AtomicU64>,
 }
 
+/// The tracking connection's settings: the store's timeout, and every
+/// push handed to `push` as the reader parses it.
+fn tracking_config(
+    timeout: Duration,
+    push: Arc<dyn Fn(PushInfo) + Send + Sync>,
+) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_push_sender(move |info: PushInfo| {
+            push(info);
+            Ok::<(), Infallible>(())
+        })
+}
+
 impl ReadCache {
     /// A cache of at most `max_bytes` over one server.
     pub(crate) fn single(client: redis::Client, max_bytes: usize, timeout: Duration) -> Self {
         let open: Open = Box::new(move |push| {
             let client = client.clone();
             Box::pin(async move {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_push_sender(move |info: PushInfo| {
-                        push(info);
-                        Ok::<(), Infallible>(())
-                    });
                 client
-                    .get_multiplexed_async_connection_with_config(&config)
+                    .get_multiplexed_async_connection_with_config(&tracking_config(timeout, push))
                     .await
             })
         });
@@ -199,14 +207,9 @@ impl ReadCache {
                     Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
                     SentinelServerType::Master,
                 )?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_push_sender(move |info: PushInfo| {
-                        push(info);
-                        Ok::<(), Infallible>(())
-                    });
-                client.get_async_connection_with_config(&config).await
+                client
+                    .get_async_connection_with_config(&tracking_config(timeout, push))
+                    .await
             })
         });
         Self::new(open, max_bytes, timeout)

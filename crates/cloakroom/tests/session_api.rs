@@ -1,34 +1,10 @@
 //! The session API within one request, on the memory store: what a
 //! handler sees after mixing calls.
 
-use cloakroom::{KeyRing, MemoryStore, Session, SessionManager};
-use http::HeaderMap;
-use http::header::{COOKIE, SET_COOKIE};
+mod common;
 
-/// Runs one request with `cookie`, and returns the cookie after it.
-async fn request<F>(m: &SessionManager, cookie: &mut Option<String>, handler: F)
-where
-    F: AsyncFnOnce(&Session) -> cloakroom::Result<()>,
-{
-    let mut headers = HeaderMap::new();
-    if let Some(c) = cookie.as_deref() {
-        headers.insert(COOKIE, c.parse().unwrap());
-    }
-    let session = m.open(&headers);
-    handler(&session).await.unwrap();
-    let mut out = HeaderMap::new();
-    m.commit(&session).await.unwrap().apply_to(&mut out);
-    if let Some(line) = out.get(SET_COOKIE) {
-        let pair = line.to_str().unwrap().split(';').next().unwrap();
-        *cookie = (!pair.ends_with('=')).then(|| pair.to_owned());
-    }
-}
-
-fn manager() -> SessionManager {
-    SessionManager::builder(MemoryStore::new(), KeyRing::random())
-        .build()
-        .unwrap()
-}
+use cloakroom::{KeyRing, MemoryStore, SessionManager};
+use common::{manager, request};
 
 #[tokio::test]
 async fn a_name_incremented_earlier_in_the_request_is_removed() {
