@@ -11,13 +11,22 @@ use std::collections::HashMap;
 
 /// The demo app: `/`, `/detail`, `/login` and `/logout`.
 pub fn app(sessions: SessionLayer) -> Router {
+    routes().layer(sessions)
+}
+
+/// The demo app, importing the users of a Tornado app with pycket as
+/// they arrive (`[pycket] mode = "migrate"`).
+pub fn app_migrating(sessions: SessionLayer, migrate: cloakroom_pycket::MigrateLayer) -> Router {
+    routes().layer(migrate).layer(sessions)
+}
+
+fn routes() -> Router {
     Router::new()
         .route("/", get(index))
         .route("/detail", get(detail))
         .route("/login", get(login))
         .route("/logout", get(logout))
         .route("/health", get(|| async { "ok" }))
-        .layer(sessions)
 }
 
 /// `?name=...`, where empty counts as missing.

@@ -105,6 +105,45 @@ async fn serve_metrics(addr: SocketAddr) -> Result<(), Error> {
     Ok(())
 }
 
+/// The pycket bridge `[pycket]` asks for, if any: in migrate mode, a
+/// layer that reads pycket's sessions from `pycket.url`, or from the
+/// store's Redis.
+async fn migrate_layer(
+    config: &Config,
+    store_url: Option<&str>,
+) -> Result<Option<cloakroom_pycket::MigrateLayer>, Error> {
+    let pycket = &config.pycket;
+    if pycket.checked_mode()? == cloakroom_config::PycketMode::Off {
+        return Ok(None);
+    }
+    let url = pycket
+        .url
+        .as_deref()
+        .or(store_url)
+        .or(config.storage.url.as_deref())
+        .filter(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+        .ok_or_else(|| {
+            Error::Config(
+                "pycket.mode = \"migrate\" reads pycket's Redis: set pycket.url, \
+                 or serve on a redis:// store"
+                    .to_owned(),
+            )
+        })?;
+    let store = cloakroom_pycket::PycketRedis::connect(
+        url,
+        i64::from(pycket.db_sessions.unwrap_or(0)),
+        i64::from(pycket.db_notifications.unwrap_or(1)),
+    )
+    .await
+    .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
+    let secret = pycket.cookie_secret.as_deref().unwrap_or_default();
+    tracing::info!("pycket bridge: importing Tornado users' sessions as they arrive");
+    Ok(Some(
+        cloakroom_pycket::MigrateLayer::new(store, cloakroom_pycket::TornadoSecret::new(secret))
+            .delete_after_import(pycket.delete_after_import.unwrap_or(false)),
+    ))
+}
+
 /// Runs the demo server until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     if let Some(addr) = args.metrics_listen {
@@ -117,10 +156,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
         serve_metrics(addr).await?;
     }
     let config = Config::load(args.config.as_deref())?;
+    let migrate = migrate_layer(&config, args.store.as_deref()).await?;
     let layer = build_layer(&config, args.store.as_deref(), args.listen).await?;
-    let app = match args.app {
-        App::Seed => crate::seed::app(layer),
-        App::Showcase => crate::showcase::app(layer),
+    let app = match (args.app, migrate) {
+        (App::Seed, None) => crate::seed::app(layer),
+        (App::Seed, Some(migrate)) => crate::seed::app_migrating(layer, migrate),
+        (App::Showcase, None) => crate::showcase::app(layer),
+        (App::Showcase, Some(_)) => {
+            return Err(Error::Config(
+                "[pycket] is served with the seed demo (--app seed)".to_owned(),
+            ));
+        }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -105,6 +105,74 @@ pub struct Config {
     pub expiry: ExpiryConfig,
     /// `[limits]`
     pub limits: LimitsConfig,
+    /// `[pycket]`: the bridge from a Tornado app's pycket sessions.
+    pub pycket: PycketConfig,
+}
+
+/// `[pycket]`: a Tornado app's pycket sessions, carried over to Cloakroom.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PycketConfig {
+    /// The Tornado app's `cookie_secret`, which signs `PYCKET_ID`.
+    pub cookie_secret: Option<String>,
+    /// `migrate` (import each pycket session once into a Cloakroom
+    /// session). `share` is not available yet. Unset: no bridge.
+    pub mode: Option<String>,
+    /// pycket's Redis (default: `storage.url`).
+    pub url: Option<String>,
+    /// pycket's `db_sessions` (default 0).
+    pub db_sessions: Option<u32>,
+    /// pycket's `db_notifications` (default 1).
+    pub db_notifications: Option<u32>,
+    /// Delete pycket's session once imported (default false).
+    pub delete_after_import: Option<bool>,
+}
+
+impl fmt::Debug for PycketConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PycketConfig")
+            .field(
+                "cookie_secret",
+                &self.cookie_secret.as_ref().map(|_| REDACTED),
+            )
+            .field("mode", &self.mode)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("db_sessions", &self.db_sessions)
+            .field("db_notifications", &self.db_notifications)
+            .field("delete_after_import", &self.delete_after_import)
+            .finish()
+    }
+}
+
+/// What `[pycket]` asks for, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PycketMode {
+    /// No bridge.
+    Off,
+    /// Import each pycket session once.
+    Migrate,
+}
+
+impl PycketConfig {
+    /// The mode, checked: `migrate` needs `cookie_secret`; `share` is
+    /// refused with a clear error, since it is not built yet.
+    pub fn checked_mode(&self) -> Result<PycketMode> {
+        match self.mode.as_deref() {
+            None => Ok(PycketMode::Off),
+            Some("migrate") if self.cookie_secret.is_some() => Ok(PycketMode::Migrate),
+            Some("migrate") => Err(config_error(
+                "pycket.mode = \"migrate\" needs pycket.cookie_secret \
+                 (or CLOAKROOM_PYCKET_COOKIE_SECRET): the Tornado app's cookie_secret",
+            )),
+            Some("share") => Err(config_error(
+                "pycket.mode = \"share\" is not available yet; use \"migrate\"",
+            )),
+            Some(other) => Err(config_error(format!(
+                "pycket.mode must be \"migrate\", not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// `[storage]`: where the store is. A `url` overrides the separate keys.
@@ -219,6 +287,7 @@ impl fmt::Debug for Config {
             .field("cookies", &self.cookies)
             .field("expiry", &self.expiry)
             .field("limits", &self.limits)
+            .field("pycket", &self.pycket)
             .finish()
     }
 }
@@ -323,6 +392,12 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "max_cookie_header_bytes", Kind::Int),
     ("limits", "max_sessions_per_user", Kind::Int),
     ("limits", "on_max_sessions", Kind::Str),
+    ("pycket", "cookie_secret", Kind::Str),
+    ("pycket", "mode", Kind::Str),
+    ("pycket", "url", Kind::Str),
+    ("pycket", "db_sessions", Kind::Int),
+    ("pycket", "db_notifications", Kind::Int),
+    ("pycket", "delete_after_import", Kind::Bool),
 ];
 
 const ENV_PREFIX: &str = "CLOAKROOM_";
@@ -698,6 +773,33 @@ mod tests {
         bad.cookies.expires_days = Some(-1.0);
         let err = bad.max_session_expiry().unwrap_err().to_string();
         assert!(err.contains("cookies.expires_days"), "{err}");
+    }
+
+    #[test]
+    fn pycket_modes_are_checked() {
+        let off = Config::from_toml("").unwrap();
+        assert_eq!(off.pycket.checked_mode().unwrap(), PycketMode::Off);
+        let migrate =
+            Config::from_toml("[pycket]\nmode = 'migrate'\ncookie_secret = 'tornado secret'")
+                .unwrap();
+        assert_eq!(migrate.pycket.checked_mode().unwrap(), PycketMode::Migrate);
+        assert!(!format!("{migrate:?}").contains("tornado secret"));
+        for (toml, says) in [
+            ("[pycket]\nmode = 'migrate'", "pycket.cookie_secret"),
+            (
+                "[pycket]\nmode = 'share'\ncookie_secret = 's'",
+                "not available yet",
+            ),
+            ("[pycket]\nmode = 'sync'", "sync"),
+        ] {
+            let err = Config::from_toml(toml)
+                .unwrap()
+                .pycket
+                .checked_mode()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

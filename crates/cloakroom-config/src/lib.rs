@@ -50,7 +50,10 @@
 mod file;
 mod store;
 
-pub use file::{Config, CookiesConfig, Engine, ExpiryConfig, LimitsConfig, StorageConfig};
+pub use file::{
+    Config, CookiesConfig, Engine, ExpiryConfig, LimitsConfig, PycketConfig, PycketMode,
+    StorageConfig,
+};
 pub use store::ConfiguredStore;
 
 use cloakroom::{KeyRing, MemoryStore, Result, SessionManager, SessionManagerBuilder};

@@ -4,57 +4,17 @@
 
 #![cfg(feature = "migrate")]
 
-mod common;
-
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 use cloakroom::{CookieConfig, KeyRing, MemoryStore, Session, SessionLayer};
 use cloakroom_pycket::{MigrateLayer, PycketRedis, TornadoSecret};
-use cloakroom_testkit::{Client, RedisServer, TestServer, free_port};
-use common::python;
+use cloakroom_testkit::tornado::{TornadoSeed, python};
+use cloakroom_testkit::{Client, RedisServer, TestServer};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const TORNADO_SECRET: &str = "the seed's cookie secret, shared with Rust";
-
-/// The seed's Tornado app, killed when dropped.
-struct Tornado {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Tornado {
-    async fn start(redis: &RedisServer) -> Tornado {
-        let port = free_port();
-        let child = Command::new(python())
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/seed_app.py"))
-            .env("PORT", port.to_string())
-            .env("COOKIE_SECRET", TORNADO_SECRET)
-            .env("REDIS_PORT", redis.port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Tornado app");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "Tornado did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Tornado { child, addr }
-    }
-}
-
-impl Drop for Tornado {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The Rust service: the seed's routes on Cloakroom (memory store), with
 /// migrate mode reading pycket's Redis.
@@ -116,9 +76,9 @@ fn with_pycket(on: &TestServer, from: &Client) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tornado_user_is_carried_over_once() {
     let redis = RedisServer::start();
-    let tornado = Tornado::start(&redis).await;
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
     let rust = rust_service(&redis, false).await;
-    let browser = Client::new(tornado.addr);
+    let browser = tornado.client();
     assert_eq!(browser.get("/?name=alice").await.body, "index get ok!");
     assert_eq!(browser.get("/notify?msg=welcome").await.body, "notified");
 
@@ -159,9 +119,9 @@ async fn a_tornado_user_is_carried_over_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pycket_session_can_be_deleted_after_import() {
     let redis = RedisServer::start();
-    let tornado = Tornado::start(&redis).await;
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
     let rust = rust_service(&redis, true).await;
-    let browser = Client::new(tornado.addr);
+    let browser = tornado.client();
     browser.get("/?name=bob").await;
     let c = with_pycket(&rust, &browser);
     assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
@@ -171,9 +131,9 @@ async fn the_pycket_session_can_be_deleted_after_import() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_tampered_or_old_cookies_cost_no_store_read() {
     let redis = RedisServer::start();
-    let tornado = Tornado::start(&redis).await;
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
     let rust = rust_service(&redis, false).await;
-    let browser = Client::new(tornado.addr);
+    let browser = tornado.client();
     browser.get("/?name=alice").await;
     let genuine = browser.cookie("PYCKET_ID").unwrap();
     let unquoted = genuine.trim_matches('"').to_owned();

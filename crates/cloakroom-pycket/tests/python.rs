@@ -2,10 +2,8 @@
 //! pickles, made and read by the Python that `scripts/test` installs
 //! (tornado, pycket and redis in `.venv-pycket`).
 
-mod common;
-
 use cloakroom_pycket::{TornadoSecret, pickle, unpickle};
-use common::python;
+use cloakroom_testkit::tornado::python;
 use serde_json::{Value, json};
 use std::process::Command;
 

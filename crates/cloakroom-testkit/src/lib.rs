@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod scenarios;
 pub mod security;
 mod servers;
+pub mod tornado;
 
 pub use app::app;
 pub use app_process::AppProcess;
