@@ -1,6 +1,7 @@
 """The seed: pycket's demo app on Tornado, with its port, cookie_secret and
 Redis port taken from the environment (PORT, COOKIE_SECRET, REDIS_PORT),
-plus a notification set and read (/notify?msg=, /flash)."""
+plus a notification set and read (/notify?msg=, /flash) and /health (no
+session), for the tests and for bench/run --pycket."""
 
 import os
 
@@ -24,6 +25,11 @@ class Detail(tornado.web.RequestHandler, SessionMixin):
         self.write("detail get ok! %s" % self.session.get("login"))
 
 
+class Health(tornado.web.RequestHandler, SessionMixin):
+    def get(self):
+        self.write("ok")
+
+
 class Notify(tornado.web.RequestHandler, SessionMixin, NotificationMixin):
     def get(self):
         self.notifications.set("flash", self.get_argument("msg"))
@@ -37,7 +43,13 @@ class Flash(tornado.web.RequestHandler, SessionMixin, NotificationMixin):
 
 def main():
     app = tornado.web.Application(
-        [(r"/", Index), (r"/detail", Detail), (r"/notify", Notify), (r"/flash", Flash)],
+        [
+            (r"/", Index),
+            (r"/detail", Detail),
+            (r"/health", Health),
+            (r"/notify", Notify),
+            (r"/flash", Flash),
+        ],
         cookie_secret=os.environ["COOKIE_SECRET"],
         pycket={
             "engine": "redis",
