@@ -45,10 +45,11 @@ enum SessionsCommand {
         #[arg(long, conflicts_with_all = ["id", "all"], required_unless_present_any = ["id", "all"])]
         user: Option<String>,
         /// With --user: keep this session (its id, as `list` shows it).
-        #[arg(long, requires = "user")]
+        // Ids are base64url: one in 64 starts with `-`.
+        #[arg(long, requires = "user", allow_hyphen_values = true)]
         except: Option<String>,
         /// End the session with this id.
-        #[arg(long, conflicts_with = "all")]
+        #[arg(long, conflicts_with = "all", allow_hyphen_values = true)]
         id: Option<String>,
         /// End every session of every user.
         #[arg(long)]

@@ -113,6 +113,10 @@ async fn list_end_and_count(store: &str) {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("no live sessions for user \"alice\""), "{err}");
 
+    // An id that starts with `-` (one in 64 do) is still an id.
+    let out = stdout(&sessions(store, &["end", "--id", "-AAAAAAAAAAAAAAAAAAAAA"]));
+    assert!(out.contains("-AAAAAAAAAAAAAAAAAAAAA"), "{out}");
+
     assert_eq!(stdout(&sessions(store, &["count"])).trim(), "1");
     let out = stdout(&sessions(store, &["end", "--all"]));
     assert!(out.contains("ended 1"), "{out}");
