@@ -284,12 +284,11 @@ impl cloakroom::Store for RedisStore {
                 .arg(wanted);
             let mut conn = self.data.get();
             let alive: i64 = self.bounded(refresh.invoke_async(&mut conn)).await?;
+            // Gone, or its meta field rewritten: the cached copy is old.
+            self.forget_cached(id);
             if alive == 0 {
-                self.forget_cached(id);
                 return Ok(None);
             }
-            // The refresh rewrote the meta field: the cached copy is old.
-            self.forget_cached(id);
         }
         Ok(Some(record))
     }
