@@ -9,6 +9,7 @@ pub mod counted;
 mod http_client;
 pub mod http_suite;
 pub mod inventory;
+mod postgres;
 pub mod scenarios;
 pub mod security;
 mod servers;
@@ -17,6 +18,7 @@ pub mod tornado;
 pub use app::app;
 pub use app_process::AppProcess;
 pub use http_client::{Client, TestResponse};
+pub use postgres::PostgresServer;
 pub use servers::{
     MemcachedServer, PrometheusServer, RedisCluster, RedisSentinels, RedisServer, free_port,
 };
