@@ -16,19 +16,28 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The shell that runs `postgres` in the background until its standard
-/// input closes: when the test process ends, however it ends, its pipe
-/// closes and the server stops, and a server shared through a `static`
-/// (never dropped) still goes away. `$1` is the data directory, `$2` the
-/// directory to remove afterwards (or empty), the rest the command.
+/// The shell that runs `postgres`, and exits when it does. A watcher
+/// beside it reads the shell's standard input: at end of input (the test
+/// process ended, however it ended, or dropped the server) it stops the
+/// server and removes the scratch directory, so even a server shared
+/// through a `static`, which is never dropped, goes away. A line `keep`
+/// first makes the watcher leave instead (a crash played by a test, or a
+/// failed start that is retried on the same files). `$1` is the scratch
+/// directory, the rest the command.
 const WRAPPER: &str = r#"
-data="$1"; scratch="$2"; shift 2
-"$@" &
+scratch="$1"; shift
+# An asynchronous list reads /dev/null, not our input: keep it on fd 3.
+exec 3<&0
+"$@" 3<&- 2>>"$scratch/postgres.log" &
 pid=$!
-cat >/dev/null
-kill -INT "$pid" 2>/dev/null
+(
+  read -r line <&3
+  [ "$line" = keep ] && exit 0
+  kill -INT "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -rf "$scratch"
+) &
 wait "$pid"
-[ -n "$scratch" ] && rm -rf "$scratch"
 "#;
 
 /// A `postgres` process over a scratch cluster, with user `postgres`
@@ -100,7 +109,6 @@ impl PostgresServer {
         cmd.arg("-c")
             .arg(WRAPPER)
             .arg("sh")
-            .arg(&data)
             .arg(&self.dir)
             .arg(self.bin.join("postgres"))
             .arg("-D")
@@ -108,8 +116,17 @@ impl PostgresServer {
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            // A killed server keeps what it committed (the OS has it);
+            // only a machine crash would lose it.
+            .args(["-c", "fsync=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
+            // Every statement in the log, so tests count them at the server.
+            .args([
+                "-c",
+                "log_statement=all",
+                "-c",
+                "log_parameter_max_length=0",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -152,29 +169,40 @@ impl PostgresServer {
     }
 
     fn stop_wrapper(&self, wrapper: Option<(Child, ChildStdin)>, remove_files: bool) {
-        let Some((mut child, stdin)) = wrapper else {
+        let Some((mut child, mut stdin)) = wrapper else {
             return;
         };
-        if !remove_files {
-            // Kill the shell first, so it cannot remove the directory, then
-            // the server it started, which its pid file names.
-            let _ = child.kill();
+        if remove_files {
+            drop(stdin);
             let _ = child.wait();
-            self.kill_postmaster("-KILL");
+            // The watcher removes the files once the server has stopped.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             return;
         }
+        let _ = stdin.write_all(b"keep\n");
         drop(stdin);
+        self.crash_postmaster();
+        let _ = child.kill();
         let _ = child.wait();
     }
 
-    fn kill_postmaster(&self, signal: &str) {
+    /// SIGKILL to the postmaster and every backend, as a machine crash
+    /// would: the postmaster is stopped first, so its children are still
+    /// its own when they are killed.
+    fn crash_postmaster(&self) {
         let pid_file = self.dir.join("data").join("postmaster.pid");
-        if let Some(pid) = std::fs::read_to_string(pid_file)
+        let Some(pid) = std::fs::read_to_string(pid_file)
             .ok()
             .and_then(|s| s.lines().next().map(str::to_owned))
-        {
-            let _ = Command::new("kill").args([signal, &pid]).status();
-        }
+        else {
+            return;
+        };
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
     }
 
     /// `127.0.0.1:PORT`.
@@ -219,6 +247,32 @@ impl PostgresServer {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The last lines of the server's log, for a failure message.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// How many statements the server has executed whose text contains
+    /// `needle` (a test's schema name, say), counted in its log: the
+    /// extended protocol's `execute` lines, one per statement a client ran.
+    pub fn executed(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("postgres.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("LOG:  execute") && l.contains(needle))
+            .count()
+    }
+
+    /// The statements containing `needle` that the server executed while
+    /// `f` ran.
+    pub async fn statements<F: std::future::Future>(&self, needle: &str, f: F) -> usize {
+        let before = self.executed(needle);
+        f.await;
+        self.executed(needle) - before
+    }
+
     /// Kills the server as a crash would (SIGKILL to the postmaster). Its
     /// files stay: [`restart`](Self::restart) recovers them, as a real
     /// PostgreSQL does after a crash.
@@ -234,7 +288,11 @@ impl PostgresServer {
         // Backends of the killed server may hold its shared memory for a
         // moment; postgres refuses to start until they are gone.
         while !self.spawn() {
-            assert!(Instant::now() < deadline, "postgres did not restart");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not restart: {}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
