@@ -7,9 +7,11 @@ pub mod seed;
 mod serve;
 mod sessions;
 pub mod showcase;
+mod sql;
 
 pub use serve::{App, ServeArgs, build_layer, serve};
 pub use sessions::{SessionsArgs, sessions};
+pub use sql::{SqlArgs, sql};
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// List and end users' sessions in the store.
     Sessions(SessionsArgs),
+    /// The SQL stores' schema.
+    Sql(SqlArgs),
 }
 
 /// Runs a parsed command line.
@@ -36,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), cloakroom::Error> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sessions(args) => sessions(args).await,
+        Command::Sql(args) => sql(args),
     }
 }
 

@@ -15,7 +15,8 @@ pub struct ServeArgs {
     /// Store URL, overriding the configuration: `memory://`,
     /// `redis://HOST:PORT/DB`, `redis+cluster://HOST:PORT,HOST:PORT`,
     /// `redis+sentinel://HOST:PORT,HOST:PORT/MASTERNAME`,
-    /// `memcache://HOST:PORT`.
+    /// `memcache://HOST:PORT`, `postgres://USER@HOST:PORT/DB`,
+    /// `sqlite://PATH`.
     #[arg(long)]
     pub store: Option<String>,
     /// Configuration file (TOML). `CLOAKROOM_*` variables override it.

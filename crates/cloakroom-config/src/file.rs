@@ -4,7 +4,7 @@
 //! carries over key for key:
 //!
 //! ```toml
-//! engine = "redis"                    # memory | redis | memcached
+//! engine = "redis"                    # memory | redis | memcached | postgres | sqlite
 //! cookie_secrets = ["newest secret, 32 bytes or more", "older secret ..."]
 //!
 //! [storage]
@@ -44,17 +44,24 @@ pub enum Engine {
     Redis,
     /// Memcached, through the `cloakroom-memcached` crate.
     Memcached,
+    /// PostgreSQL, through the `cloakroom-postgres` crate.
+    Postgres,
+    /// SQLite, through the `cloakroom-sqlite` crate: durable sessions in
+    /// one file.
+    Sqlite,
 }
 
 impl Engine {
     /// The engine a store URL's scheme names: `memory://`, `redis://`
     /// (and `rediss://`, `redis+unix://`, `redis+cluster://`,
-    /// `redis+sentinel://`), `memcache://`.
+    /// `redis+sentinel://`), `memcache://`, `postgres://` (or
+    /// `postgresql://`), `sqlite://`.
     ///
     /// ```
     /// use cloakroom_config::Engine;
     /// assert_eq!(Engine::of_url("redis+cluster://10.0.0.1:7000")?, Engine::Redis);
-    /// assert!(Engine::of_url("postgres://db").is_err());
+    /// assert_eq!(Engine::of_url("sqlite://sessions.db")?, Engine::Sqlite);
+    /// assert!(Engine::of_url("mysql://db").is_err());
     /// # Ok::<(), cloakroom::Error>(())
     /// ```
     pub fn of_url(url: &str) -> Result<Engine> {
@@ -65,9 +72,12 @@ impl Engine {
                 Ok(Engine::Redis)
             }
             "memcache" | "memcached" => Ok(Engine::Memcached),
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            "sqlite" => Ok(Engine::Sqlite),
             _ => Err(config_error(format!(
                 "storage.url / --store: unknown scheme {scheme:?}; expected memory://, \
-                 redis://, rediss://, redis+cluster://, redis+sentinel:// or memcache://"
+                 redis://, rediss://, redis+cluster://, redis+sentinel://, memcache://, \
+                 postgres:// or sqlite://"
             ))),
         }
     }
@@ -179,7 +189,8 @@ impl PycketConfig {
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// A store URL: `memory://`, `redis://…`, `memcache://…`.
+    /// A store URL: `memory://`, `redis://…`, `memcache://…`,
+    /// `postgres://…`, `sqlite://PATH`.
     pub url: Option<String>,
     /// Server host.
     pub host: Option<String>,
@@ -206,6 +217,17 @@ pub struct StorageConfig {
     pub cache_max_bytes: Option<usize>,
     /// A CA certificate (PEM file) to trust for `rediss://`.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// PostgreSQL database name (default: the user's name), when no `url`
+    /// is set.
+    pub database: Option<String>,
+    /// PostgreSQL schema holding the sessions (default `cloakroom`).
+    pub schema: Option<String>,
+    /// SQLite database file, when no `url` is set (default
+    /// `cloakroom-sessions.db`).
+    pub path: Option<std::path::PathBuf>,
+    /// Seconds between sweeps of expired rows (SQL stores; default 300,
+    /// 0 for none).
+    pub cleanup_interval_secs: Option<u64>,
 }
 
 /// `[cookies]`: the cookie's name and attributes.
@@ -310,12 +332,34 @@ impl fmt::Debug for StorageConfig {
             .field("max_sessions", &self.max_sessions)
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("database", &self.database)
+            .field("schema", &self.schema)
+            .field("path", &self.path)
+            .field("cleanup_interval_secs", &self.cleanup_interval_secs)
             .finish()
     }
 }
 
-/// A store URL with any `user:password@` replaced.
+/// A store URL with any `user:password@`, and any `password=` query
+/// parameter, replaced.
 fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    match url.split_once('?') {
+        Some((base, query)) if query.split('&').any(|p| p.starts_with("password=")) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|p| match p.strip_prefix("password=") {
+                    Some(_) => format!("password={REDACTED}"),
+                    None => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        _ => url,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -373,6 +417,10 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "max_sessions", Kind::Int),
     ("storage", "cache_max_bytes", Kind::Int),
     ("storage", "tls_ca_file", Kind::Str),
+    ("storage", "database", Kind::Str),
+    ("storage", "schema", Kind::Str),
+    ("storage", "path", Kind::Str),
+    ("storage", "cleanup_interval_secs", Kind::Int),
     ("cookies", "name", Kind::Str),
     ("cookies", "expires_days", Kind::Float),
     ("cookies", "secure", Kind::Bool),
@@ -750,6 +798,18 @@ mod tests {
         assert!(printed.contains("10.0.0.2:6379/0"), "{printed}");
     }
 
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_password_in_the_query_is_never_printed() {
+        let pg = Config::from_toml(
+            "[storage]\nurl = 'postgres://db.internal/app?password=query-password&schema=s'",
+        )
+        .unwrap();
+        let printed = format!("{pg:?} {:?}", pg.postgres_config().unwrap());
+        assert!(!printed.contains("query-password"), "{printed}");
+        assert!(printed.contains("schema=s"), "{printed}");
+    }
+
     #[test]
     fn session_expiry_maximums_default_to_the_defaults() {
         let plain = Config::from_toml("[expiry]\nidle_timeout_secs = 600").unwrap();
@@ -816,10 +876,10 @@ mod tests {
 
     #[test]
     fn invalid_values_are_named() {
-        let err = Config::from_toml("engine = 'postgres'")
+        let err = Config::from_toml("engine = 'mysql'")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("postgres"), "{err}");
+        assert!(err.contains("mysql"), "{err}");
         let err = Config::from_toml("[cookies]\nsame_site = 'sometimes'")
             .unwrap_err()
             .to_string();

@@ -173,7 +173,91 @@ impl Config {
             }
             #[cfg(not(feature = "memcached"))]
             Engine::Memcached => Err(store::engine_not_built("memcached", "memcached")),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres => {
+                let postgres = self.postgres_config()?;
+                tracing::info!(config = ?postgres, "connecting to postgres");
+                let store = cloakroom_postgres::PostgresStore::new(postgres)?;
+                // Down at start is not fatal: session calls answer 503 until
+                // the database is up, and the schema is made ready then.
+                if let Err(e) = store.ping().await {
+                    if !e.is_unavailable() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "postgres is not reachable yet: session calls answer 503 until it is");
+                }
+                Ok(ConfiguredStore::Postgres(store))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Engine::Postgres => Err(store::engine_not_built("postgres", "postgres")),
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite => {
+                let sqlite = self.sqlite_config()?;
+                tracing::info!(config = ?sqlite, "opening the sqlite database");
+                Ok(ConfiguredStore::Sqlite(
+                    cloakroom_sqlite::SqliteStore::open(sqlite)?,
+                ))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Engine::Sqlite => Err(store::engine_not_built("sqlite", "sqlite")),
         }
+    }
+
+    /// The PostgreSQL settings of `[storage]`: `url`, or `host`, `port`,
+    /// `username`, `password` and `database`; then `schema`,
+    /// `max_connections`, `timeout_ms` and `cleanup_interval_secs`.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_config(&self) -> Result<cloakroom_postgres::PostgresConfig> {
+        let storage = &self.storage;
+        let mut config = match &storage.url {
+            Some(url) => cloakroom_postgres::PostgresConfig::from_url(url)?,
+            None => {
+                let mut pg = cloakroom_postgres::tokio_postgres::Config::new();
+                pg.host(storage.host.as_deref().unwrap_or("127.0.0.1"))
+                    .port(storage.port.unwrap_or(5432))
+                    .user(storage.username.as_deref().unwrap_or("postgres"));
+                if let Some(password) = &storage.password {
+                    pg.password(password);
+                }
+                if let Some(database) = &storage.database {
+                    pg.dbname(database);
+                }
+                cloakroom_postgres::PostgresConfig::new(pg)
+            }
+        };
+        if let Some(schema) = &storage.schema {
+            config = config.schema(schema)?;
+        }
+        if let Some(timeout) = storage.timeout()? {
+            config = config.timeout(timeout);
+        }
+        if let Some(n) = storage.connections()? {
+            config = config.pool_size(n);
+        }
+        if let Some(secs) = storage.cleanup_interval_secs {
+            config = config.cleanup_interval(Some(std::time::Duration::from_secs(secs)));
+        }
+        Ok(config)
+    }
+
+    /// The SQLite settings of `[storage]`: `url` (`sqlite://PATH`) or
+    /// `path`; then `timeout_ms` (how long to wait for another process's
+    /// write lock) and `cleanup_interval_secs`.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_config(&self) -> Result<cloakroom_sqlite::SqliteConfig> {
+        let storage = &self.storage;
+        let mut config = match (&storage.url, &storage.path) {
+            (Some(url), _) => cloakroom_sqlite::SqliteConfig::from_url(url)?,
+            (None, Some(path)) => cloakroom_sqlite::SqliteConfig::new(path),
+            (None, None) => cloakroom_sqlite::SqliteConfig::new("cloakroom-sessions.db"),
+        };
+        if let Some(timeout) = storage.timeout()? {
+            config = config.busy_timeout(timeout);
+        }
+        if let Some(secs) = storage.cleanup_interval_secs {
+            config = config.cleanup_interval(Some(std::time::Duration::from_secs(secs)));
+        }
+        Ok(config)
     }
 
     /// The Redis settings of `[storage]`: `url`, or `host` and `port`; then

@@ -20,6 +20,12 @@ pub enum ConfiguredStore {
     /// `engine = "memcached"`, `memcache://`.
     #[cfg(feature = "memcached")]
     Memcached(cloakroom_memcached::MemcachedStore),
+    /// `engine = "postgres"`, `postgres://`, `postgresql://`.
+    #[cfg(feature = "postgres")]
+    Postgres(cloakroom_postgres::PostgresStore),
+    /// `engine = "sqlite"`, `sqlite://PATH`.
+    #[cfg(feature = "sqlite")]
+    Sqlite(cloakroom_sqlite::SqliteStore),
 }
 
 /// Forwards a call to whichever store this is.
@@ -31,6 +37,10 @@ macro_rules! each_store {
             ConfiguredStore::Redis($store) => $call,
             #[cfg(feature = "memcached")]
             ConfiguredStore::Memcached($store) => $call,
+            #[cfg(feature = "postgres")]
+            ConfiguredStore::Postgres($store) => $call,
+            #[cfg(feature = "sqlite")]
+            ConfiguredStore::Sqlite($store) => $call,
         }
     };
 }

@@ -95,3 +95,48 @@ async fn the_memory_engine_needs_no_server_and_a_bad_scheme_is_named() {
         .to_string();
     assert!(err.contains("mongodb"), "{err}");
 }
+
+/// `engine = "postgres"` with the separate keys (host, port, username,
+/// database, schema) reaches a real PostgreSQL, and the sessions land in
+/// the schema it names; a `postgres://` URL does the same.
+#[tokio::test]
+async fn postgres_keys_and_urls_reach_the_database() {
+    let pg = cloakroom_testkit::PostgresServer::shared();
+    pg.psql("CREATE DATABASE cfgtest");
+    let keyed = config(&format!(
+        "engine = 'postgres'\n[storage]\nport = {}\nusername = 'postgres'\n\
+         database = 'cfgtest'\nschema = 'keyed'\ncleanup_interval_secs = 0\n",
+        pg.port
+    ));
+    assert_eq!(keyed.effective_engine().unwrap(), Engine::Postgres);
+    seed_flow(keyed.build().await.unwrap()).await;
+    let count = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string()])
+        .args(["-U", "postgres", "-d", "cfgtest", "-XAtqc"])
+        .arg("SELECT count(*) FROM keyed.sessions")
+        .output()
+        .expect("psql");
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "1");
+
+    let url = pg.schema_url();
+    let by_url = config(&format!("[storage]\nurl = {url:?}\n"));
+    assert_eq!(by_url.effective_engine().unwrap(), Engine::Postgres);
+    seed_flow(by_url.build().await.unwrap()).await;
+}
+
+/// `engine = "sqlite"` with `storage.path`, and `sqlite://` URLs.
+#[tokio::test]
+async fn sqlite_path_and_url_open_the_file() {
+    let dir = std::env::temp_dir().join(format!("cloakroom-config-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("by-path.db");
+    let keyed = config(&format!("engine = 'sqlite'\n[storage]\npath = {file:?}\n"));
+    seed_flow(keyed.build().await.unwrap()).await;
+    assert!(file.is_file());
+    let url = format!("sqlite://{}", dir.join("by-url.db").display());
+    let by_url = config(&format!("[storage]\nurl = {url:?}\n"));
+    assert_eq!(by_url.effective_engine().unwrap(), Engine::Sqlite);
+    seed_flow(by_url.build().await.unwrap()).await;
+    assert!(dir.join("by-url.db").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -44,3 +44,5 @@ mod store;
 pub use config::{DEFAULT_SCHEMA, PostgresConfig};
 pub use schema::{SCHEMA_VERSION, schema_sql};
 pub use store::PostgresStore;
+/// The driver, for [`PostgresConfig::new`] with settings built by hand.
+pub use tokio_postgres;

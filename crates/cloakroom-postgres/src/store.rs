@@ -47,6 +47,17 @@ pub struct PostgresStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.inner.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .field("connections", &status.size)
+            .field("max_connections", &status.max_size)
+            .finish()
+    }
+}
+
 struct Inner {
     pool: Pool,
     schema: String,
@@ -154,8 +165,14 @@ impl PostgresStore {
     /// at start-up.
     pub async fn connect(config: PostgresConfig) -> Result<PostgresStore> {
         let store = PostgresStore::new(config)?;
-        drop(store.conn().await?);
+        store.ping().await?;
         Ok(store)
+    }
+
+    /// Connects, and makes the schema ready if it is not yet: a health
+    /// check, and a way to see start-up errors early.
+    pub async fn ping(&self) -> Result<()> {
+        self.run(async { self.conn().await.map(drop) }).await
     }
 
     /// The schema the store uses.

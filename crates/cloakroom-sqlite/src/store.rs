@@ -51,7 +51,17 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("readers", &self.inner.readers.len())
+            .finish()
+    }
+}
+
 struct Inner {
+    path: std::path::PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -87,6 +97,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
+                path: config.path.clone(),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
