@@ -110,13 +110,8 @@ async fn postgres_keys_and_urls_reach_the_database() {
     ));
     assert_eq!(keyed.effective_engine().unwrap(), Engine::Postgres);
     seed_flow(keyed.build().await.unwrap()).await;
-    let count = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string()])
-        .args(["-U", "postgres", "-d", "cfgtest", "-XAtqc"])
-        .arg("SELECT count(*) FROM keyed.sessions")
-        .output()
-        .expect("psql");
-    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "1");
+    let count = pg.psql_in("cfgtest", "SELECT count(*) FROM keyed.sessions");
+    assert_eq!(count, "1");
 
     let url = pg.schema_url();
     let by_url = config(&format!("[storage]\nurl = {url:?}\n"));

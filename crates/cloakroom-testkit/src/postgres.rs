@@ -223,12 +223,17 @@ impl PostgresServer {
         format!("{}?schema=t{}_{n}", self.url(), std::process::id())
     }
 
-    /// Runs SQL with `psql` and returns what it printed (unaligned, no
-    /// headers), panicking if it fails.
+    /// Runs SQL with `psql` in database `postgres` and returns what it
+    /// printed (unaligned, no headers), panicking if it fails.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// [`psql`](Self::psql) in another database.
+    pub fn psql_in(&self, database: &str, sql: &str) -> String {
         let mut child = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "postgres", "-XAtq"])
+            .args(["-U", "postgres", "-d", database, "-XAtq"])
             .args(["-v", "ON_ERROR_STOP=1"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
