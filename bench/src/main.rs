@@ -30,6 +30,16 @@ enum System {
     Axum,
     /// axum doing one raw Redis GET (or SET) per request: the floor.
     RawRedis,
+    /// Cloakroom's demo on its PostgreSQL store (`--store postgres://…`).
+    CloakroomPostgres,
+    /// Cloakroom's demo on its SQLite store (`--store sqlite://…`).
+    CloakroomSqlite,
+    /// tower-sessions 0.14 with tower-sessions-sqlx-store 0.15's
+    /// PostgresStore.
+    TowerSessionsPostgres,
+    /// axum doing one raw PostgreSQL SELECT (or upsert) per request by
+    /// primary key: the floor on PostgreSQL.
+    RawPostgres,
 }
 
 #[derive(Debug, Parser)]
@@ -38,8 +48,10 @@ struct Args {
     system: System,
     #[arg(long, default_value = "127.0.0.1:8899")]
     listen: SocketAddr,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
+    /// The store's URL: Redis for most systems, PostgreSQL or SQLite for
+    /// theirs.
+    #[arg(long, alias = "redis", default_value = "redis://127.0.0.1:6379")]
+    store: String,
 }
 
 const SECRET: &str = "benchmark secret, at least thirty-two bytes long";
@@ -75,9 +87,12 @@ async fn run_axum(args: Args) {
         System::CloakroomCached => {
             cloakroom_app(&args, "[storage]\ncache_max_bytes = 67108864\n").await
         }
-        System::TowerSessions => tower::app(&args.redis).await,
+        System::TowerSessions => tower::app(&args.store).await,
         System::Axum => plain::app(),
-        System::RawRedis => raw::app(&args.redis).await,
+        System::RawRedis => raw::app(&args.store).await,
+        System::CloakroomPostgres | System::CloakroomSqlite => cloakroom_app(&args, "").await,
+        System::TowerSessionsPostgres => tower_postgres::app(&args.store).await,
+        System::RawPostgres => raw_postgres::app(&args.store).await,
         System::ActixSession | System::CloakroomActix => unreachable!("served by actix"),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -92,7 +107,7 @@ async fn cloakroom_app(args: &Args, extra: &str) -> axum::Router {
     let config =
         cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}\n{extra}"))
             .expect("config");
-    let layer = cloakroom_cli::build_layer(&config, Some(&args.redis), args.listen)
+    let layer = cloakroom_cli::build_layer(&config, Some(&args.store), args.listen)
         .await
         .expect("cloakroom layer");
     cloakroom_cli::seed::app(layer)
@@ -112,7 +127,7 @@ mod tower {
     use tower_sessions_redis_store::RedisStore;
     use tower_sessions_redis_store::fred::prelude::*;
 
-    async fn index(
+    pub async fn index(
         session: Session,
         Query(q): Query<HashMap<String, String>>,
     ) -> (StatusCode, &'static str) {
@@ -125,7 +140,7 @@ mod tower {
         }
     }
 
-    async fn detail(session: Session) -> Result<String, StatusCode> {
+    pub async fn detail(session: Session) -> Result<String, StatusCode> {
         let login: Option<String> = session
             .get("login")
             .await
@@ -182,7 +197,7 @@ mod actix {
 
     pub fn run(args: Args) -> std::io::Result<()> {
         actix_web::rt::System::new().block_on(async move {
-            let store = RedisSessionStore::new(args.redis.clone())
+            let store = RedisSessionStore::new(args.store.clone())
                 .await
                 .expect("connect to redis");
             let key = Key::derive_from(SECRET.repeat(2).as_bytes());
@@ -257,7 +272,7 @@ mod cloakroom_actix_app {
                 cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
                     .expect("config");
             config.plain_http_on(args.listen);
-            config.storage.url = Some(args.redis.clone());
+            config.storage.url = Some(args.store.clone());
             let sessions: SessionMiddleware = config.build().await.expect("cloakroom middleware");
             eprintln!("CloakroomActix listening on {}", args.listen);
             HttpServer::new(move || {
@@ -351,5 +366,114 @@ mod raw {
             .route("/detail", get(detail))
             .route("/health", get(|| async { "ok" }))
             .with_state(conn)
+    }
+}
+
+/// The PostgreSQL pool size of every PostgreSQL system, so they compare
+/// like for like (Cloakroom's default).
+const PG_POOL: usize = 16;
+
+mod tower_postgres {
+    use super::PG_POOL;
+    use axum::routing::get;
+    use sqlx::postgres::PgPoolOptions;
+    use tower_sessions::{Expiry, SessionManagerLayer};
+    use tower_sessions_sqlx_store::PostgresStore;
+
+    pub async fn app(url: &str) -> axum::Router {
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_POOL as u32)
+            .connect(url)
+            .await
+            .expect("connect to postgres");
+        let store = PostgresStore::new(pool);
+        store.migrate().await.expect("tower-sessions schema");
+        let layer = SessionManagerLayer::new(store)
+            .with_secure(false)
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)));
+        axum::Router::new()
+            .route("/", get(super::tower::index))
+            .route("/detail", get(super::tower::detail))
+            .route("/health", get(|| async { "ok" }))
+            .layer(layer)
+    }
+}
+
+mod raw_postgres {
+    use super::{PG_POOL, name_of};
+    use axum::extract::{Query, State};
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+    use std::collections::HashMap;
+
+    async fn index(
+        State(pool): State<Pool>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> (StatusCode, &'static str) {
+        let Some(name) = name_of(&q) else {
+            return (StatusCode::BAD_REQUEST, "missing query parameter: name\n");
+        };
+        let done = async {
+            let conn = pool.get().await.ok()?;
+            let stmt = conn
+                .prepare_cached(
+                    "INSERT INTO bench_floor (k, v) VALUES ('floor', $1) \
+                     ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                )
+                .await
+                .ok()?;
+            conn.execute(&stmt, &[&name]).await.ok()
+        };
+        match done.await {
+            Some(_) => (StatusCode::OK, "index get ok!"),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "postgres error\n"),
+        }
+    }
+
+    async fn detail(State(pool): State<Pool>) -> (StatusCode, String) {
+        let login = async {
+            let conn = pool.get().await.ok()?;
+            let stmt = conn
+                .prepare_cached("SELECT v FROM bench_floor WHERE k = 'floor'")
+                .await
+                .ok()?;
+            let rows = conn.query(&stmt, &[]).await.ok()?;
+            Some(rows.first().map(|r| r.get::<_, String>(0)))
+        };
+        match login.await {
+            Some(login) => (
+                StatusCode::OK,
+                format!("detail get ok! {}", login.as_deref().unwrap_or("None")),
+            ),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "postgres error\n".to_owned()),
+        }
+    }
+
+    pub async fn app(url: &str) -> axum::Router {
+        let config: tokio_postgres::Config = url.parse().expect("postgres url");
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(PG_POOL)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("pool");
+        pool.get()
+            .await
+            .expect("connect to postgres")
+            .batch_execute("CREATE TABLE IF NOT EXISTS bench_floor (k text PRIMARY KEY, v text)")
+            .await
+            .expect("create the floor's table");
+        axum::Router::new()
+            .route("/", get(index))
+            .route("/detail", get(detail))
+            .route("/health", get(|| async { "ok" }))
+            .with_state(pool)
     }
 }

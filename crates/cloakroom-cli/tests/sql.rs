@@ -51,6 +51,13 @@ async fn sqlite_sessions_survive_a_restart_of_the_demo() {
     let c = second.client();
     c.set_cookie("id", &cookie);
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    // The admin command reads the same file beside the running server.
+    let count = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .current_dir(&dir.0)
+        .args(["sessions", "count", "--store", "sqlite://sessions.db"])
+        .output()
+        .expect("run cloakroom sessions count");
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "1");
     c.get("/logout").await;
     let replay = second.client();
     replay.set_cookie("id", &cookie);
