@@ -72,6 +72,7 @@ struct Inner {
 struct Sql {
     load: String,
     refresh: String,
+    change: String,
     apply: String,
     take: String,
     increment: String,
@@ -94,6 +95,26 @@ impl Sql {
             refresh: format!(
                 "UPDATE {s}.sessions SET expires_at = $3 \
                  WHERE id = $1 AND expires_at > $2 AND expires_at < $3"
+            ),
+            // The common write, to an existing session, as one plain
+            // UPDATE: under READ COMMITTED a waiting UPDATE re-reads the
+            // row once the holder commits and computes its SET from that
+            // version, so changes to different names compose. It matches
+            // no row when the session is gone or the patch would pass the
+            // limits; `apply` then says which.
+            change: format!(
+                "UPDATE {s}.sessions SET \
+                 data = (CASE WHEN $3 THEN '{{}}'::jsonb ELSE data END - $4::text[]) \
+                        || ($5::text)::jsonb, \
+                 notes = notes || ($6::text)::jsonb, \
+                 deadline = CASE WHEN $7 THEN $2 + $9 ELSE deadline END, \
+                 expires_at = least($2 + $8, CASE WHEN $7 THEN $2 + $9 ELSE deadline END) \
+                 WHERE id = $1 AND expires_at > $2 AND deadline > $2 \
+                 AND ($10::bigint IS NULL OR $5::text = '{{}}' OR ( \
+                     SELECT count(*) <= $10 \
+                        AND coalesce(sum(octet_length(key) + octet_length(value)), 0) <= $11 \
+                     FROM jsonb_each_text((CASE WHEN $3 THEN '{{}}'::jsonb ELSE data END \
+                                           - $4::text[]) || ($5::text)::jsonb)))"
             ),
             apply: format!(
                 "SELECT outcome, names, bytes FROM {s}.apply($1, $2, $3, $4, $5, $6, \
@@ -371,6 +392,38 @@ impl Store for PostgresStore {
         let limits = patch.size_limits();
         let max_names = limits.map(|l| i64::try_from(l.max_names).unwrap_or(i64::MAX));
         let max_bytes = limits.map(|l| i64::try_from(l.max_bytes).unwrap_or(i64::MAX));
+        let plain_change = !patch.creates() && rename.is_none() && !patch.ends_if_empty();
+        if plain_change {
+            let changed = self
+                .run(async {
+                    let conn = self.conn().await?;
+                    let stmt = prepare(&conn, &self.inner.sql.change).await?;
+                    conn.execute(
+                        &stmt,
+                        &[
+                            &id.as_bytes().as_slice(),
+                            &ms(expiry.now),
+                            &patch.clears(),
+                            &remove,
+                            &set,
+                            &notes,
+                            &patch.restarts_lifetime(),
+                            &millis(expiry.idle),
+                            &millis(expiry.absolute),
+                            &max_names,
+                            &max_bytes,
+                        ],
+                    )
+                    .await
+                    .map_err(Error::unavailable)
+                })
+                .await?;
+            if changed == 1 {
+                return Ok(Applied::Done);
+            }
+            // Gone, or over the limits: the function below tells which
+            // (or applies the patch, if the session changed meanwhile).
+        }
         let result = self
             .query_one(
                 &self.inner.sql.apply,
