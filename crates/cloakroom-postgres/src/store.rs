@@ -19,9 +19,11 @@ use tokio_postgres::types::ToSql;
 
 /// Sessions in PostgreSQL: one row per session in `SCHEMA.sessions`.
 ///
-/// - A read is one `SELECT`; a write (create, change, rename, touch) is one
-///   call of the schema's `apply` function, which locks the row, so
-///   concurrent writers of different names all keep their names.
+/// - A read is one `SELECT`; a change (or touch) of an existing session is
+///   one `UPDATE` that merges the changed names into the row as it is when
+///   the row lock is granted, and a create, rename or end is one call of
+///   the schema's `apply` function, which locks the row: concurrent
+///   writers of different names all keep their names.
 /// - Idle and absolute deadlines are checked in every statement: an
 ///   expired row is never returned, and a background task deletes expired
 ///   rows in bounded batches ([`PostgresConfig::cleanup_interval`]).
