@@ -71,6 +71,7 @@ mod adapters;
 mod cookie;
 mod error;
 mod expiry;
+mod handover;
 mod health;
 pub mod inventory;
 mod limits;
@@ -159,6 +160,7 @@ pub use adapters::tower::{ResponseFuture, SessionLayer, SessionLayerBuilder, Ses
 pub use cookie::{CookieConfig, KeyRing, MIN_SECRET_BYTES, SameSite};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{Clock, Expiry, ExpiryPolicy, ManualClock, SessionExpiry, SystemClock, Timestamp};
+pub use handover::Handover;
 pub use inventory::{Admission, ClientInfo, OnMaxSessions, SessionCap, SessionInfo};
 pub use limits::{Limits, SizeLimits};
 pub use manager::{

@@ -11,8 +11,9 @@ use crate::expiry::{Clock, Expiry, ExpiryPolicy, SessionExpiry, SystemClock, Tim
 use crate::health::Health;
 use crate::limits::Limits;
 use crate::observe::{self, EndReason, Listener, SessionEvent};
+use crate::patch::Patch;
 use crate::session::Session;
-use crate::store::{DynStore, Store};
+use crate::store::{Applied, DynStore, Store};
 use crate::token::Token;
 use crate::transport::Transport;
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
@@ -378,6 +379,66 @@ impl SessionAdmin {
                 self.shared.store.sessions_of(user, &expiry),
             )
             .await
+    }
+
+    /// Creates a session for a client that will arrive with another
+    /// credential (see [`Handover`](crate::Handover)), holding `values`
+    /// and `notifications` (JSON), alive for `lifetime` or until
+    /// [`Session::take_over`](crate::Session::take_over) takes it. Names
+    /// and values are checked against the limits, as `set` checks them;
+    /// nothing is written when one fails. Returns `false` when a session
+    /// is already prepared under `handover`.
+    ///
+    /// ```
+    /// # async fn f(admin: cloakroom::SessionAdmin) -> cloakroom::Result<()> {
+    /// use cloakroom::Handover;
+    /// use std::time::Duration;
+    /// let handover = Handover::derive(b"the old system's secret", b"old-session-id");
+    /// let values = [("login".to_owned(), serde_json::json!("alice"))];
+    /// admin.prepare(&handover, values, [], Duration::from_secs(86_400)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare(
+        &self,
+        handover: &crate::Handover,
+        values: impl IntoIterator<Item = (String, serde_json::Value)>,
+        notifications: impl IntoIterator<Item = (String, serde_json::Value)>,
+        lifetime: Duration,
+    ) -> Result<bool> {
+        let json = |name: &str, value: &serde_json::Value| {
+            let text = serde_json::to_string(value).map_err(|source| Error::Serde {
+                name: name.to_owned(),
+                source,
+            })?;
+            self.shared.limits.check(name, &text)?;
+            Ok::<_, Error>(text)
+        };
+        let mut patch = Patch::default();
+        patch.create();
+        for (name, value) in values {
+            let text = json(&name, &value)?;
+            patch.set(name, text);
+        }
+        for (name, value) in notifications {
+            let text = json(&name, &value)?;
+            patch.notify(name, text);
+        }
+        patch.limit(self.shared.limits.session());
+        let expiry = Expiry {
+            now: self.shared.now(),
+            idle: lifetime,
+            absolute: lifetime,
+        };
+        let id = handover.id();
+        let applied = self
+            .shared
+            .call(
+                "apply",
+                Some(&id),
+                self.shared.store.apply(&id, &patch, &expiry),
+            )
+            .await?;
+        Ok(applied != Applied::Gone)
     }
 
     /// Ends one session.

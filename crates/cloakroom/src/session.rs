@@ -8,6 +8,7 @@
 use crate::cookie::{Stamp, Verified};
 use crate::error::{Error, Result};
 use crate::expiry::{Expiry, SessionExpiry, Timestamp};
+use crate::handover::Handover;
 use crate::inventory::{self, Admission, CLIENT_NAME, ClientInfo, OnMaxSessions, USER_NAME};
 use crate::manager::Shared;
 use crate::patch::Patch;
@@ -598,6 +599,75 @@ impl Session {
             st.fresh = Some(Token::generate());
         }
         Ok(())
+    }
+
+    /// Takes over the session prepared for this client under `handover`
+    /// ([`SessionAdmin::prepare`](crate::SessionAdmin::prepare)), when the
+    /// request carries no session cookie of its own. Call it only after
+    /// verifying the client's other credential that `handover` is derived
+    /// from, and before the handler reads the session.
+    ///
+    /// On success (`true`) the request's session is the prepared one,
+    /// with its values and notifications. When the response is ready it
+    /// moves to a fresh id, as [`cycle_id`](Self::cycle_id) does, with the
+    /// manager's default expiry and its absolute lifetime starting now, and
+    /// the response sets its cookie: the derived id never reaches the
+    /// client, and the prepared session is gone, so a second request with
+    /// the same credential takes nothing over. `false`, after at most one
+    /// store read, when the request has a session cookie (a valid one) or
+    /// nothing was prepared (or it expired).
+    ///
+    /// ```
+    /// use cloakroom::{Handover, Session};
+    ///
+    /// async fn first_visit(session: Session, verified_old_id: &str) -> cloakroom::Result<bool> {
+    ///     let handover = Handover::derive(b"the old system's secret", verified_old_id.as_bytes());
+    ///     session.take_over(&handover).await
+    /// }
+    /// ```
+    pub async fn take_over(&self, handover: &Handover) -> Result<bool> {
+        {
+            let mut st = self.state();
+            let fresh_request = st.fresh.is_none()
+                && st.renamed.is_none()
+                && !st.destroyed
+                && st.patch.is_empty()
+                && !self.inner.loaded.initialized();
+            if !fresh_request || self.verify(&mut st).is_some() {
+                return Ok(false);
+            }
+        }
+        let shared = &self.inner.shared;
+        let id = handover.id();
+        let expiry = shared.expiry();
+        let record = shared
+            .call("load", Some(&id), shared.store.load(&id, &expiry))
+            .await?
+            .filter(|r| expiry.now < r.deadline);
+        let Some(record) = record else {
+            return Ok(false);
+        };
+        let mut st = self.state();
+        // A clone of this handle may have read or written meanwhile.
+        if st.fresh.is_some()
+            || st.renamed.is_some()
+            || st.destroyed
+            || !matches!(st.incoming, Incoming::Absent)
+            || self.inner.loaded.set(Some(record)).is_err()
+        {
+            return Ok(false);
+        }
+        st.incoming = Incoming::Valid(Verified {
+            token: handover.token.clone(),
+            stamp: None,
+            stale_key: false,
+        });
+        st.renamed = Some(Token::generate());
+        // Back to the defaults, lifetime restarted (as `set_expiry(None)`).
+        st.own = Some(None);
+        drop(st);
+        self.mark_used();
+        Ok(true)
     }
 
     /// Gives this session its own expiry ("remember me"), or with `None`

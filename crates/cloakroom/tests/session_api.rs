@@ -131,3 +131,93 @@ async fn lifecycle_events_reach_the_subscriber() {
     request(&m, &mut laptop, async |s| s.destroy().await).await;
     assert_eq!(take(), [SessionEvent::Destroyed { id: last }]);
 }
+
+/// A session prepared ahead of time is taken over once, under a fresh
+/// id with the default lifetime, by a request without a cookie of its
+/// own; a request that has one takes nothing over and reads nothing.
+#[tokio::test]
+async fn a_prepared_session_is_taken_over_once_under_a_fresh_id() {
+    use cloakroom::{Handover, Store};
+    use std::time::Duration;
+    let store = MemoryStore::new();
+    let m = SessionManager::builder(store.clone(), KeyRing::random())
+        .build()
+        .unwrap();
+    let handover = Handover::derive(b"the old system's secret", b"old-id-1");
+    let values = [("login".to_owned(), serde_json::json!("alice"))];
+    let notes = [("flash".to_owned(), serde_json::json!("welcome"))];
+    let week = Duration::from_secs(7 * 86_400);
+    assert!(
+        m.admin()
+            .prepare(&handover, values.clone(), notes, week)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !m.admin()
+            .prepare(&handover, values, [], week)
+            .await
+            .unwrap(),
+        "prepared once"
+    );
+
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| {
+        assert!(s.take_over(&handover).await?);
+        assert_eq!(s.get::<String>("login").await?.as_deref(), Some("alice"));
+        assert_ne!(s.id().await?, Some(handover.id()), "a fresh id at once");
+        Ok(())
+    })
+    .await;
+    let cookie_after = cookie.clone().expect("the response set a cookie");
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(s.get::<String>("login").await?.as_deref(), Some("alice"));
+        assert_eq!(
+            s.notifications().take::<String>("flash").await?.as_deref(),
+            Some("welcome")
+        );
+        let id = s.id().await?.expect("a session");
+        assert_ne!(id, handover.id());
+        let e =
+            cloakroom::ExpiryPolicy::default().at(cloakroom::Clock::now(&cloakroom::SystemClock));
+        let record = store.load(&id, &e).await?.expect("stored");
+        assert!(
+            record.deadline.0 <= e.new_deadline().0 + 1_000,
+            "the default lifetime, not the week it waited"
+        );
+        Ok(())
+    })
+    .await;
+    assert_eq!(cookie.as_deref(), Some(cookie_after.as_str()));
+
+    // Taken: a second client with the same credential gets nothing.
+    let mut other = None;
+    request(&m, &mut other, async |s| {
+        assert!(!s.take_over(&handover).await?);
+        assert_eq!(s.get::<String>("login").await?, None);
+        Ok(())
+    })
+    .await;
+    assert_eq!(other, None);
+
+    // A client with a session of its own takes nothing over: the
+    // prepared session stays.
+    let second = Handover::derive(b"the old system's secret", b"old-id-2");
+    m.admin()
+        .prepare(
+            &second,
+            [("login".to_owned(), serde_json::json!("bob"))],
+            [],
+            week,
+        )
+        .await
+        .unwrap();
+    request(&m, &mut cookie, async |s| {
+        assert!(!s.take_over(&second).await?);
+        assert_eq!(s.get::<String>("login").await?.as_deref(), Some("alice"));
+        Ok(())
+    })
+    .await;
+    let e = cloakroom::ExpiryPolicy::default().at(cloakroom::Clock::now(&cloakroom::SystemClock));
+    assert!(store.load(&second.id(), &e).await.unwrap().is_some());
+}
