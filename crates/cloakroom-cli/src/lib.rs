@@ -1,14 +1,17 @@
-//! The `cloakroom` command: the seed demo server, and admin commands later.
+//! The `cloakroom` command: the seed demo server, and the admin commands
+//! (`sessions`, `sql schema`, `pycket import`).
 //!
 //! The library half exists so tests can build the same app the binary
 //! serves.
 
+mod pycket;
 pub mod seed;
 mod serve;
 mod sessions;
 pub mod showcase;
 mod sql;
 
+pub use pycket::{PycketArgs, pycket};
 pub use serve::{App, ServeArgs, build_layer, serve};
 pub use sessions::{SessionsArgs, sessions};
 pub use sql::{SqlArgs, sql};
@@ -33,6 +36,8 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// The SQL stores' schema.
     Sql(SqlArgs),
+    /// The bridge from pycket: import its sessions in bulk.
+    Pycket(PycketArgs),
 }
 
 /// Runs a parsed command line.
@@ -41,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<(), cloakroom::Error> {
         Command::Serve(args) => serve(args).await,
         Command::Sessions(args) => sessions(args).await,
         Command::Sql(args) => sql(args),
+        Command::Pycket(args) => pycket(args).await,
     }
 }
 

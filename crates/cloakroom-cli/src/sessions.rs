@@ -108,11 +108,22 @@ pub async fn sessions(args: SessionsArgs) -> Result<(), Error> {
 
 /// The admin handle over the configured store. Admin commands sign
 /// nothing, so no secret is needed.
-async fn connect(args: &StoreArgs) -> Result<SessionAdmin, Error> {
+pub(crate) async fn connect(args: &StoreArgs) -> Result<SessionAdmin, Error> {
+    let config = load(args)?;
+    admin(&config).await
+}
+
+/// The configuration, with `--store` over `storage.url`.
+pub(crate) fn load(args: &StoreArgs) -> Result<Config, Error> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(url) = &args.store {
         config.storage.url = Some(url.clone());
     }
+    Ok(config)
+}
+
+/// The admin handle over `config`'s store.
+pub(crate) async fn admin(config: &Config) -> Result<SessionAdmin, Error> {
     let store = config.store().await?;
     let manager = SessionManager::builder(store, KeyRing::random())
         .expiry(config.expiry_policy())

@@ -51,3 +51,112 @@ fn share_mode_is_refused_at_start_up_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not available yet"), "{err}");
 }
+
+/// Runs `cloakroom pycket import` against `redis` and returns its stdout.
+fn bulk_import(redis: &RedisServer, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .args(["pycket", "import", "--store", &redis.url(), "--batch", "2"])
+        .args(extra)
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET)
+        .output()
+        .expect("run cloakroom pycket import");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `cloakroom pycket import` moves every Tornado user's session (values
+/// and unread notifications) into Cloakroom ahead of the visit; a run
+/// again imports nothing twice; an unreadable pickle is counted and runs
+/// nothing; and the user's first request with `PYCKET_ID` takes the
+/// prepared session over, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_carries_every_tornado_user_over_before_they_come() {
+    let redis = RedisServer::start();
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+    let alice = tornado.client();
+    assert_eq!(alice.get("/?name=alice").await.body, "index get ok!");
+    assert_eq!(alice.get("/notify?msg=welcome").await.body, "notified");
+    let bob = tornado.client();
+    assert_eq!(bob.get("/?name=bob").await.body, "index get ok!");
+    // A pickle that would create a file if anything executed it.
+    let marker = std::env::temp_dir().join(format!("cloakroom-bulk-{}", std::process::id()));
+    let script = format!(
+        "import os, pickle, redis\n\
+         class Evil:\n    def __reduce__(self):\n        return (os.system, ('touch {}',))\n\
+         redis.Redis(port={}, db=0).set('0b8f3c1e-2d4a-4c6b-9e8f-a1b2c3d4e5f6', pickle.dumps({{'x': Evil()}}))\n",
+        marker.display(),
+        redis.port
+    );
+    let status = Command::new(cloakroom_testkit::tornado::python())
+        .args(["-c", &script])
+        .status()
+        .expect("run python");
+    assert!(status.success());
+
+    assert_eq!(
+        bulk_import(&redis, &[]),
+        "imported 2, skipped 0, unreadable 1"
+    );
+    assert!(!marker.exists(), "the pickle ran code");
+    assert_eq!(
+        bulk_import(&redis, &[]),
+        "imported 0, skipped 2, unreadable 1",
+        "a second run imports nothing twice"
+    );
+
+    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+    cmd.arg("serve")
+        .args(["--store", &redis.url()])
+        .env(
+            "CLOAKROOM_COOKIE_SECRET",
+            "the demo's own secret, long enough to sign",
+        )
+        .env("CLOAKROOM_PYCKET_MODE", "migrate")
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
+    let demo = AppProcess::start(cmd).await;
+    let pycket_id = alice.cookie("PYCKET_ID").expect("a PYCKET_ID");
+    let c = demo.client();
+    c.set_cookie("PYCKET_ID", &pycket_id);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    assert!(c.cookie("id").is_some(), "a Cloakroom cookie now");
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+    // The same PYCKET_ID without the Cloakroom cookie: taken over once.
+    let again = demo.client();
+    again.set_cookie("PYCKET_ID", &pycket_id);
+    assert_eq!(again.get("/detail").await.body, "detail get ok! None");
+    let log = demo.stop();
+    assert!(
+        log.contains("took over a pycket session imported ahead of time"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("imported a pycket session"),
+        "no pickle read: {log}"
+    );
+    // The notification moved with the session: pycket has it no more.
+    assert_eq!(alice.get("/flash").await.body, "flash: None");
+    assert_eq!(redis.cli(&["-n", "1", "DBSIZE"]), "0");
+}
+
+/// `--delete` removes each pycket session once imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
+    let redis = RedisServer::start();
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+    let carol = tornado.client();
+    carol.get("/?name=carol").await;
+    assert_eq!(
+        bulk_import(&redis, &["--delete"]),
+        "imported 1, skipped 0, unreadable 0"
+    );
+    // Only the import record is left in pycket's database, beside
+    // Cloakroom's own keys (the demo's store is the same Redis).
+    let keys = redis.cli(&["-n", "0", "KEYS", "*"]);
+    assert!(
+        keys.lines()
+            .all(|k| k.starts_with("cloakroom:imported:") || k.starts_with("cr:")),
+        "{keys}"
+    );
+    assert_eq!(carol.get("/detail").await.body, "detail get ok! None");
+}

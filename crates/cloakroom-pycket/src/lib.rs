@@ -32,8 +32,8 @@ mod tornado;
 
 #[cfg(feature = "migrate")]
 pub use migrate::{
-    IMPORTED_PREFIX, MigrateError, MigrateLayer, MigrateService, PYCKET_COOKIE, PycketRedis,
-    PycketSession,
+    BulkImport, IMPORTED_PREFIX, ImportCounts, MigrateError, MigrateLayer, MigrateService,
+    PYCKET_COOKIE, PycketRedis, PycketSession,
 };
 pub use pickle::{PickleError, pickle, unpickle};
 pub use tornado::{DEFAULT_MAX_AGE_DAYS, SignedValue, TornadoSecret};

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// pycket's cookie name.
 pub const PYCKET_COOKIE: &str = "PYCKET_ID";
@@ -125,6 +125,50 @@ impl PycketRedis {
     pub async fn delete_notifications(&self, id: &[u8]) -> Result<(), RedisError> {
         let mut notes = self.notifications.clone();
         redis::cmd("DEL").arg(id).query_async(&mut notes).await
+    }
+
+    /// Whether the import of session `id` was claimed already.
+    pub async fn is_claimed(&self, id: &[u8]) -> Result<bool, RedisError> {
+        let mut key = IMPORTED_PREFIX.as_bytes().to_vec();
+        key.extend_from_slice(id);
+        let mut sessions = self.sessions.clone();
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<bool>(&mut sessions)
+            .await
+    }
+
+    /// How long pycket keeps session `id` still (its key's TTL), if it
+    /// has one.
+    pub async fn ttl(&self, id: &[u8]) -> Result<Option<Duration>, RedisError> {
+        let mut sessions = self.sessions.clone();
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(id)
+            .query_async(&mut sessions)
+            .await?;
+        Ok(u64::try_from(ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis))
+    }
+
+    /// One step of a `SCAN` over the sessions database: the next cursor
+    /// (0 when done) and up to about `count` keys.
+    pub async fn scan(&self, cursor: u64, count: usize) -> Result<(u64, Vec<Vec<u8>>), RedisError> {
+        let mut sessions = self.sessions.clone();
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut sessions)
+            .await
+    }
+
+    /// How many keys the sessions database holds (pycket's sessions and
+    /// the import records): the size of a bulk import, for its progress.
+    pub async fn keys_in_sessions_db(&self) -> Result<u64, RedisError> {
+        let mut sessions = self.sessions.clone();
+        redis::cmd("DBSIZE").query_async(&mut sessions).await
     }
 
     /// Deletes pycket's session `id` (after it was imported).
@@ -284,6 +328,16 @@ fn pycket_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<Vec<u8>> {
 }
 
 async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(), MigrateError> {
+    // A session prepared by a bulk import is taken over under a fresh id
+    // (one read, on a request without a Cloakroom cookie only).
+    if session
+        .take_over(&settings.secret.handover(id))
+        .await
+        .map_err(MigrateError::Session)?
+    {
+        tracing::info!("took over a pycket session imported ahead of time");
+        return Ok(());
+    }
     // A live Cloakroom session wins (one read, which the handler would
     // make anyway); a request without a Cloakroom cookie costs none.
     if session.id().await.map_err(MigrateError::Session)?.is_some() {
@@ -370,5 +424,230 @@ where
             }
             inner.call(req).await
         })
+    }
+}
+
+/// What a [`BulkImport`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// Keys of the sessions database looked at (import records included).
+    pub scanned: u64,
+    /// pycket sessions prepared as Cloakroom sessions by this run.
+    pub imported: u64,
+    /// pycket sessions imported before (by an earlier run, or by
+    /// [`MigrateLayer`] when their user came by), or gone meanwhile.
+    pub skipped: u64,
+    /// pycket sessions that could not be imported: not a pickle of plain
+    /// data, or over Cloakroom's limits. The log names each (by a short
+    /// prefix of its id) and why; they stay in pycket's Redis.
+    pub unreadable: u64,
+}
+
+/// Moves every pycket session into Cloakroom ahead of its user's visit,
+/// so pycket's pickles can be dropped: `cloakroom pycket import`.
+///
+/// Each pycket session becomes a Cloakroom session prepared under the key
+/// [`TornadoSecret::handover`] derives from its id
+/// ([`SessionAdmin::prepare`](cloakroom::SessionAdmin::prepare)), with its
+/// values, its unread notifications (then deleted from pycket, so they
+/// are shown once) and pycket's remaining TTL. When the user comes with
+/// `PYCKET_ID`, [`MigrateLayer`] takes the prepared session over under a
+/// fresh id, with no pickle read. The import is recorded as
+/// [`MigrateLayer`] records its own, so a session is imported once
+/// however the two meet, and a run that stops can simply be run again:
+/// what it did is skipped. Keys that are not pycket session ids (uuid4
+/// strings) are passed over: the import records, and Cloakroom's own keys
+/// when both use the same database.
+pub struct BulkImport {
+    store: PycketRedis,
+    secret: crate::TornadoSecret,
+    admin: cloakroom::SessionAdmin,
+    delete: bool,
+    batch: usize,
+}
+
+impl std::fmt::Debug for BulkImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkImport")
+            .field("delete", &self.delete)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `key` has the shape of pycket's session ids: `str(uuid4())`,
+/// 36 characters of hex digits with dashes at 8, 13, 18 and 23.
+fn is_pycket_id(key: &[u8]) -> bool {
+    key.len() == 36
+        && key.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The longest a prepared session waits for its user: Tornado's signed
+/// cookies are valid for 31 days.
+const LONGEST_WAIT: Duration = Duration::from_secs(crate::DEFAULT_MAX_AGE_DAYS * 86_400);
+
+impl BulkImport {
+    /// An import from pycket's `store`, whose cookies `secret` signs, into
+    /// the Cloakroom store behind `admin`.
+    pub fn new(
+        store: PycketRedis,
+        secret: crate::TornadoSecret,
+        admin: cloakroom::SessionAdmin,
+    ) -> Self {
+        BulkImport {
+            store,
+            secret,
+            admin,
+            delete: false,
+            batch: 500,
+        }
+    }
+
+    /// Deletes each pycket session once imported (default: keep it, while
+    /// Tornado still serves some routes).
+    pub fn delete_after_import(mut self, delete: bool) -> Self {
+        self.delete = delete;
+        self
+    }
+
+    /// Keys per `SCAN` step (default 500).
+    pub fn batch(mut self, keys: usize) -> Self {
+        self.batch = keys.max(1);
+        self
+    }
+
+    /// How many keys the run will look at, about: for a progress bar.
+    pub async fn total(&self) -> Result<u64, MigrateError> {
+        self.store
+            .keys_in_sessions_db()
+            .await
+            .map_err(MigrateError::Redis)
+    }
+
+    /// Runs the import to the end, calling `progress` after each `SCAN`
+    /// step. A failure of either store stops it with the error; run it
+    /// again to go on.
+    pub async fn run(
+        &self,
+        mut progress: impl FnMut(&ImportCounts),
+    ) -> Result<ImportCounts, MigrateError> {
+        let mut counts = ImportCounts::default();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self
+                .store
+                .scan(cursor, self.batch)
+                .await
+                .map_err(MigrateError::Redis)?;
+            for id in keys {
+                counts.scanned += 1;
+                // Import records, and keys of other owners (Cloakroom's
+                // own, when both share the database) are no pycket session.
+                if !is_pycket_id(&id) {
+                    continue;
+                }
+                self.one(&id, &mut counts).await?;
+            }
+            progress(&counts);
+            if next == 0 {
+                return Ok(counts);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn one(&self, id: &[u8], counts: &mut ImportCounts) -> Result<(), MigrateError> {
+        let short = String::from_utf8_lossy(&id[..id.len().min(8)]).into_owned();
+        if self
+            .store
+            .is_claimed(id)
+            .await
+            .map_err(MigrateError::Redis)?
+        {
+            counts.skipped += 1;
+            return Ok(());
+        }
+        let found = match self.store.read(id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                counts.skipped += 1;
+                return Ok(());
+            }
+            Err(MigrateError::Pickle(e)) => {
+                tracing::warn!(id = %short, error = %e, "pycket session not imported: unreadable");
+                counts.unreadable += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let lifetime = self
+            .store
+            .ttl(id)
+            .await
+            .map_err(MigrateError::Redis)?
+            .map_or(LONGEST_WAIT, |ttl| ttl.min(LONGEST_WAIT));
+        let handover = self.secret.handover(id);
+        let prepared = self
+            .admin
+            .prepare(
+                &handover,
+                found.values.clone(),
+                found.notifications.clone(),
+                lifetime,
+            )
+            .await;
+        match prepared {
+            // `false`: prepared by an earlier run that stopped before it
+            // recorded the import; record it now.
+            Ok(_) => {}
+            Err(e) if e.is_unavailable() => return Err(MigrateError::Session(e)),
+            Err(e) => {
+                tracing::warn!(id = %short, error = %e, "pycket session not imported: refused by Cloakroom");
+                counts.unreadable += 1;
+                return Ok(());
+            }
+        }
+        if !self.store.claim(id).await.map_err(MigrateError::Redis)? {
+            // Its user came by meanwhile, and the live import won.
+            self.admin
+                .end(&handover.id())
+                .await
+                .map_err(MigrateError::Session)?;
+            counts.skipped += 1;
+            return Ok(());
+        }
+        if !found.notifications.is_empty() {
+            self.store
+                .delete_notifications(id)
+                .await
+                .map_err(MigrateError::Redis)?;
+        }
+        if self.delete {
+            self.store.delete(id).await.map_err(MigrateError::Redis)?;
+        }
+        counts.imported += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pycket_id;
+
+    #[test]
+    fn only_uuid4_strings_are_pycket_ids() {
+        assert!(is_pycket_id(b"0b8f3c1e-2d4a-4c6b-9e8f-a1b2c3d4e5f6"));
+        for key in [
+            &b"cloakroom:imported:0b8f3c1e-2d4a-4c6b-9e8f-a1b2c3d4e5f6"[..],
+            b"cr:{AAAAAAAAAAAAAAAAAAAAAA}",
+            b"0b8f3c1e-2d4a-4c6b-9e8f-a1b2c3d4e5fg",
+            b"0b8f3c1e2d4a-4c6b-9e8f-a1b2c3d4e5f6-",
+            b"",
+        ] {
+            assert!(!is_pycket_id(key), "{}", String::from_utf8_lossy(key));
+        }
     }
 }

@@ -54,6 +54,14 @@ impl TornadoSecret {
         }
     }
 
+    /// The key of the Cloakroom session prepared for the pycket session
+    /// `pycket_id` (by [`BulkImport`](crate::BulkImport)): derived from
+    /// this secret, which only the servers hold.
+    #[cfg(feature = "migrate")]
+    pub fn handover(&self, pycket_id: &[u8]) -> cloakroom::Handover {
+        cloakroom::Handover::derive(&self.secret, pycket_id)
+    }
+
     fn sha256(&self) -> Hmac<Sha256> {
         // HMAC takes keys of any length.
         Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length")
