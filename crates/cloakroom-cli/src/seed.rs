@@ -20,6 +20,79 @@ pub fn app_migrating(sessions: SessionLayer, migrate: cloakroom_pycket::MigrateL
     routes().layer(migrate).layer(sessions)
 }
 
+/// The demo app on a Tornado app's own pycket sessions
+/// (`[pycket] mode = "share"`): the Tornado seed's routes, `/`,
+/// `/detail`, `/notify?msg=`, `/flash` and `/health`, answering as it
+/// does, so either app can serve any request of one user.
+pub fn app_sharing(share: cloakroom_pycket::ShareLayer) -> Router {
+    Router::new()
+        .route("/", get(shared::index))
+        .route("/detail", get(shared::detail))
+        .route("/notify", get(shared::notify))
+        .route("/flash", get(shared::flash))
+        .route("/health", get(|| async { "ok" }))
+        .layer(share)
+}
+
+/// The handlers of share mode, on [`cloakroom_pycket::SharedSession`].
+mod shared {
+    use super::{Params, missing_name, name_param};
+    use axum::Extension;
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use cloakroom_pycket::{ShareError, SharedSession};
+
+    fn failed(e: ShareError) -> Response {
+        let status = if e.is_unavailable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        tracing::warn!(error = %e, "a shared pycket session failed");
+        (status, format!("{e}\n")).into_response()
+    }
+
+    pub async fn index(Extension(session): Extension<SharedSession>, params: Params) -> Response {
+        let Some(name) = name_param(params) else {
+            return missing_name();
+        };
+        match session.set("login", name).await {
+            Ok(()) => "index get ok!".into_response(),
+            Err(e) => failed(e),
+        }
+    }
+
+    pub async fn detail(Extension(session): Extension<SharedSession>) -> Response {
+        match session.get::<String>("login").await {
+            Ok(login) => {
+                format!("detail get ok! {}", login.as_deref().unwrap_or("None")).into_response()
+            }
+            Err(e) => failed(e),
+        }
+    }
+
+    pub async fn notify(
+        Extension(session): Extension<SharedSession>,
+        Query(mut q): Params,
+    ) -> Response {
+        let Some(msg) = q.remove("msg") else {
+            return (StatusCode::BAD_REQUEST, "missing query parameter: msg\n").into_response();
+        };
+        match session.notify("flash", msg).await {
+            Ok(()) => "notified".into_response(),
+            Err(e) => failed(e),
+        }
+    }
+
+    pub async fn flash(Extension(session): Extension<SharedSession>) -> Response {
+        match session.take_notification::<String>("flash").await {
+            Ok(flash) => format!("flash: {}", flash.as_deref().unwrap_or("None")).into_response(),
+            Err(e) => failed(e),
+        }
+    }
+}
+
 fn routes() -> Router {
     Router::new()
         .route("/", get(index))

@@ -106,16 +106,25 @@ async fn serve_metrics(addr: SocketAddr) -> Result<(), Error> {
     Ok(())
 }
 
-/// The pycket bridge `[pycket]` asks for, if any: in migrate mode, a
-/// layer that reads pycket's sessions from `pycket.url`, or from the
-/// store's Redis.
-async fn migrate_layer(
+/// The pycket bridge `[pycket]` asks for.
+enum Bridge {
+    Off,
+    Migrate(cloakroom_pycket::MigrateLayer),
+    Share(cloakroom_pycket::ShareLayer),
+}
+
+/// The pycket bridge `[pycket]` asks for, if any, on pycket's Redis at
+/// `pycket.url`, or the store's: in migrate mode a layer that imports
+/// pycket's sessions; in share mode one that serves them in place.
+async fn pycket_bridge(
     config: &Config,
     store_url: Option<&str>,
-) -> Result<Option<cloakroom_pycket::MigrateLayer>, Error> {
+    listen: SocketAddr,
+) -> Result<Bridge, Error> {
     let pycket = &config.pycket;
-    if pycket.checked_mode()? == cloakroom_config::PycketMode::Off {
-        return Ok(None);
+    let mode = pycket.checked_mode()?;
+    if mode == cloakroom_config::PycketMode::Off {
+        return Ok(Bridge::Off);
     }
     let url = pycket
         .url
@@ -125,8 +134,7 @@ async fn migrate_layer(
         .filter(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
         .ok_or_else(|| {
             Error::Config(
-                "pycket.mode = \"migrate\" reads pycket's Redis: set pycket.url, \
-                 or serve on a redis:// store"
+                "[pycket] reads pycket's Redis: set pycket.url, or serve on a redis:// store"
                     .to_owned(),
             )
         })?;
@@ -137,10 +145,20 @@ async fn migrate_layer(
     )
     .await
     .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
-    let secret = pycket.cookie_secret.as_deref().unwrap_or_default();
+    let secret =
+        cloakroom_pycket::TornadoSecret::new(pycket.cookie_secret.as_deref().unwrap_or_default());
+    if mode == cloakroom_config::PycketMode::Share {
+        let mut cookies = config.clone();
+        cookies.plain_http_on(listen);
+        tracing::info!("pycket bridge: serving the Tornado app's own sessions (share mode)");
+        return Ok(Bridge::Share(
+            cloakroom_pycket::ShareLayer::new(store, secret)
+                .secure(cookies.cookies.secure.unwrap_or(true)),
+        ));
+    }
     tracing::info!("pycket bridge: importing Tornado users' sessions as they arrive");
-    Ok(Some(
-        cloakroom_pycket::MigrateLayer::new(store, cloakroom_pycket::TornadoSecret::new(secret))
+    Ok(Bridge::Migrate(
+        cloakroom_pycket::MigrateLayer::new(store, secret)
             .delete_after_import(pycket.delete_after_import.unwrap_or(false)),
     ))
 }
@@ -157,13 +175,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
         serve_metrics(addr).await?;
     }
     let config = Config::load(args.config.as_deref())?;
-    let migrate = migrate_layer(&config, args.store.as_deref()).await?;
-    let layer = build_layer(&config, args.store.as_deref(), args.listen).await?;
-    let app = match (args.app, migrate) {
-        (App::Seed, None) => crate::seed::app(layer),
-        (App::Seed, Some(migrate)) => crate::seed::app_migrating(layer, migrate),
-        (App::Showcase, None) => crate::showcase::app(layer),
-        (App::Showcase, Some(_)) => {
+    let bridge = pycket_bridge(&config, args.store.as_deref(), args.listen).await?;
+    let app = match (args.app, bridge) {
+        // Share mode serves pycket's sessions only: no Cloakroom store.
+        (App::Seed, Bridge::Share(share)) => crate::seed::app_sharing(share),
+        (App::Seed, Bridge::Off) => {
+            crate::seed::app(build_layer(&config, args.store.as_deref(), args.listen).await?)
+        }
+        (App::Seed, Bridge::Migrate(migrate)) => crate::seed::app_migrating(
+            build_layer(&config, args.store.as_deref(), args.listen).await?,
+            migrate,
+        ),
+        (App::Showcase, Bridge::Off) => {
+            crate::showcase::app(build_layer(&config, args.store.as_deref(), args.listen).await?)
+        }
+        (App::Showcase, _) => {
             return Err(Error::Config(
                 "[pycket] is served with the seed demo (--app seed)".to_owned(),
             ));

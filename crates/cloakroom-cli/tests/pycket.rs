@@ -39,17 +39,85 @@ async fn the_demo_in_migrate_mode_carries_a_tornado_user_over() {
     assert!(log.contains("imported a pycket session"), "{log}");
 }
 
-#[test]
-fn share_mode_is_refused_at_start_up_with_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+/// `cloakroom serve` in share mode beside the seed's Tornado app, on one
+/// redis-server: either app serves any request of one user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_share_mode_tornado_and_the_demo_serve_the_same_users() {
+    let redis = RedisServer::start();
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+    cmd.arg("serve")
+        .args(["--store", &redis.url()])
         .env("CLOAKROOM_PYCKET_MODE", "share")
-        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET)
-        .output()
-        .expect("run cloakroom");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not available yet"), "{err}");
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
+    let demo = AppProcess::start(cmd).await;
+
+    // Signed in on Tornado: the Rust service reads the user.
+    let on_tornado = tornado.client();
+    assert_eq!(on_tornado.get("/?name=alice").await.body, "index get ok!");
+    let pycket_id = on_tornado.cookie("PYCKET_ID").expect("a PYCKET_ID");
+    let on_rust = demo.client();
+    on_rust.set_cookie("PYCKET_ID", &pycket_id);
+    assert_eq!(on_rust.get("/detail").await.body, "detail get ok! alice");
+    // A value set in Rust is what Tornado's self.session.get returns.
+    assert_eq!(on_rust.get("/?name=alice-2").await.body, "index get ok!");
+    assert!(
+        on_rust.cookie("PYCKET_ID") == Some(pycket_id.clone()),
+        "same cookie"
+    );
+    assert_eq!(
+        on_tornado.get("/detail").await.body,
+        "detail get ok! alice-2"
+    );
+
+    // A session the Rust service creates: a PYCKET_ID that Tornado takes.
+    let new_on_rust = demo.client();
+    let r = new_on_rust.get("/?name=bob").await;
+    let set_cookie = r.set_cookies().join("\n");
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let created = new_on_rust
+        .cookie("PYCKET_ID")
+        .expect("a PYCKET_ID from Rust");
+    let same_on_tornado = tornado.client();
+    same_on_tornado.set_cookie("PYCKET_ID", &created);
+    assert_eq!(
+        same_on_tornado.get("/detail").await.body,
+        "detail get ok! bob"
+    );
+
+    // Notifications are read once, by whichever app reads first.
+    assert_eq!(on_tornado.get("/notify?msg=hello").await.body, "notified");
+    assert_eq!(on_rust.get("/flash").await.body, "flash: hello");
+    assert_eq!(on_tornado.get("/flash").await.body, "flash: None");
+    assert_eq!(on_rust.get("/notify?msg=back").await.body, "notified");
+    assert_eq!(on_tornado.get("/flash").await.body, "flash: back");
+    assert_eq!(on_rust.get("/flash").await.body, "flash: None");
+
+    // Writes keep pycket's TTL (a day, pushed on every write).
+    let keys = redis.cli(&["-n", "0", "KEYS", "*"]);
+    for key in keys.lines() {
+        let ttl: u64 = redis.cli(&["-n", "0", "TTL", key]).parse().expect("a TTL");
+        assert!((86_300..=86_400).contains(&ttl), "{key}: {ttl}");
+    }
+    assert_eq!(
+        keys.lines().count(),
+        2,
+        "alice and bob, nothing else: {keys}"
+    );
+
+    // A forged or tampered PYCKET_ID is no session, and reads nothing.
+    let forged = demo.client();
+    let mut tampered = pycket_id.clone();
+    let last = tampered.pop();
+    tampered.push(if last == Some('0') { '1' } else { '0' });
+    forged.set_cookie("PYCKET_ID", &tampered);
+    let reads = redis.round_trips(forged.get("/detail")).await;
+    assert_eq!(reads, 0);
+    assert_eq!(forged.get("/detail").await.body, "detail get ok! None");
+    demo.stop();
 }
 
 /// Runs `cloakroom pycket import` against `redis` and returns its stdout.

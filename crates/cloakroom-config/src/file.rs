@@ -126,7 +126,8 @@ pub struct PycketConfig {
     /// The Tornado app's `cookie_secret`, which signs `PYCKET_ID`.
     pub cookie_secret: Option<String>,
     /// `migrate` (import each pycket session once into a Cloakroom
-    /// session). `share` is not available yet. Unset: no bridge.
+    /// session) or `share` (read and write pycket's sessions in place,
+    /// beside the Tornado app). Unset: no bridge.
     pub mode: Option<String>,
     /// pycket's Redis (default: `storage.url`).
     pub url: Option<String>,
@@ -162,11 +163,12 @@ pub enum PycketMode {
     Off,
     /// Import each pycket session once.
     Migrate,
+    /// Read and write pycket's sessions in pycket's format.
+    Share,
 }
 
 impl PycketConfig {
-    /// The mode, checked: `migrate` needs `cookie_secret`; `share` is
-    /// refused with a clear error, since it is not built yet.
+    /// The mode, checked: `migrate` and `share` need `cookie_secret`.
     pub fn checked_mode(&self) -> Result<PycketMode> {
         match self.mode.as_deref() {
             None => Ok(PycketMode::Off),
@@ -175,11 +177,13 @@ impl PycketConfig {
                 "pycket.mode = \"migrate\" needs pycket.cookie_secret \
                  (or CLOAKROOM_PYCKET_COOKIE_SECRET): the Tornado app's cookie_secret",
             )),
+            Some("share") if self.cookie_secret.is_some() => Ok(PycketMode::Share),
             Some("share") => Err(config_error(
-                "pycket.mode = \"share\" is not available yet; use \"migrate\"",
+                "pycket.mode = \"share\" needs pycket.cookie_secret \
+                 (or CLOAKROOM_PYCKET_COOKIE_SECRET): the Tornado app's cookie_secret",
             )),
             Some(other) => Err(config_error(format!(
-                "pycket.mode must be \"migrate\", not {other:?}"
+                "pycket.mode must be \"migrate\" or \"share\", not {other:?}"
             ))),
         }
     }
@@ -844,12 +848,11 @@ mod tests {
                 .unwrap();
         assert_eq!(migrate.pycket.checked_mode().unwrap(), PycketMode::Migrate);
         assert!(!format!("{migrate:?}").contains("tornado secret"));
+        let share = Config::from_toml("[pycket]\nmode = 'share'\ncookie_secret = 's'").unwrap();
+        assert_eq!(share.pycket.checked_mode().unwrap(), PycketMode::Share);
         for (toml, says) in [
             ("[pycket]\nmode = 'migrate'", "pycket.cookie_secret"),
-            (
-                "[pycket]\nmode = 'share'\ncookie_secret = 's'",
-                "not available yet",
-            ),
+            ("[pycket]\nmode = 'share'", "pycket.cookie_secret"),
             ("[pycket]\nmode = 'sync'", "sync"),
         ] {
             let err = Config::from_toml(toml)

@@ -9,7 +9,9 @@
 //!   writes JSON back in a form Python 3 reads.
 //! - With the `migrate` feature, `MigrateLayer` carries a Tornado user's
 //!   pycket session over to a Cloakroom session on their first request to
-//!   the Rust service.
+//!   the Rust service, `BulkImport` moves them all ahead of time, and
+//!   `ShareLayer` lets the Rust service read and write pycket's sessions in
+//!   place, beside the Tornado app.
 //!
 //! ```
 //! use cloakroom_pycket::{TornadoSecret, unpickle};
@@ -28,6 +30,8 @@
 #[cfg(feature = "migrate")]
 mod migrate;
 mod pickle;
+#[cfg(feature = "migrate")]
+mod share;
 mod tornado;
 
 #[cfg(feature = "migrate")]
@@ -36,4 +40,6 @@ pub use migrate::{
     PYCKET_COOKIE, PycketRedis, PycketSession,
 };
 pub use pickle::{PickleError, pickle, unpickle};
+#[cfg(feature = "migrate")]
+pub use share::{PYCKET_EXPIRE, ShareError, ShareLayer, ShareService, SharedSession};
 pub use tornado::{DEFAULT_MAX_AGE_DAYS, SignedValue, TornadoSecret};

@@ -171,6 +171,60 @@ impl PycketRedis {
         redis::cmd("DBSIZE").query_async(&mut sessions).await
     }
 
+    /// The raw value under `id` in the sessions database, or with
+    /// `notifications` in the notifications one.
+    pub(crate) async fn get_raw(
+        &self,
+        notifications: bool,
+        id: &[u8],
+    ) -> Result<Option<Vec<u8>>, RedisError> {
+        let mut conn = self.db(notifications);
+        redis::cmd("GET").arg(id).query_async(&mut conn).await
+    }
+
+    /// Writes `new` under `id` with pycket's `ttl`, only if the value
+    /// there is still `expected` (`None`: nothing there), atomically.
+    pub(crate) async fn compare_and_set(
+        &self,
+        notifications: bool,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, RedisError> {
+        static CAS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"
+                local cur = redis.call('GET', KEYS[1])
+                if ARGV[1] == '1' then
+                  if cur then return 0 end
+                elseif cur ~= ARGV[2] then
+                  return 0
+                end
+                redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+                return 1
+                ",
+            )
+        });
+        let mut conn = self.db(notifications);
+        let absent = if expected.is_none() { "1" } else { "0" };
+        CAS.key(id)
+            .arg(absent)
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .arg(ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    fn db(&self, notifications: bool) -> ConnectionManager {
+        if notifications {
+            self.notifications.clone()
+        } else {
+            self.sessions.clone()
+        }
+    }
+
     /// Deletes pycket's session `id` (after it was imported).
     pub async fn delete(&self, id: &[u8]) -> Result<(), RedisError> {
         let mut sessions = self.sessions.clone();
