@@ -40,6 +40,9 @@ enum System {
     /// axum doing one raw PostgreSQL SELECT (or upsert) per request by
     /// primary key: the floor on PostgreSQL.
     RawPostgres,
+    /// Cloakroom's demo in pycket share mode: pycket's own pickled
+    /// sessions, as `cloakroom serve` with `[pycket] mode = "share"`.
+    CloakroomShare,
 }
 
 #[derive(Debug, Parser)]
@@ -93,6 +96,17 @@ async fn run_axum(args: Args) {
         System::CloakroomPostgres | System::CloakroomSqlite => cloakroom_app(&args, "").await,
         System::TowerSessionsPostgres => tower_postgres::app(&args.store).await,
         System::RawPostgres => raw_postgres::app(&args.store).await,
+        System::CloakroomShare => {
+            // The same secret as the seed's Tornado app that bench/run
+            // --pycket starts.
+            let pycket = cloakroom_pycket::PycketRedis::connect(&args.store, 0, 1)
+                .await
+                .expect("connect to redis");
+            let share =
+                cloakroom_pycket::ShareLayer::new(pycket, cloakroom_pycket::TornadoSecret::new(SECRET))
+                    .secure(false);
+            cloakroom_cli::seed::app_sharing(share)
+        }
         System::ActixSession | System::CloakroomActix => unreachable!("served by actix"),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -131,13 +131,31 @@ async fn pycket_bridge(
         .as_deref()
         .or(store_url)
         .or(config.storage.url.as_deref())
-        .filter(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
-        .ok_or_else(|| {
-            Error::Config(
-                "[pycket] reads pycket's Redis: set pycket.url, or serve on a redis:// store"
+        .unwrap_or_default();
+    let secret =
+        cloakroom_pycket::TornadoSecret::new(pycket.cookie_secret.as_deref().unwrap_or_default());
+    let delete = pycket.delete_after_import.unwrap_or(false);
+    if url.starts_with("memcache://") || url.starts_with("memcached://") {
+        if mode == cloakroom_config::PycketMode::Share {
+            return Err(Error::Config(
+                "pycket.mode = \"share\" works on pycket's Redis; on Memcached use \"migrate\""
                     .to_owned(),
-            )
-        })?;
+            ));
+        }
+        let store = cloakroom_pycket::PycketMemcached::connect(url)
+            .await
+            .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
+        tracing::info!("pycket bridge: importing Tornado users' sessions from Memcached");
+        let migrate = cloakroom_pycket::MigrateLayer::new(store, secret);
+        return Ok(Bridge::Migrate(migrate.delete_after_import(delete)));
+    }
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(Error::Config(
+            "[pycket] reads pycket's Redis (or Memcached, in migrate mode): set pycket.url, \
+             or serve on a redis:// store"
+                .to_owned(),
+        ));
+    }
     let store = cloakroom_pycket::PycketRedis::connect(
         url,
         i64::from(pycket.db_sessions.unwrap_or(0)),
@@ -145,8 +163,6 @@ async fn pycket_bridge(
     )
     .await
     .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
-    let secret =
-        cloakroom_pycket::TornadoSecret::new(pycket.cookie_secret.as_deref().unwrap_or_default());
     if mode == cloakroom_config::PycketMode::Share {
         let mut cookies = config.clone();
         cookies.plain_http_on(listen);
@@ -157,10 +173,8 @@ async fn pycket_bridge(
         ));
     }
     tracing::info!("pycket bridge: importing Tornado users' sessions as they arrive");
-    Ok(Bridge::Migrate(
-        cloakroom_pycket::MigrateLayer::new(store, secret)
-            .delete_after_import(pycket.delete_after_import.unwrap_or(false)),
-    ))
+    let migrate = cloakroom_pycket::MigrateLayer::new(store, secret);
+    Ok(Bridge::Migrate(migrate.delete_after_import(delete)))
 }
 
 /// Runs the demo server until Ctrl-C.

@@ -228,3 +228,27 @@ async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
     );
     assert_eq!(carol.get("/detail").await.body, "detail get ok! None");
 }
+
+/// Migrate mode from pycket's Memcached engine: `pycket.url` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_imports_tornado_users_from_pycket_on_memcached() {
+    let memcached = cloakroom_testkit::MemcachedServer::start();
+    let tornado = TornadoSeed::start_on_memcached(&memcached, TORNADO_SECRET).await;
+    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+    cmd.arg("serve")
+        .env("CLOAKROOM_PYCKET_MODE", "migrate")
+        .env("CLOAKROOM_PYCKET_URL", memcached.url())
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
+    let demo = AppProcess::start(cmd).await;
+    let browser = tornado.client();
+    assert_eq!(browser.get("/?name=carol").await.body, "index get ok!");
+    let c = demo.client();
+    c.set_cookie(
+        "PYCKET_ID",
+        &browser.cookie("PYCKET_ID").expect("a PYCKET_ID"),
+    );
+    assert_eq!(c.get("/detail").await.body, "detail get ok! carol");
+    assert!(c.cookie("id").is_some(), "a Cloakroom cookie now");
+    let log = demo.stop();
+    assert!(log.contains("from Memcached"), "{log}");
+}

@@ -129,7 +129,8 @@ pub struct PycketConfig {
     /// session) or `share` (read and write pycket's sessions in place,
     /// beside the Tornado app). Unset: no bridge.
     pub mode: Option<String>,
-    /// pycket's Redis (default: `storage.url`).
+    /// pycket's Redis, or in migrate mode its Memcached (`memcache://`)
+    /// (default: `storage.url`).
     pub url: Option<String>,
     /// pycket's `db_sessions` (default 0).
     pub db_sessions: Option<u32>,

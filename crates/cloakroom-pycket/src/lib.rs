@@ -27,6 +27,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "memcached")]
+mod memcached;
 #[cfg(feature = "migrate")]
 mod migrate;
 mod pickle;
@@ -34,10 +36,12 @@ mod pickle;
 mod share;
 mod tornado;
 
+#[cfg(feature = "memcached")]
+pub use memcached::PycketMemcached;
 #[cfg(feature = "migrate")]
 pub use migrate::{
     BulkImport, IMPORTED_PREFIX, ImportCounts, MigrateError, MigrateLayer, MigrateService,
-    PYCKET_COOKIE, PycketRedis, PycketSession,
+    PYCKET_COOKIE, PycketRedis, PycketSession, PycketStore,
 };
 pub use pickle::{PickleError, pickle, unpickle};
 #[cfg(feature = "migrate")]

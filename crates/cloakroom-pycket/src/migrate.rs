@@ -232,7 +232,7 @@ impl PycketRedis {
     }
 }
 
-fn dict(raw: &[u8]) -> Result<Map<String, Value>, MigrateError> {
+pub(crate) fn dict(raw: &[u8]) -> Result<Map<String, Value>, MigrateError> {
     match unpickle(raw).map_err(MigrateError::Pickle)? {
         Value::Object(map) => Ok(map),
         _ => Err(MigrateError::Pickle(crate::PickleError::not_a_dict())),
@@ -248,6 +248,8 @@ pub enum MigrateError {
     Pickle(crate::PickleError),
     /// Cloakroom refused a value (a limit, a reserved name).
     Session(cloakroom::Error),
+    /// pycket's Memcached failed.
+    Memcached(String),
 }
 
 impl std::fmt::Display for MigrateError {
@@ -256,14 +258,76 @@ impl std::fmt::Display for MigrateError {
             MigrateError::Redis(e) => write!(f, "pycket's Redis: {e}"),
             MigrateError::Pickle(e) => write!(f, "{e}"),
             MigrateError::Session(e) => write!(f, "{e}"),
+            MigrateError::Memcached(e) => write!(f, "pycket's Memcached: {e}"),
         }
     }
 }
 
 impl std::error::Error for MigrateError {}
 
+/// Where pycket keeps its sessions: either of its two engines.
+#[derive(Clone)]
+pub enum PycketStore {
+    /// pycket's Redis engine.
+    Redis(PycketRedis),
+    /// pycket's Memcached engine.
+    #[cfg(feature = "memcached")]
+    Memcached(Arc<crate::PycketMemcached>),
+}
+
+impl From<PycketRedis> for PycketStore {
+    fn from(redis: PycketRedis) -> Self {
+        PycketStore::Redis(redis)
+    }
+}
+
+#[cfg(feature = "memcached")]
+impl From<crate::PycketMemcached> for PycketStore {
+    fn from(memcached: crate::PycketMemcached) -> Self {
+        PycketStore::Memcached(Arc::new(memcached))
+    }
+}
+
+impl PycketStore {
+    async fn claim(&self, id: &[u8]) -> Result<bool, MigrateError> {
+        match self {
+            PycketStore::Redis(r) => r.claim(id).await.map_err(MigrateError::Redis),
+            #[cfg(feature = "memcached")]
+            PycketStore::Memcached(m) => m.claim(id).await,
+        }
+    }
+
+    async fn read(&self, id: &[u8]) -> Result<Option<PycketSession>, MigrateError> {
+        match self {
+            PycketStore::Redis(r) => r.read(id).await,
+            #[cfg(feature = "memcached")]
+            PycketStore::Memcached(m) => m.read(id).await,
+        }
+    }
+
+    async fn delete_notifications(&self, id: &[u8]) -> Result<(), MigrateError> {
+        match self {
+            PycketStore::Redis(r) => r
+                .delete_notifications(id)
+                .await
+                .map_err(MigrateError::Redis),
+            // Memcached has none of their own (see `PycketMemcached`).
+            #[cfg(feature = "memcached")]
+            PycketStore::Memcached(_) => Ok(()),
+        }
+    }
+
+    async fn delete(&self, id: &[u8]) -> Result<(), MigrateError> {
+        match self {
+            PycketStore::Redis(r) => r.delete(id).await.map_err(MigrateError::Redis),
+            #[cfg(feature = "memcached")]
+            PycketStore::Memcached(m) => m.delete(id).await,
+        }
+    }
+}
+
 struct Settings {
-    store: PycketRedis,
+    store: PycketStore,
     secret: TornadoSecret,
     delete: bool,
 }
@@ -302,12 +366,13 @@ impl std::fmt::Debug for MigrateLayer {
 }
 
 impl MigrateLayer {
-    /// Imports from `store`, trusting cookies signed with `secret` (the
+    /// Imports from `store` ([`PycketRedis`], or `PycketMemcached` with
+    /// the `memcached` feature), trusting cookies signed with `secret` (the
     /// Tornado app's `cookie_secret`).
-    pub fn new(store: PycketRedis, secret: TornadoSecret) -> Self {
+    pub fn new(store: impl Into<PycketStore>, secret: TornadoSecret) -> Self {
         MigrateLayer {
             settings: Arc::new(Settings {
-                store,
+                store: store.into(),
                 secret,
                 delete: false,
             }),
@@ -399,12 +464,7 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
     }
     // Once per pycket session, ever: a later request without a live
     // Cloakroom session (after a logout, say) must not import it again.
-    if !settings
-        .store
-        .claim(id)
-        .await
-        .map_err(MigrateError::Redis)?
-    {
+    if !settings.store.claim(id).await? {
         return Ok(());
     }
     let Some(found) = settings.store.read(id).await? else {
@@ -426,18 +486,10 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
         return Err(MigrateError::Session(e));
     }
     if !found.notifications.is_empty() {
-        settings
-            .store
-            .delete_notifications(id)
-            .await
-            .map_err(MigrateError::Redis)?;
+        settings.store.delete_notifications(id).await?;
     }
     if settings.delete {
-        settings
-            .store
-            .delete(id)
-            .await
-            .map_err(MigrateError::Redis)?;
+        settings.store.delete(id).await?;
     }
     tracing::info!(
         values = found.values.len(),

@@ -35,12 +35,28 @@ pub struct TornadoSeed {
 impl TornadoSeed {
     /// Starts it with `cookie_secret`, on a free port.
     pub async fn start(redis: &RedisServer, cookie_secret: &str) -> TornadoSeed {
+        Self::start_with(&[("REDIS_PORT", redis.port.to_string())], cookie_secret).await
+    }
+
+    /// Starts it with pycket's Memcached engine on `memcached`.
+    pub async fn start_on_memcached(
+        memcached: &crate::MemcachedServer,
+        cookie_secret: &str,
+    ) -> TornadoSeed {
+        let env = [
+            ("ENGINE", "memcached".to_owned()),
+            ("MEMCACHED_PORT", memcached.port.to_string()),
+        ];
+        Self::start_with(&env, cookie_secret).await
+    }
+
+    async fn start_with(env: &[(&str, String)], cookie_secret: &str) -> TornadoSeed {
         let port = crate::free_port();
         let child = Command::new(python())
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tornado/seed_app.py"))
             .env("PORT", port.to_string())
             .env("COOKIE_SECRET", cookie_secret)
-            .env("REDIS_PORT", redis.port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,5 +1,6 @@
 """The seed: pycket's demo app on Tornado, with its port, cookie_secret and
-Redis port taken from the environment (PORT, COOKIE_SECRET, REDIS_PORT),
+Redis port taken from the environment (PORT, COOKIE_SECRET, REDIS_PORT;
+ENGINE=memcached with MEMCACHED_PORT for pycket's other engine),
 plus a notification set and read (/notify?msg=, /flash) and /health (no
 session), for the tests and for bench/run --pycket."""
 
@@ -41,6 +42,18 @@ class Flash(tornado.web.RequestHandler, SessionMixin, NotificationMixin):
         self.write("flash: %s" % self.notifications.get("flash"))
 
 
+def pycket_settings():
+    if os.environ.get("ENGINE") == "memcached":
+        return {
+            "engine": "memcached",
+            "storage": {"servers": ("127.0.0.1:%s" % os.environ["MEMCACHED_PORT"],)},
+        }
+    return {
+        "engine": "redis",
+        "storage": {"host": "127.0.0.1", "port": int(os.environ["REDIS_PORT"])},
+    }
+
+
 def main():
     app = tornado.web.Application(
         [
@@ -51,10 +64,7 @@ def main():
             (r"/flash", Flash),
         ],
         cookie_secret=os.environ["COOKIE_SECRET"],
-        pycket={
-            "engine": "redis",
-            "storage": {"host": "127.0.0.1", "port": int(os.environ["REDIS_PORT"])},
-        },
+        pycket=pycket_settings(),
     )
     app.listen(int(os.environ["PORT"]), address="127.0.0.1")
     tornado.ioloop.IOLoop.current().start()
