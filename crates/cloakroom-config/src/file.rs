@@ -220,7 +220,8 @@ pub struct StorageConfig {
     /// Bytes of session records each process keeps in its read cache
     /// (Redis only; 0 or unset: off).
     pub cache_max_bytes: Option<usize>,
-    /// A CA certificate (PEM file) to trust for `rediss://`.
+    /// A CA certificate (PEM file) to trust for `rediss://`, or for
+    /// PostgreSQL over TLS.
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// PostgreSQL database name (default: the user's name), when no `url`
     /// is set.

@@ -205,7 +205,8 @@ impl Config {
 
     /// The PostgreSQL settings of `[storage]`: `url`, or `host`, `port`,
     /// `username`, `password` and `database`; then `schema`,
-    /// `max_connections`, `timeout_ms` and `cleanup_interval_secs`.
+    /// `tls_ca_file`, `max_connections`, `timeout_ms` and
+    /// `cleanup_interval_secs`.
     #[cfg(feature = "postgres")]
     pub fn postgres_config(&self) -> Result<cloakroom_postgres::PostgresConfig> {
         let storage = &self.storage;
@@ -227,6 +228,12 @@ impl Config {
         };
         if let Some(schema) = &storage.schema {
             config = config.schema(schema)?;
+        }
+        if let Some(path) = &storage.tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                cloakroom::Error::Config(format!("storage.tls_ca_file {}: {e}", path.display()))
+            })?;
+            config = config.tls_ca_pem(pem);
         }
         if let Some(timeout) = storage.timeout()? {
             config = config.timeout(timeout);

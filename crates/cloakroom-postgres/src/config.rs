@@ -26,6 +26,7 @@ pub struct PostgresConfig {
     pub(crate) cleanup_interval: Option<Duration>,
     pub(crate) cleanup_batch: u32,
     pub(crate) create_schema: bool,
+    pub(crate) tls_ca: Option<Vec<u8>>,
 }
 
 /// The schema the store uses unless told otherwise.
@@ -58,6 +59,7 @@ impl PostgresConfig {
             cleanup_interval: Some(Duration::from_secs(300)),
             cleanup_batch: 10_000,
             create_schema: true,
+            tls_ca: None,
         }
     }
 
@@ -126,6 +128,16 @@ impl PostgresConfig {
     }
 }
 
+impl PostgresConfig {
+    /// Trusts this CA (PEM) for the server's certificate, instead of the
+    /// system's roots. Needs the `tls` feature; TLS itself is asked for
+    /// in the URL (`sslmode=require`), as libpq does.
+    pub fn tls_ca_pem(mut self, pem: Vec<u8>) -> PostgresConfig {
+        self.tls_ca = Some(pem);
+        self
+    }
+}
+
 impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresConfig")
@@ -140,6 +152,7 @@ impl fmt::Debug for PostgresConfig {
             .field("cleanup_interval", &self.cleanup_interval)
             .field("cleanup_batch", &self.cleanup_batch)
             .field("create_schema", &self.create_schema)
+            .field("tls_ca", &self.tls_ca.as_ref().map(|_| "<PEM>"))
             .finish()
     }
 }

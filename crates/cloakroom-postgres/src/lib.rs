@@ -24,8 +24,11 @@
 //! that apply [`schema_sql`] (printed by `cloakroom sql schema`) with their
 //! own migrations.
 //!
-//! Connections are plain TCP (`tokio-postgres` without TLS): run the
-//! database on a private network or through a local proxy for now.
+//! TLS needs the `tls` feature (rustls with ring): ask for it in the URL
+//! (`sslmode=require`), and the server's certificate is checked against
+//! the system's roots, or a CA given with [`PostgresConfig::tls_ca_pem`].
+//! Without the feature, connections are plain TCP, and a URL that
+//! requires TLS is a configuration error.
 //!
 //! ```no_run
 //! use cloakroom::{KeyRing, SessionLayer};

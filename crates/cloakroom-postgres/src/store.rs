@@ -155,13 +155,10 @@ impl PostgresStore {
     /// A store over `config`'s database, connecting when first used.
     /// Needs a Tokio runtime only once it is used.
     pub fn new(config: PostgresConfig) -> Result<PostgresStore> {
-        let manager = Manager::from_config(
-            config.pg.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = Manager::from_config(config.pg.clone(), connector(&config)?, manager_config);
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -307,6 +304,55 @@ impl PostgresStore {
             }
         });
     }
+}
+
+/// Plain TCP: TLS needs the `tls` feature.
+#[cfg(not(feature = "tls"))]
+fn connector(config: &PostgresConfig) -> Result<tokio_postgres::NoTls> {
+    if config.tls_ca.is_some()
+        || config.pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+    {
+        return Err(Error::Config(
+            "TLS to PostgreSQL needs cloakroom-postgres's `tls` feature".to_owned(),
+        ));
+    }
+    Ok(tokio_postgres::NoTls)
+}
+
+/// rustls with ring, trusting the configured CA or the system's roots.
+/// Whenever TLS is used (`sslmode=prefer`, the default, when the server
+/// offers it; `require`), the server's certificate must check out.
+#[cfg(feature = "tls")]
+fn connector(config: &PostgresConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.tls_ca {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| Error::Config(format!("postgres TLS CA: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::Config(format!("postgres TLS CA: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(Error::Config(
+                    "postgres TLS CA: no certificate in the PEM".to_owned(),
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("postgres TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
 }
 
 async fn prepare(conn: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
@@ -655,4 +701,21 @@ fn count(row: &tokio_postgres::Row) -> Result<usize> {
         .try_get(0)
         .map_err(|e| Error::Corrupt(format!("a count: {e}")))?;
     Ok(usize::try_from(n).unwrap_or(0))
+}
+
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_the_tls_feature_a_url_that_requires_tls_is_a_config_error() {
+        let config = PostgresConfig::from_url("postgres://u@h/db?sslmode=require").unwrap();
+        assert!(matches!(PostgresStore::new(config), Err(Error::Config(_))));
+        let config = PostgresConfig::from_url("postgres://u@h/db")
+            .unwrap()
+            .tls_ca_pem(b"a CA".to_vec());
+        assert!(matches!(PostgresStore::new(config), Err(Error::Config(_))));
+        let plain = PostgresConfig::from_url("postgres://u@h/db").unwrap();
+        assert!(PostgresStore::new(plain).is_ok());
+    }
 }

@@ -61,6 +61,16 @@ impl PostgresServer {
 
     /// Starts a server of its own, stopped (and its files removed) on drop.
     pub fn start() -> PostgresServer {
+        Self::start_inner(None)
+    }
+
+    /// Starts one that also speaks TLS (`ssl = on`) with this certificate
+    /// and private key (PEM), for clients that ask for it.
+    pub fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> PostgresServer {
+        Self::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(tls: Option<(&[u8], &[u8])>) -> PostgresServer {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "cloakroom-postgres-{}-{}",
@@ -87,6 +97,25 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let data = dir.join("data");
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).expect("write a TLS file");
+                // PostgreSQL takes a key only its own user can read.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod a TLS file");
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .expect("chown a TLS file");
+                }
+            }
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+            text.push_str("\nssl = on\n");
+            std::fs::write(&conf, text).expect("write postgresql.conf");
+        }
         let mut server = PostgresServer {
             port: 0,
             dir,
