@@ -5,43 +5,12 @@ use cloakroom::{Applied, Clock, Error, ExpiryPolicy, Patch, Store, SystemClock};
 use cloakroom_postgres::{PostgresConfig, PostgresStore};
 use cloakroom_testkit::conformance::new_id;
 use cloakroom_testkit::{PostgresServer, free_port};
-use std::path::Path;
-use std::process::Command;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a certificate for 127.0.0.1 that it signed.
-fn certificates(dir: &Path) {
-    let ca = "req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out ca.crt";
-    let mut args: Vec<&str> = ca.split(' ').collect();
-    args.extend(["-subj", "/CN=cloakroom test CA"]);
-    openssl(dir, &args);
-    let csr = "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr";
-    let mut args: Vec<&str> = csr.split(' ').collect();
-    args.extend(["-subj", "/CN=127.0.0.1"]);
-    openssl(dir, &args);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let sign = "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-                -out server.crt -days 2 -extfile san.ext";
-    openssl(dir, &sign.split_whitespace().collect::<Vec<_>>());
-}
 
 #[tokio::test]
 async fn sslmode_require_with_a_trusted_ca_works_and_an_untrusted_server_is_refused() {
     let dir = std::env::temp_dir().join(format!("cloakroom-pg-tls-{}", free_port()));
     std::fs::create_dir_all(&dir).unwrap();
-    certificates(&dir);
+    cloakroom_testkit::tls::certificates(&dir);
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let server = PostgresServer::start_tls(&read("server.crt"), &read("server.key"));
     let url = format!(

@@ -3,9 +3,8 @@
 
 #![cfg(feature = "memcached")]
 
-use axum::Router;
-use axum::routing::get;
-use cloakroom::{CookieConfig, KeyRing, MemoryStore, Session, SessionLayer};
+mod common;
+
 use cloakroom_pycket::{MigrateLayer, PycketMemcached, TornadoSecret};
 use cloakroom_testkit::tornado::TornadoSeed;
 use cloakroom_testkit::{MemcachedServer, TestServer};
@@ -16,31 +15,7 @@ async fn rust_service(memcached: &MemcachedServer, delete: bool) -> TestServer {
     let pycket = PycketMemcached::connect(&memcached.url()).await.unwrap();
     let migrate =
         MigrateLayer::new(pycket, TornadoSecret::new(TORNADO_SECRET)).delete_after_import(delete);
-    let sessions = SessionLayer::builder(MemoryStore::new(), KeyRing::random())
-        .cookie(CookieConfig::default().secure(false))
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route(
-            "/detail",
-            get(|s: Session| async move {
-                let login: Option<String> = s.get("login").await?;
-                Ok::<_, cloakroom::Error>(format!(
-                    "detail get ok! {}",
-                    login.as_deref().unwrap_or("None")
-                ))
-            }),
-        )
-        .route(
-            "/logout",
-            get(|s: Session| async move {
-                s.destroy().await?;
-                Ok::<_, cloakroom::Error>("logout ok!")
-            }),
-        )
-        .layer(migrate)
-        .layer(sessions);
-    TestServer::start(app).await
+    common::rust_service(migrate).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

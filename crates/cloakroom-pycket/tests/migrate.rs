@@ -4,14 +4,11 @@
 
 #![cfg(feature = "migrate")]
 
-use axum::Router;
-use axum::extract::Query;
-use axum::routing::get;
-use cloakroom::{CookieConfig, KeyRing, MemoryStore, Session, SessionLayer};
+mod common;
+
 use cloakroom_pycket::{MigrateLayer, PycketRedis, TornadoSecret};
 use cloakroom_testkit::tornado::{TornadoSeed, python};
 use cloakroom_testkit::{Client, RedisServer, TestServer};
-use std::collections::HashMap;
 use std::process::Command;
 
 const TORNADO_SECRET: &str = "the seed's cookie secret, shared with Rust";
@@ -22,48 +19,7 @@ async fn rust_service(redis: &RedisServer, delete: bool) -> TestServer {
     let pycket = PycketRedis::connect(&redis.url(), 0, 1).await.unwrap();
     let migrate =
         MigrateLayer::new(pycket, TornadoSecret::new(TORNADO_SECRET)).delete_after_import(delete);
-    let sessions = SessionLayer::builder(MemoryStore::new(), KeyRing::random())
-        .cookie(CookieConfig::default().secure(false))
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route(
-            "/detail",
-            get(|s: Session| async move {
-                let login: Option<String> = s.get("login").await?;
-                Ok::<_, cloakroom::Error>(format!(
-                    "detail get ok! {}",
-                    login.as_deref().unwrap_or("None")
-                ))
-            }),
-        )
-        .route(
-            "/flash",
-            get(|s: Session| async move {
-                let flash: Option<String> = s.notifications().take("flash").await?;
-                Ok::<_, cloakroom::Error>(format!("flash: {}", flash.as_deref().unwrap_or("None")))
-            }),
-        )
-        .route(
-            "/logout",
-            get(|s: Session| async move {
-                s.destroy().await?;
-                Ok::<_, cloakroom::Error>("logout ok!")
-            }),
-        )
-        .route(
-            "/",
-            get(
-                |s: Session, Query(q): Query<HashMap<String, String>>| async move {
-                    s.set("login", q.get("name").cloned().unwrap_or_default())
-                        .await?;
-                    Ok::<_, cloakroom::Error>("index get ok!")
-                },
-            ),
-        )
-        .layer(migrate)
-        .layer(sessions);
-    TestServer::start(app).await
+    common::rust_service(migrate).await
 }
 
 /// A browser that carries its `PYCKET_ID` from Tornado to Rust.

@@ -5,85 +5,12 @@ use cloakroom::{Applied, Clock, ExpiryPolicy, Patch, Store, SystemClock};
 use cloakroom_redis::{RedisConfig, RedisStore};
 use cloakroom_testkit::conformance::new_id;
 use cloakroom_testkit::{RedisServer, free_port};
-use std::path::Path;
-use std::process::Command;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a certificate for 127.0.0.1 that it signed.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=cloakroom test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-}
 
 #[tokio::test]
 async fn rediss_with_a_trusted_ca_works_and_an_untrusted_server_is_refused() {
     let dir = std::env::temp_dir().join(format!("cloakroom-tls-{}", free_port()));
     std::fs::create_dir_all(&dir).unwrap();
-    certificates(&dir);
+    cloakroom_testkit::tls::certificates(&dir);
     let tls_port = free_port().to_string();
     let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));

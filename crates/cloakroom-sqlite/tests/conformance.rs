@@ -40,34 +40,11 @@ mod inventory {
 /// row is never returned before that.
 #[tokio::test]
 async fn expired_rows_are_swept_in_batches() {
-    use cloakroom::{Applied, Clock, ExpiryPolicy, Patch, Store, SystemClock};
-    use std::time::Duration;
     let (_dir, store) = store();
-    let short = ExpiryPolicy::default()
-        .idle(Duration::from_millis(1))
-        .absolute(Duration::from_secs(60));
-    let long = ExpiryPolicy::default();
-    let mut create = Patch::default();
-    create.create();
-    create.set("n", "1".to_owned());
-    let mut expired = Vec::new();
-    for _ in 0..10 {
-        let id = cloakroom_testkit::conformance::new_id();
-        let e = short.at(SystemClock.now());
-        assert_eq!(store.apply(&id, &create, &e).await.unwrap(), Applied::Done);
-        expired.push(id);
-    }
-    let live = cloakroom_testkit::conformance::new_id();
-    let e = long.at(SystemClock.now());
-    assert_eq!(
-        store.apply(&live, &create, &e).await.unwrap(),
-        Applied::Done
-    );
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let now = long.at(SystemClock.now());
-    assert!(store.load(&expired[0], &now).await.unwrap().is_none());
-    assert_eq!(store.count(&now).await.unwrap(), 1);
-    assert_eq!(store.delete_expired(3).await.unwrap(), 10);
-    assert_eq!(store.delete_expired(3).await.unwrap(), 0);
-    assert!(store.load(&live, &now).await.unwrap().is_some());
+    cloakroom_testkit::conformance::expired_rows_are_swept_in_batches(
+        store.clone(),
+        |batch| store.delete_expired(batch),
+        || None,
+    )
+    .await;
 }

@@ -632,3 +632,47 @@ macro_rules! conformance_tests {
         )*
     };
 }
+
+/// For the SQL stores, which keep expired rows until a sweep deletes
+/// them: an expired session is never returned nor counted before, and
+/// `sweep(batch)` (the store's own `delete_expired`, on the real clock)
+/// deletes every expired row, over several batches, and no live one.
+/// `rows()` counts the rows really in the table, when the test can.
+pub async fn expired_rows_are_swept_in_batches<S, F, Fut>(
+    store: S,
+    sweep: F,
+    rows: impl Fn() -> Option<usize>,
+) where
+    S: Store,
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = cloakroom::Result<u64>>,
+{
+    let short = ExpiryPolicy::default()
+        .idle(Duration::from_millis(1))
+        .absolute(Duration::from_secs(60));
+    let long = ExpiryPolicy::default();
+    let patch = creating(&[("n", "1")]);
+    let mut expired = Vec::new();
+    for _ in 0..10 {
+        let id = new_id();
+        let e = short.at(SystemClock.now());
+        assert_eq!(store.apply(&id, &patch, &e).await.unwrap(), Applied::Done);
+        expired.push(id);
+    }
+    let live = new_id();
+    let e = long.at(SystemClock.now());
+    assert_eq!(store.apply(&live, &patch, &e).await.unwrap(), Applied::Done);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let now = long.at(SystemClock.now());
+    assert!(store.load(&expired[0], &now).await.unwrap().is_none());
+    assert_eq!(store.count(&now).await.unwrap(), 1);
+    if let Some(n) = rows() {
+        assert_eq!(n, 11, "expired rows stay until swept");
+    }
+    assert_eq!(sweep(3).await.unwrap(), 10);
+    assert_eq!(sweep(3).await.unwrap(), 0);
+    if let Some(n) = rows() {
+        assert_eq!(n, 1);
+    }
+    assert!(store.load(&live, &now).await.unwrap().is_some());
+}
