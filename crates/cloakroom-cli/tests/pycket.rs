@@ -7,20 +7,28 @@ use std::process::Command;
 
 const TORNADO_SECRET: &str = "the Tornado app's cookie secret";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_in_migrate_mode_carries_a_tornado_user_over() {
-    let redis = RedisServer::start();
-    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+/// `cloakroom serve` on `store` (default: memory), with its own cookie
+/// secret, the Tornado app's secret for `[pycket]`, and `env`.
+async fn demo(env: &[(&str, &str)], store: Option<&str>) -> AppProcess {
     let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
     cmd.arg("serve")
-        .args(["--store", &redis.url()])
         .env(
             "CLOAKROOM_COOKIE_SECRET",
             "the demo's own secret, long enough to sign",
         )
-        .env("CLOAKROOM_PYCKET_MODE", "migrate")
-        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
-    let demo = AppProcess::start(cmd).await;
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET)
+        .envs(env.iter().copied());
+    if let Some(store) = store {
+        cmd.args(["--store", store]);
+    }
+    AppProcess::start(cmd).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_in_migrate_mode_carries_a_tornado_user_over() {
+    let redis = RedisServer::start();
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+    let demo = demo(&[("CLOAKROOM_PYCKET_MODE", "migrate")], Some(&redis.url())).await;
 
     let browser = tornado.client();
     assert_eq!(browser.get("/?name=alice").await.body, "index get ok!");
@@ -45,12 +53,7 @@ async fn the_demo_in_migrate_mode_carries_a_tornado_user_over() {
 async fn in_share_mode_tornado_and_the_demo_serve_the_same_users() {
     let redis = RedisServer::start();
     let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
-    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
-    cmd.arg("serve")
-        .args(["--store", &redis.url()])
-        .env("CLOAKROOM_PYCKET_MODE", "share")
-        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
-    let demo = AppProcess::start(cmd).await;
+    let demo = demo(&[("CLOAKROOM_PYCKET_MODE", "share")], Some(&redis.url())).await;
 
     // Signed in on Tornado: the Rust service reads the user.
     let on_tornado = tornado.client();
@@ -173,16 +176,7 @@ async fn a_bulk_import_carries_every_tornado_user_over_before_they_come() {
         "a second run imports nothing twice"
     );
 
-    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
-    cmd.arg("serve")
-        .args(["--store", &redis.url()])
-        .env(
-            "CLOAKROOM_COOKIE_SECRET",
-            "the demo's own secret, long enough to sign",
-        )
-        .env("CLOAKROOM_PYCKET_MODE", "migrate")
-        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
-    let demo = AppProcess::start(cmd).await;
+    let demo = demo(&[("CLOAKROOM_PYCKET_MODE", "migrate")], Some(&redis.url())).await;
     let pycket_id = alice.cookie("PYCKET_ID").expect("a PYCKET_ID");
     let c = demo.client();
     c.set_cookie("PYCKET_ID", &pycket_id);
@@ -234,12 +228,12 @@ async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
 async fn the_demo_imports_tornado_users_from_pycket_on_memcached() {
     let memcached = cloakroom_testkit::MemcachedServer::start();
     let tornado = TornadoSeed::start_on_memcached(&memcached, TORNADO_SECRET).await;
-    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
-    cmd.arg("serve")
-        .env("CLOAKROOM_PYCKET_MODE", "migrate")
-        .env("CLOAKROOM_PYCKET_URL", memcached.url())
-        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET);
-    let demo = AppProcess::start(cmd).await;
+    let url = memcached.url();
+    let env = [
+        ("CLOAKROOM_PYCKET_MODE", "migrate"),
+        ("CLOAKROOM_PYCKET_URL", url.as_str()),
+    ];
+    let demo = demo(&env, None).await;
     let browser = tornado.client();
     assert_eq!(browser.get("/?name=carol").await.body, "index get ok!");
     let c = demo.client();

@@ -177,12 +177,14 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let id = incoming_id(&req, &self.settings.secret);
+        // Checked on first use: a route that never touches the session
+        // costs no HMAC.
+        let unchecked = pycket_cookies(&req);
         let session = SharedSession {
             inner: Arc::new(Inner {
                 settings: self.settings.clone(),
                 state: Mutex::new(State {
-                    id,
+                    unchecked,
                     ..State::default()
                 }),
             }),
@@ -198,9 +200,8 @@ where
     }
 }
 
-/// The verified pycket id of the request's `PYCKET_ID`, if any.
-fn incoming_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<String> {
-    let now = unix_now();
+/// The values of the request's `PYCKET_ID` cookies, not yet verified.
+fn pycket_cookies<B>(req: &Request<B>) -> Vec<String> {
     req.headers()
         .get_all(COOKIE)
         .iter()
@@ -208,17 +209,24 @@ fn incoming_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<String> {
         .flat_map(|line| line.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == PYCKET_COOKIE)
-        .find_map(|(_, v)| {
-            let value = v.trim_matches('"');
-            secret
-                .verify(
-                    PYCKET_COOKIE,
-                    value.as_bytes(),
-                    crate::DEFAULT_MAX_AGE_DAYS,
-                    now,
-                )
-                .and_then(|s| String::from_utf8(s.value).ok())
-        })
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The pycket id the first of `values` that Tornado's
+/// `get_secure_cookie` would accept carries, if any.
+fn verified_id(values: &[String], secret: &TornadoSecret) -> Option<String> {
+    let now = unix_now();
+    values.iter().find_map(|value| {
+        secret
+            .verify(
+                PYCKET_COOKIE,
+                value.as_bytes(),
+                crate::DEFAULT_MAX_AGE_DAYS,
+                now,
+            )
+            .and_then(|s| String::from_utf8(s.value).ok())
+    })
 }
 
 fn unix_now() -> u64 {
@@ -251,6 +259,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
+    /// The request's `PYCKET_ID` values, until the first use checks them.
+    unchecked: Vec<String>,
     /// The pycket id: the request's, or one made by the first write.
     id: Option<String>,
     /// The `Set-Cookie` value for an id this request made.
@@ -271,9 +281,15 @@ enum Db {
 }
 
 impl SharedSession {
+    /// The state, with the request's cookie checked.
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing under this lock can panic half-way.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.unchecked.is_empty() {
+            let values = std::mem::take(&mut st.unchecked);
+            st.id = verified_id(&values, &self.inner.settings.secret);
+        }
+        st
     }
 
     /// The pycket id, if the request has one (or a write made one).
@@ -281,8 +297,11 @@ impl SharedSession {
         self.state().id.clone()
     }
 
+    /// The cookie a write made, without checking the request's (an
+    /// untouched request stays unchecked).
     fn new_cookie(&self) -> Option<HeaderValue> {
-        self.state().cookie.take()
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.cookie.take()
     }
 
     /// The id to write under: the request's, or a new one (uuid4, as
