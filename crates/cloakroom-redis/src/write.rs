@@ -75,10 +75,22 @@ impl RedisStore {
                 Err(e) => return Err(Error::unavailable(e)),
             }
         }
+        Box::pin(self.create_with_multi(keys, &pairs, ttl)).await
+    }
+
+    /// A create on a server that refuses `RESTORE`: a `MULTI` of `HSET`
+    /// into a staging key, `PEXPIRE` and `RENAMENX`, which refuses an id in
+    /// use as `RESTORE` does.
+    async fn create_with_multi(
+        &self,
+        keys: &SessionKeys,
+        pairs: &[(std::borrow::Cow<'_, str>, &str)],
+        ttl: u64,
+    ) -> Result<Option<Applied>> {
         let staging = keys.staging();
         let mut hset = redis::cmd("HSET");
         hset.arg(&staging);
-        for (f, v) in &pairs {
+        for (f, v) in pairs {
             hset.arg(f.as_ref()).arg(*v);
         }
         let mut pipe = redis::pipe();
@@ -151,7 +163,8 @@ impl RedisStore {
             // Redis says the key is now.
             None => {
                 let asking = change_pipeline(keys, patch, limits.is_some(), until, true);
-                match self.transaction_asking(&keys.data, &asking, &pipe).await? {
+                // Boxed, as the other rare paths here: see `apply_patch`.
+                match Box::pin(self.transaction_asking(&keys.data, &asking, &pipe)).await? {
                     Some(before) => before,
                     None => return Ok(None),
                 }
@@ -169,7 +182,7 @@ impl RedisStore {
             ),
         };
         if meta.is_none_or(|m| expiry.now.0 >= m.deadline) {
-            self.del(&mut conn, &[&keys.data]).await?;
+            Box::pin(self.del(&mut conn, &[&keys.data])).await?;
             return Ok(Some(Applied::Gone));
         }
         let Some(limits) = limits else {
@@ -205,7 +218,7 @@ impl RedisStore {
                 .arg(marked(written))
                 .arg(marked(old_value(&f)));
         }
-        self.bounded(undo.invoke_async::<i64>(&mut conn)).await?;
+        Box::pin(self.bounded(undo.invoke_async::<i64>(&mut conn))).await?;
         Err(over)
     }
 }
