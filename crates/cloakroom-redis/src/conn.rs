@@ -231,7 +231,15 @@ impl Pool {
 
     pub(crate) fn get(&self) -> Conn {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+        match &self.conns[i] {
+            // Made already: the connection itself, so a call does not go
+            // through the lazy wrapper's own boxed future.
+            Conn::Lazy(lazy) => match lazy.shared.current.get() {
+                Some(made) => made.clone(),
+                None => Conn::Lazy(lazy.clone()),
+            },
+            other => other.clone(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
