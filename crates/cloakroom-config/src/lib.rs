@@ -93,7 +93,8 @@ impl Config {
         };
         let store = self.store().await?;
         tracing::info!(engine = ?self.effective_engine()?, "session store ready");
-        Ok(SessionManager::builder(store, keys)
+        Ok(store
+            .into_manager_builder(keys)
             .cookie(self.cookie_config()?)
             .expiry(self.expiry_policy())
             .max_session_expiry(self.max_session_expiry()?)

@@ -1,8 +1,8 @@
 //! The store a configuration picks, chosen at run time.
 
 use cloakroom::{
-    Admission, Applied, Error, Expiry, MemoryStore, Patch, Record, Result, SessionCap, SessionId,
-    SessionInfo, Store,
+    Admission, Applied, Error, Expiry, KeyRing, MemoryStore, Patch, Record, Result, SessionCap,
+    SessionId, SessionInfo, SessionManager, SessionManagerBuilder, Store,
 };
 
 /// One of the stores, as `engine` or `storage.url` picked it. It is a
@@ -43,6 +43,15 @@ macro_rules! each_store {
             ConfiguredStore::Sqlite($store) => $call,
         }
     };
+}
+
+impl ConfiguredStore {
+    /// A manager builder over the store inside rather than over this enum,
+    /// so each store call runs that store's own future: one as large as
+    /// the largest engine's would cost every call an allocation that size.
+    pub(crate) fn into_manager_builder(self, keys: KeyRing) -> SessionManagerBuilder {
+        each_store!(self, s => SessionManager::builder(s, keys))
+    }
 }
 
 impl Store for ConfiguredStore {
