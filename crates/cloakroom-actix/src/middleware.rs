@@ -141,7 +141,13 @@ where
     }
 }
 
-type CommitFuture<B> = Pin<Box<dyn Future<Output = ServiceResponse<EitherBody<B>>>>>;
+/// The commit, boxed once per request that used its session. It holds
+/// neither the response nor its body type: the smaller the allocation, the
+/// cheaper (glibc's allocator takes a slower path from about 1 KiB).
+type CommitFuture = Pin<Box<dyn Future<Output = Committed>>>;
+
+/// The headers to add to the response, or the page to send instead.
+type Committed = Result<ResponseHeaders, http::Response<String>>;
 
 pin_project_lite::pin_project! {
     /// The future of a [`SessionService`] response: the inner service's
@@ -163,7 +169,8 @@ pin_project_lite::pin_project! {
             session: Option<(SessionManager, Session)>,
         },
         Commit {
-            future: CommitFuture<B>,
+            future: CommitFuture,
+            response: Option<ServiceResponse<B>>,
         },
     }
 }
@@ -199,29 +206,37 @@ where
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     }
                     this.state.set(State::Commit {
-                        future: Box::pin(commit(manager, session, response)),
+                        future: Box::pin(commit(manager, session)),
+                        response: Some(response),
                     });
                 }
-                StateProj::Commit { future } => return future.as_mut().poll(cx).map(Ok),
+                StateProj::Commit { future, response } => {
+                    let committed = std::task::ready!(future.as_mut().poll(cx));
+                    let Some(mut response) = response.take() else {
+                        return Poll::Ready(Err(actix_web::error::ErrorInternalServerError(
+                            "session response polled after completion",
+                        )));
+                    };
+                    return Poll::Ready(Ok(match committed {
+                        Ok(headers) => {
+                            apply(headers, response.headers_mut());
+                            response.map_into_left_body()
+                        }
+                        Err(page) => response
+                            .into_response(error_page(page))
+                            .map_into_right_body(),
+                    }));
+                }
             }
         }
     }
 }
 
-async fn commit<B: MessageBody + 'static>(
-    manager: SessionManager,
-    session: Session,
-    mut response: ServiceResponse<B>,
-) -> ServiceResponse<EitherBody<B>> {
-    match manager.commit(&session).await {
-        Ok(headers) => {
-            apply(headers, response.headers_mut());
-            response.map_into_left_body()
-        }
-        Err(err) => response
-            .into_response(error_page(manager.commit_error_response(&err)))
-            .map_into_right_body(),
-    }
+async fn commit(manager: SessionManager, session: Session) -> Committed {
+    manager
+        .commit(&session)
+        .await
+        .map_err(|err| manager.commit_error_response(&err))
 }
 
 /// Makes cloakroom's header edits on actix-web's header map.

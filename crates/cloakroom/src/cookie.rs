@@ -190,7 +190,7 @@ impl KeyRing {
             .finalize()
             .into_bytes();
         let mut out = String::with_capacity(STAMPED_LEN);
-        out.push_str(&token.encode());
+        URL_SAFE_NO_PAD.encode_string(token.as_bytes(), &mut out);
         out.push('.');
         if let Some(stamp) = &stamp {
             URL_SAFE_NO_PAD.encode_string(stamp, &mut out);

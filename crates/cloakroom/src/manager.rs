@@ -590,13 +590,13 @@ impl ResponseHeaders {
     /// shared cache must never serve one user's page to another.
     pub(crate) fn vary_on(&mut self, token_header: HeaderName) {
         let sets_token = self.edits.iter().any(|e| e.name == CACHE_CONTROL);
-        if let Ok(value) = HeaderValue::from_str(token_header.as_str()) {
-            self.edits.push(HeaderEdit {
-                name: http::header::VARY,
-                value,
-                mode: EditMode::Append,
-            });
-        }
+        self.edits.push(HeaderEdit {
+            name: http::header::VARY,
+            // Every header name is a valid value; a standard one (`cookie`)
+            // converts without copying.
+            value: HeaderValue::from(token_header),
+            mode: EditMode::Append,
+        });
         if !sets_token {
             self.edits.push(HeaderEdit {
                 name: CACHE_CONTROL,
@@ -607,20 +607,19 @@ impl ResponseHeaders {
     }
 
     pub(crate) fn token(name: HeaderName, value: HeaderValue) -> Self {
-        ResponseHeaders {
-            edits: vec![
-                HeaderEdit {
-                    name,
-                    value,
-                    mode: EditMode::Append,
-                },
-                HeaderEdit {
-                    name: CACHE_CONTROL,
-                    value: HeaderValue::from_static("no-store"),
-                    mode: EditMode::Replace,
-                },
-            ],
-        }
+        // Room for the `Vary` that `vary_on` adds next.
+        let mut edits = Vec::with_capacity(3);
+        edits.push(HeaderEdit {
+            name,
+            value,
+            mode: EditMode::Append,
+        });
+        edits.push(HeaderEdit {
+            name: CACHE_CONTROL,
+            value: HeaderValue::from_static("no-store"),
+            mode: EditMode::Replace,
+        });
+        ResponseHeaders { edits }
     }
 }
 

@@ -899,10 +899,10 @@ impl Session {
         let mut patch = patch;
         patch.limit(shared.limits.session());
         let mut action = TokenAction::Keep;
+        // The rare paths' futures are boxed: an async fn is as large as
+        // its largest await, and adapters allocate this one per request.
         if let Some(old) = destroyed {
-            shared
-                .call("delete", Some(&old), shared.store.delete(&old))
-                .await?;
+            Box::pin(shared.call("delete", Some(&old), shared.store.delete(&old))).await?;
             crate::observe::destroyed();
             shared.emit(crate::SessionEvent::Destroyed { id: old });
             action = TokenAction::Clear;
@@ -926,13 +926,12 @@ impl Session {
                     // cookie. A touch says so (and pushes the idle
                     // deadline, as the cookie's new Max-Age assumes).
                     let deadline = record.deadline;
-                    let touched = shared
-                        .call(
-                            "apply",
-                            Some(&token.id()),
-                            shared.store.apply(&token.id(), &Patch::default(), &expiry),
-                        )
-                        .await?;
+                    let touched = Box::pin(shared.call(
+                        "apply",
+                        Some(&token.id()),
+                        shared.store.apply(&token.id(), &Patch::default(), &expiry),
+                    ))
+                    .await?;
                     if touched == Applied::Done {
                         action = self.issue(&token, own_after, deadline, now);
                     }
@@ -943,8 +942,7 @@ impl Session {
             // it, so the user's index can follow the rename.
             let mut admit = bound.clone();
             if admit.is_none() && renamed.is_some() {
-                admit = self
-                    .load(&token)
+                admit = Box::pin(self.load(&token))
                     .await?
                     .and_then(|r| r.values.get(USER_NAME))
                     .and_then(|json| serde_json::from_str(json).ok());
@@ -963,7 +961,7 @@ impl Session {
                     (_, Some(stamp)) => Some(Timestamp(stamp.deadline.saturating_mul(1000))),
                     // Only a cookie signed before stamps existed: one read.
                     _ if send_cookie && shared.cookie_max_age(own_after.as_ref()).is_some() => {
-                        self.load(&token).await?.map(|r| r.deadline)
+                        Box::pin(self.load(&token)).await?.map(|r| r.deadline)
                     }
                     _ => None,
                 }
@@ -994,7 +992,9 @@ impl Session {
                             new: new.id(),
                         });
                     }
-                    self.admit(admit, now_under.id(), &expiry).await?;
+                    if let Some(user) = admit {
+                        Box::pin(self.admit(user, now_under.id(), &expiry)).await?;
+                    }
                     if send_cookie {
                         let deadline = deadline.unwrap_or_else(|| expiry.new_deadline());
                         action = self.issue(now_under, own_after, deadline, now);
@@ -1045,7 +1045,9 @@ impl Session {
                 Applied::Done => {
                     crate::observe::created();
                     shared.emit(crate::SessionEvent::Created { id: token.id() });
-                    self.admit(bound, token.id(), &expiry).await?;
+                    if let Some(user) = bound {
+                        Box::pin(self.admit(user, token.id(), &expiry)).await?;
+                    }
                     return Ok(self.issue(&token, own_new, expiry.new_deadline(), now));
                 }
                 // Nothing in it after all: no session, no cookie.
@@ -1071,10 +1073,7 @@ impl Session {
     /// keeps a member until that expiry's absolute deadline, so a session
     /// with a longer lifetime of its own stays listed, capped and ended
     /// with the user's others.
-    async fn admit(&self, user: Option<String>, id: SessionId, expiry: &Expiry) -> Result<()> {
-        let Some(user) = user else {
-            return Ok(());
-        };
+    async fn admit(&self, user: String, id: SessionId, expiry: &Expiry) -> Result<()> {
         let shared = &self.inner.shared;
         let cap = shared.limits.session_cap();
         let admitted = match shared

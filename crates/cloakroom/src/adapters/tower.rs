@@ -2,7 +2,7 @@
 //! through a [`SessionManager`], and commits it before the response head
 //! leaves.
 
-use crate::manager::{SessionManager, SessionManagerBuilder, Stats};
+use crate::manager::{ResponseHeaders, SessionManager, SessionManagerBuilder, Stats};
 use crate::session::Session;
 use crate::{KeyRing, Store};
 use http::{Request, Response};
@@ -119,7 +119,13 @@ where
     }
 }
 
-type CommitFuture<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+/// The commit, boxed once per request that used its session. It holds
+/// neither the response nor its body type: the smaller the allocation, the
+/// cheaper (glibc's allocator takes a slower path from about 1 KiB).
+type CommitFuture = Pin<Box<dyn Future<Output = Committed> + Send>>;
+
+/// The headers to add to the response, or the page to send instead.
+type Committed = std::result::Result<ResponseHeaders, Response<String>>;
 
 pin_project_lite::pin_project! {
     /// The future of a [`SessionService`] response: the inner service's
@@ -141,7 +147,8 @@ pin_project_lite::pin_project! {
             session: Option<(SessionManager, Session)>,
         },
         Commit {
-            future: CommitFuture<B>,
+            future: CommitFuture,
+            response: Option<Response<B>>,
         },
     }
 }
@@ -177,25 +184,34 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     this.state.set(FutureState::Commit {
-                        future: Box::pin(commit(manager, session, response)),
+                        future: Box::pin(commit(manager, session)),
+                        response: Some(response),
                     });
                 }
-                FutureStateProj::Commit { future } => return future.as_mut().poll(cx).map(Ok),
+                FutureStateProj::Commit { future, response } => {
+                    let committed = std::task::ready!(future.as_mut().poll(cx));
+                    let Some(mut response) = response.take() else {
+                        // Only reachable by polling again after Ready.
+                        let mut misuse = Response::new(B::from(String::new()));
+                        *misuse.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        return Poll::Ready(Ok(misuse));
+                    };
+                    return Poll::Ready(Ok(match committed {
+                        Ok(headers) => {
+                            headers.apply_to(response.headers_mut());
+                            response
+                        }
+                        Err(page) => page.map(B::from),
+                    }));
+                }
             }
         }
     }
 }
 
-async fn commit<B: From<String>>(
-    manager: SessionManager,
-    session: Session,
-    mut response: Response<B>,
-) -> Response<B> {
-    match manager.commit(&session).await {
-        Ok(headers) => {
-            headers.apply_to(response.headers_mut());
-            response
-        }
-        Err(err) => manager.commit_error_response(&err).map(B::from),
-    }
+async fn commit(manager: SessionManager, session: Session) -> Committed {
+    manager
+        .commit(&session)
+        .await
+        .map_err(|err| manager.commit_error_response(&err))
 }
