@@ -318,29 +318,40 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `masters` nodes and joins them with `redis-cli --cluster
     /// create`, then waits until every node reports `cluster_state:ok`.
+    ///
+    /// A failed create (rare, seen with many tests starting servers at
+    /// once) is tried again on new nodes, twice.
     pub fn start(masters: usize) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
-            .collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let mut attempt = 0;
+        let nodes = loop {
+            attempt += 1;
+            let nodes: Vec<RedisServer> = (0..masters)
+                .map(|_| {
+                    RedisServer::start_with(&[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "2000",
+                    ])
+                })
+                .collect();
+            let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+            let out = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addrs)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("run redis-cli --cluster create");
+            if out.status.success() {
+                break nodes;
+            }
+            assert!(
+                attempt < 3,
+                "cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !nodes
             .iter()
