@@ -34,16 +34,15 @@ pub(crate) struct Meta {
 
 impl Meta {
     pub(crate) fn encode(&self) -> String {
-        use std::fmt::Write;
         // Three numbers of at most 20 digits: no growth while writing.
+        // itoa, not `write!`: this runs on every create.
         let mut out = String::with_capacity(62);
-        let _ = write!(
-            out,
-            "{},{},{}",
-            self.created,
-            self.deadline.saturating_sub(self.created),
-            self.until.saturating_sub(self.created)
-        );
+        let mut digits = itoa::Buffer::new();
+        out.push_str(digits.format(self.created));
+        out.push(',');
+        out.push_str(digits.format(self.deadline.saturating_sub(self.created)));
+        out.push(',');
+        out.push_str(digits.format(self.until.saturating_sub(self.created)));
         out
     }
 
@@ -93,13 +92,14 @@ impl SessionKeys {
 }
 
 pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
+    use base64::Engine as _;
     // Built by hand: this runs on every store call, and `format!` costs
-    // several times more.
-    let id = id.encode();
-    let mut data = String::with_capacity(prefix.len() + id.len() + 3);
+    // several times more. The id is encoded as `SessionId::encode` does,
+    // straight into the key.
+    let mut data = String::with_capacity(prefix.len() + 22 + 3);
     data.push_str(prefix);
     data.push_str(":{");
-    data.push_str(&id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut data);
     data.push('}');
     SessionKeys { data }
 }

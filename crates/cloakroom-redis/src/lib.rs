@@ -282,8 +282,8 @@ impl cloakroom::Store for RedisStore {
                 None => Box::pin(cache.read(&keys.data)).await?,
             },
             None => {
-                let mut read = redis::cmd("HGETALL");
-                read.arg(&keys.data);
+                let mut read = redis::Cmd::with_capacity(2, "HGETALL".len() + keys.data.len());
+                read.arg("HGETALL").arg(&keys.data);
                 let mut conn = self.data.get();
                 let reply: Value = self.bounded(read.query_async(&mut conn)).await?;
                 record_from(reply)?

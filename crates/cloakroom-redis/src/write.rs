@@ -53,8 +53,13 @@ impl RedisStore {
         if self.restore.load(Ordering::Relaxed) {
             let payload =
                 dump::hash_payload(pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
-            let mut restore = redis::cmd("RESTORE");
-            restore.arg(&keys.data).arg(ttl).arg(payload);
+            // Sized up front: growing the command's buffers as arguments
+            // arrive cost more than encoding them.
+            let mut restore = redis::Cmd::with_capacity(
+                4,
+                "RESTORE".len() + keys.data.len() + 20 + payload.len(),
+            );
+            restore.arg("RESTORE").arg(&keys.data).arg(ttl).arg(payload);
             let mut conn = self.data.get();
             match conn::timed(self.timeout, restore.query_async::<()>(&mut conn)).await? {
                 Ok(()) => return Ok(Some(Applied::Done)),
