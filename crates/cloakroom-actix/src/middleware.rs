@@ -4,7 +4,9 @@
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{
+    HeaderMap, HeaderName, HeaderValue, InvalidHeaderName, InvalidHeaderValue,
+};
 use actix_web::{HttpMessage, HttpResponse};
 use cloakroom::{
     EditMode, KeyRing, ResponseHeaders, Session, SessionManager, SessionManagerBuilder, Stats,
@@ -242,10 +244,7 @@ async fn commit(manager: SessionManager, session: Session) -> Committed {
 /// Makes cloakroom's header edits on actix-web's header map.
 fn apply(headers: ResponseHeaders, map: &mut HeaderMap) {
     for edit in headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(edit.name.as_str().as_bytes()),
-            HeaderValue::from_bytes(edit.value.as_bytes()),
-        ) else {
+        let (Ok(name), Ok(value)) = (actix_name(&edit.name), actix_value(&edit.value)) else {
             // Both sides check names and values by the same rules.
             tracing::error!(header = %edit.name, "session header not representable in actix-web");
             continue;
@@ -258,6 +257,29 @@ fn apply(headers: ResponseHeaders, map: &mut HeaderMap) {
             }
         }
     }
+}
+
+/// The names the core sets, without parsing them again.
+fn actix_name(name: &http::HeaderName) -> Result<HeaderName, InvalidHeaderName> {
+    use actix_web::http::header;
+    Ok(match name.as_str() {
+        "set-cookie" => header::SET_COOKIE,
+        "cache-control" => header::CACHE_CONTROL,
+        "vary" => header::VARY,
+        "cookie" => header::COOKIE,
+        other => return HeaderName::from_bytes(other.as_bytes()),
+    })
+}
+
+/// The fixed values the core sets, without copying them; other values
+/// (a `Set-Cookie` line, a token) are checked and copied.
+fn actix_value(value: &http::HeaderValue) -> Result<HeaderValue, InvalidHeaderValue> {
+    Ok(match value.as_bytes() {
+        b"no-store" => HeaderValue::from_static("no-store"),
+        b"private" => HeaderValue::from_static("private"),
+        b"cookie" => HeaderValue::from_static("cookie"),
+        other => return HeaderValue::from_bytes(other),
+    })
 }
 
 /// The core's error page as an actix-web response.
