@@ -58,7 +58,7 @@ use redis::{Script, Value};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 use write::{applied_from, apply_call, change_pipeline};
 
@@ -86,9 +86,11 @@ pub struct RedisStore {
     timeout: Duration,
     /// A Redis Cluster: a rename crosses slots, so it cannot be one script.
     cluster: bool,
-    /// Creates use `RESTORE` until the server refuses it (an ACL without
-    /// `@dangerous`, a server without the command): then the `MULTI`.
-    restore: Arc<AtomicBool>,
+    /// How creates are made (`write::RESTORE_*`): `RESTORE` of a listpack,
+    /// of a plain hash once a server does not read listpacks (Redis 6),
+    /// and the `MULTI` once it refuses `RESTORE` itself (an ACL without
+    /// `@dangerous`, a server without the command).
+    restore: Arc<AtomicU8>,
     /// Session records kept in this process, when the cache is on.
     cache: Option<Arc<cache::ReadCache>>,
 }
@@ -158,7 +160,7 @@ impl RedisStore {
             prefix: config.key_prefix().into(),
             timeout,
             cluster,
-            restore: Arc::new(AtomicBool::new(true)),
+            restore: Arc::new(AtomicU8::new(write::RESTORE_LISTPACK)),
             cache,
         })
     }

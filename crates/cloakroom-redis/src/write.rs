@@ -50,9 +50,14 @@ impl RedisStore {
         if let Some(limits) = patch.size_limits() {
             limits.check_totals(names, bytes)?;
         }
-        if self.restore.load(Ordering::Relaxed) {
-            let payload =
-                dump::hash_payload(pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())));
+        loop {
+            let form = self.restore.load(Ordering::Relaxed);
+            let fields = pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes()));
+            let payload = match form {
+                RESTORE_LISTPACK => dump::hash_listpack_payload(fields),
+                RESTORE_PLAIN => dump::hash_payload(fields),
+                _ => break,
+            };
             // Sized up front: growing the command's buffers as arguments
             // arrive cost more than encoding them.
             let mut restore = redis::Cmd::with_capacity(
@@ -65,6 +70,15 @@ impl RedisStore {
                 Ok(()) => return Ok(Some(Applied::Done)),
                 // The id is taken: nothing was written.
                 Err(e) if e.code() == Some("BUSYKEY") => return Ok(Some(Applied::Gone)),
+                // A payload it does not read (a server older than 7.0):
+                // the plain form from now on, and again now.
+                Err(e) if form == RESTORE_LISTPACK && payload_refused(&e) => {
+                    tracing::info!(
+                        error = %e,
+                        "Redis does not read listpack payloads; creating sessions from plain ones"
+                    );
+                    self.restore.store(RESTORE_PLAIN, Ordering::Relaxed);
+                }
                 // Refused for good (an ACL without `@dangerous`, a server
                 // without the command, a payload it does not read): MULTI
                 // from now on. Other errors (LOADING, READONLY, OOM) are
@@ -74,7 +88,7 @@ impl RedisStore {
                         error = %e,
                         "Redis refused RESTORE; creating sessions with MULTI from now on"
                     );
-                    self.restore.store(false, Ordering::Relaxed);
+                    self.restore.store(RESTORE_OFF, Ordering::Relaxed);
                 }
                 Err(e) if self.cluster && discarded_by_redirect(&e) => return Ok(None),
                 Err(e) => return Err(Error::unavailable(e)),
@@ -371,15 +385,29 @@ pub(crate) fn applied_from(reply: &[i64], patch: &Patch) -> Result<Option<i64>> 
     }
 }
 
+/// Creates by `RESTORE` of a listpack payload (`dump::hash_listpack_payload`).
+pub(crate) const RESTORE_LISTPACK: u8 = 2;
+/// Creates by `RESTORE` of a plain hash payload (`dump::hash_payload`).
+pub(crate) const RESTORE_PLAIN: u8 = 1;
+/// Creates by `MULTI` (`RedisStore::create_with_multi`).
+pub(crate) const RESTORE_OFF: u8 = 0;
+
 /// Whether `e` says this server will never take our `RESTORE`.
 fn restore_unsupported(e: &redis::RedisError) -> bool {
-    if e.code().is_some_and(|c| c == "NOPERM") {
-        return true;
-    }
+    e.code().is_some_and(|c| c == "NOPERM")
+        || (e.code() == Some("ERR")
+            && e.to_string()
+                .to_ascii_lowercase()
+                .contains("unknown command"))
+        || payload_refused(e)
+}
+
+/// Whether `e` is a `RESTORE` refused for its payload: a version or type
+/// this server does not know.
+fn payload_refused(e: &redis::RedisError) -> bool {
     let text = e.to_string().to_ascii_lowercase();
     e.code() == Some("ERR")
-        && (text.contains("unknown command")
-            || text.contains("payload")
+        && (text.contains("payload")
             || text.contains("checksum")
             || text.contains("bad data format"))
 }

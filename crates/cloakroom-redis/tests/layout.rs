@@ -247,6 +247,65 @@ async fn creates_restore_the_hash_or_fall_back_where_restore_is_forbidden() {
     }
 }
 
+/// A create's listpack payload holds what `HSET` would have stored, under
+/// Redis's deep payload checks: strings at every length boundary of the
+/// listpack encoding, number-like names and values (Redis itself would
+/// store those as integers), and more fields than a compact hash holds
+/// (Redis converts it on load). Each session then takes writes,
+/// increments and reads like any other.
+#[tokio::test]
+async fn listpack_creates_read_back_as_written_under_deep_payload_checks() {
+    let redis = RedisServer::start_with(&["--sanitize-dump-payload", "yes"]);
+    let store = store(&redis).await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let json = |len: usize| format!("\"{}\"", "v".repeat(len.saturating_sub(2)));
+    let mut cases: Vec<Vec<(String, String)>> =
+        [2, 61, 62, 63, 64, 125, 126, 4094, 4095, 4096, 20_000]
+            .iter()
+            .map(|&len| vec![("text".to_owned(), json(len))])
+            .collect();
+    cases.push(vec![
+        ("42".to_owned(), "7".to_owned()),
+        ("n".to_owned(), "-12".to_owned()),
+    ]);
+    cases.push(
+        (0..200)
+            .map(|i| (format!("name{i}"), i.to_string()))
+            .collect(),
+    );
+    for pairs in cases {
+        let id = new_id();
+        let mut patch = Patch::default();
+        patch.create();
+        for (name, value) in &pairs {
+            patch.set(name.as_str(), value.clone());
+        }
+        assert_eq!(store.apply(&id, &patch, &e).await.unwrap(), Applied::Done);
+        let loaded = store.load(&id, &e).await.unwrap().expect("the session");
+        assert_eq!(loaded.values.len(), pairs.len());
+        for (name, value) in &pairs {
+            assert_eq!(loaded.values.get(name), Some(value), "{name}");
+        }
+        let name = &pairs[0].0;
+        let mut write = Patch::default();
+        write.set(name.as_str(), "1".to_owned());
+        assert_eq!(store.apply(&id, &write, &e).await.unwrap(), Applied::Done);
+        assert_eq!(store.increment(&id, name, 2, &e).await.unwrap(), Some(3));
+    }
+    let stat = redis.cli(&["INFO", "commandstats"]);
+    let restores = stat.lines().find(|l| l.starts_with("cmdstat_restore:"));
+    assert!(
+        restores.is_some_and(|l| l.contains("calls=13,") && l.contains("failed_calls=0")),
+        "{restores:?}"
+    );
+    // Two names and the meta field.
+    let small = keys(&redis)
+        .into_iter()
+        .find(|k| redis.cli(&["HLEN", k]) == "3")
+        .expect("the two-name session");
+    assert_eq!(redis.cli(&["OBJECT", "ENCODING", &small]), "listpack");
+}
+
 /// Sessions that end before their deadline (a logout) stay in the user's
 /// index only until a sign-in finds it over 32 members and sweeps it.
 #[tokio::test]
