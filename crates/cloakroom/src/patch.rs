@@ -7,7 +7,6 @@
 
 use crate::limits::SizeLimits;
 use crate::token::SessionId;
-use std::collections::BTreeMap;
 
 /// One change to one name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +57,8 @@ pub enum Change<'a> {
 pub struct Patch {
     create: bool,
     clear: bool,
-    changes: BTreeMap<String, Option<String>>,
-    notifications: BTreeMap<String, String>,
+    changes: ByName<Option<String>>,
+    notifications: ByName<String>,
     rename_to: Option<SessionId>,
     limits: Option<SizeLimits>,
     end_if_empty: bool,
@@ -161,7 +160,7 @@ impl Patch {
 
     /// The per-name changes, in name order.
     pub fn changes(&self) -> impl ExactSizeIterator<Item = (&str, Change<'_>)> {
-        self.changes.iter().map(|(k, v)| {
+        self.changes.0.iter().map(|(k, v)| {
             let change = match v {
                 Some(json) => Change::Set(json),
                 None => Change::Remove,
@@ -173,6 +172,7 @@ impl Patch {
     /// The notifications to store, in name order.
     pub fn notifications(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.notifications
+            .0
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -205,6 +205,47 @@ impl Patch {
     }
 }
 
+/// Values by name, kept sorted by name. A patch holds a few names: a
+/// sorted `Vec` costs one small allocation where a `BTreeMap` allocates a
+/// half-kilobyte node, on every request that writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ByName<V>(Vec<(String, V)>);
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        ByName(Vec::new())
+    }
+}
+
+impl<V> ByName<V> {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    }
+
+    fn insert(&mut self, name: String, value: V) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<V> {
+        self.find(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    fn get(&self, name: &str) -> Option<&V> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +273,20 @@ mod tests {
         p.set("b", "2".into());
         assert_eq!(p.lookup("b"), Some(Some("2")));
         assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn changes_come_in_name_order_whatever_the_order_of_calls() {
+        let mut p = Patch::default();
+        for name in ["m", "b", "z", "a", "b"] {
+            p.set(name, "1".into());
+        }
+        p.remove("c");
+        p.forget("z");
+        let names: Vec<&str> = p.changes().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b", "c", "m"]);
+        assert_eq!(p.lookup("c"), Some(None));
+        assert_eq!(p.lookup("z"), None);
     }
 
     #[test]
