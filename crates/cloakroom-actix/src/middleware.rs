@@ -9,8 +9,8 @@ use actix_web::http::header::{
 };
 use actix_web::{HttpMessage, HttpResponse};
 use cloakroom::{
-    EditMode, KeyRing, ResponseHeaders, Session, SessionManager, SessionManagerBuilder, Stats,
-    Store,
+    CommitFuture, EditMode, KeyRing, ResponseHeaders, Session, SessionManager,
+    SessionManagerBuilder, Stats, Store,
 };
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -143,19 +143,11 @@ where
     }
 }
 
-/// The commit, boxed once per request that used its session. It holds
-/// neither the response nor its body type: the smaller the allocation, the
-/// cheaper (glibc's allocator takes a slower path from about 1 KiB).
-type CommitFuture = Pin<Box<dyn Future<Output = Committed>>>;
-
-/// The headers to add to the response, or the page to send instead.
-type Committed = Result<ResponseHeaders, http::Response<String>>;
-
 pin_project_lite::pin_project! {
     /// The future of a [`SessionService`] response: the inner service's
     /// response, then, if the handler used its session, the commit to the
-    /// store. A request that never touched its session costs no
-    /// allocation here.
+    /// store. A request that never touched its session, or only read it,
+    /// costs no allocation here.
     pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,
@@ -172,6 +164,7 @@ pin_project_lite::pin_project! {
         },
         Commit {
             future: CommitFuture,
+            manager: SessionManager,
             response: Option<ServiceResponse<B>>,
         },
     }
@@ -208,12 +201,17 @@ where
                         return Poll::Ready(Ok(response.map_into_left_body()));
                     }
                     this.state.set(State::Commit {
-                        future: Box::pin(commit(manager, session)),
+                        future: manager.commit(&session),
+                        manager,
                         response: Some(response),
                     });
                 }
-                StateProj::Commit { future, response } => {
-                    let committed = std::task::ready!(future.as_mut().poll(cx));
+                StateProj::Commit {
+                    future,
+                    manager,
+                    response,
+                } => {
+                    let committed = std::task::ready!(Pin::new(future).poll(cx));
                     let Some(mut response) = response.take() else {
                         return Poll::Ready(Err(actix_web::error::ErrorInternalServerError(
                             "session response polled after completion",
@@ -224,21 +222,14 @@ where
                             apply(headers, response.headers_mut());
                             response.map_into_left_body()
                         }
-                        Err(page) => response
-                            .into_response(error_page(page))
+                        Err(err) => response
+                            .into_response(error_page(manager.commit_error_response(&err)))
                             .map_into_right_body(),
                     }));
                 }
             }
         }
     }
-}
-
-async fn commit(manager: SessionManager, session: Session) -> Committed {
-    manager
-        .commit(&session)
-        .await
-        .map_err(|err| manager.commit_error_response(&err))
 }
 
 /// Makes cloakroom's header edits on actix-web's header map.

@@ -164,8 +164,8 @@ pub use handover::Handover;
 pub use inventory::{Admission, ClientInfo, OnMaxSessions, SessionCap, SessionInfo};
 pub use limits::{Limits, SizeLimits};
 pub use manager::{
-    EditMode, HeaderEdit, ResponseHeaders, SessionAdmin, SessionManager, SessionManagerBuilder,
-    Stats,
+    CommitFuture, EditMode, HeaderEdit, ResponseHeaders, SessionAdmin, SessionManager,
+    SessionManagerBuilder, Stats,
 };
 pub use observe::{EndReason, SessionEvent};
 pub use patch::{Change, Patch};

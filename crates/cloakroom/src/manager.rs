@@ -12,16 +12,18 @@ use crate::health::Health;
 use crate::limits::Limits;
 use crate::observe::{self, EndReason, Listener, SessionEvent};
 use crate::patch::Patch;
-use crate::session::Session;
+use crate::session::{CommitPlan, Session};
 use crate::store::{Applied, DynStore, Store};
 use crate::token::Token;
-use crate::transport::Transport;
+use crate::transport::{TokenAction, Transport};
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// At most one warning about rejected tokens per this interval.
@@ -260,21 +262,39 @@ impl SessionManager {
     /// the response must carry. Call it once, when the handler's response
     /// is ready and before its head is sent.
     ///
+    /// What needs no store is done when it is called: the changes are
+    /// taken from the session, and a request with nothing to write (one
+    /// that only read its session) gets a future that is ready at once
+    /// and allocated nothing.
+    ///
     /// On an error nothing about the token goes into the response: answer
     /// with [`commit_error_response`](Self::commit_error_response)
     /// instead, as the adapters do.
-    pub async fn commit(&self, session: &Session) -> Result<ResponseHeaders> {
+    pub fn commit(&self, session: &Session) -> CommitFuture {
         if !Arc::ptr_eq(&self.shared, session.shared_arc()) {
-            return Err(Error::config(
+            return CommitFuture::ready(Err(Error::config(
                 "a session was committed by a SessionManager that did not open it",
-            ));
+            )));
         }
-        let action = session.commit().await?;
+        match session.plan_commit() {
+            CommitPlan::Done(action) => CommitFuture::ready(Ok(self.headers_for(session, action))),
+            CommitPlan::Work(work) => {
+                let (manager, session) = (self.clone(), session.clone());
+                CommitFuture(CommitState::Running(Box::pin(async move {
+                    let action = session.run_commit(work).await?;
+                    Ok(manager.headers_for(&session, action))
+                })))
+            }
+        }
+    }
+
+    /// The headers for a committed session.
+    fn headers_for(&self, session: &Session, action: TokenAction) -> ResponseHeaders {
         let mut headers = self.shared.transport.response_headers(action);
         if session.used() {
             headers.vary_on(self.shared.transport.request_header().clone());
         }
-        Ok(headers)
+        headers
     }
 
     /// The response to send instead of the handler's when
@@ -314,6 +334,48 @@ impl SessionManager {
         Stats {
             rejected_tokens: self.shared.rejected.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The future of [`SessionManager::commit`]: the headers for the
+/// response. Ready at once when nothing goes to the store; otherwise it
+/// runs the store calls, in one allocation.
+#[must_use = "a commit does nothing until awaited"]
+pub struct CommitFuture(CommitState);
+
+enum CommitState {
+    Ready(Option<Result<ResponseHeaders>>),
+    Running(Pin<Box<dyn Future<Output = Result<ResponseHeaders>> + Send>>),
+}
+
+impl CommitFuture {
+    fn ready(result: Result<ResponseHeaders>) -> Self {
+        CommitFuture(CommitState::Ready(Some(result)))
+    }
+}
+
+impl Future for CommitFuture {
+    type Output = Result<ResponseHeaders>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            CommitState::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(Error::config(
+                    "a commit future was polled after it finished",
+                ))
+            })),
+            CommitState::Running(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for CommitFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0 {
+            CommitState::Ready(_) => "ready",
+            CommitState::Running(_) => "running",
+        };
+        f.debug_tuple("CommitFuture").field(&state).finish()
     }
 }
 

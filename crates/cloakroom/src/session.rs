@@ -88,6 +88,33 @@ impl State {
     }
 }
 
+/// What a commit has left once the part that needs no store is done.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once and moved into the commit's future; a box would be one more allocation"
+)]
+pub(crate) enum CommitPlan {
+    /// Decided without the store.
+    Done(TokenAction),
+    /// Store calls to make: [`Session::run_commit`].
+    Work(PendingCommit),
+}
+
+/// A request's changes, taken from the session for
+/// [`Session::run_commit`].
+pub(crate) struct PendingCommit {
+    existing: Option<Token>,
+    stale_key: bool,
+    stamp: Option<Stamp>,
+    destroyed: Option<SessionId>,
+    patch: Patch,
+    fresh: Option<Token>,
+    renamed: Option<Token>,
+    bound: Option<String>,
+    pending_own: Option<Option<SessionExpiry>>,
+    incoming_own: Option<SessionExpiry>,
+}
+
 /// The session cookie of the request, checked lazily.
 #[derive(Default)]
 enum Incoming {
@@ -864,15 +891,17 @@ impl Session {
         }
     }
 
-    /// Writes this request's changes. Called once, by
+    /// The part of a commit that needs no store: takes this request's
+    /// changes, and decides at once when there is nothing to write (a
+    /// request that only read its session). Called once, by
     /// [`SessionManager::commit`](crate::SessionManager::commit), when the
-    /// response is ready.
-    pub(crate) async fn commit(&self) -> Result<TokenAction> {
+    /// response is ready; [`run_commit`](Self::run_commit) does the rest.
+    pub(crate) fn plan_commit(&self) -> CommitPlan {
         let shared = &self.inner.shared;
         let (existing, incoming, destroyed, patch, fresh, renamed, bound, own) = {
             let mut st = self.state();
             if st.untouched() {
-                return Ok(TokenAction::Keep);
+                return CommitPlan::Done(TokenAction::Keep);
             }
             let existing = self.existing(&mut st);
             let incoming = match &st.incoming {
@@ -898,6 +927,48 @@ impl Session {
         let (pending_own, incoming_own) = own;
         let mut patch = patch;
         patch.limit(shared.limits.session());
+        if destroyed.is_none() && renamed.is_none() && patch.is_empty() {
+            // Nothing to write. Only a session read alive whose cookie is
+            // due again (an old key, or a persistent cookie's Max-Age)
+            // needs the store: see `run_commit`.
+            let touch = existing.as_ref().is_some_and(|_| {
+                let own_after = pending_own.unwrap_or(incoming_own);
+                let due = self.cookie_due(stamp.as_ref(), own_after.as_ref(), shared.now());
+                matches!(self.inner.loaded.get(), Some(Some(_))) && (stale_key || due)
+            });
+            if !touch {
+                return CommitPlan::Done(TokenAction::Keep);
+            }
+        }
+        CommitPlan::Work(PendingCommit {
+            existing,
+            stale_key,
+            stamp,
+            destroyed,
+            patch,
+            fresh,
+            renamed,
+            bound,
+            pending_own,
+            incoming_own,
+        })
+    }
+
+    /// The rest of a commit: the store calls that `plan_commit` left.
+    pub(crate) async fn run_commit(&self, work: PendingCommit) -> Result<TokenAction> {
+        let shared = &self.inner.shared;
+        let PendingCommit {
+            existing,
+            stale_key,
+            stamp,
+            destroyed,
+            mut patch,
+            fresh,
+            renamed,
+            bound,
+            pending_own,
+            incoming_own,
+        } = work;
         let mut action = TokenAction::Keep;
         // The rare paths' futures are boxed: an async fn is as large as
         // its largest await, and adapters allocate this one per request.

@@ -221,3 +221,30 @@ async fn a_prepared_session_is_taken_over_once_under_a_fresh_id() {
     let e = cloakroom::ExpiryPolicy::default().at(cloakroom::Clock::now(&cloakroom::SystemClock));
     assert!(store.load(&second.id(), &e).await.unwrap().is_some());
 }
+
+/// A request that only read its session commits without the store, at
+/// once: adapters then allocate nothing for it. A write still runs.
+#[tokio::test]
+async fn a_read_only_commit_is_ready_at_once() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::COOKIE, cookie.unwrap().parse().unwrap());
+
+    let read = m.open(&headers);
+    assert_eq!(read.get::<i64>("a").await.unwrap(), Some(1));
+    let commit = m.commit(&read);
+    assert_eq!(format!("{commit:?}"), r#"CommitFuture("ready")"#);
+    let out = commit.await.unwrap();
+    assert!(out.iter().all(|e| e.name != http::header::SET_COOKIE));
+    assert!(out.iter().any(|e| e.name == http::header::VARY));
+
+    let write = m.open(&headers);
+    write.set("a", 2).await.unwrap();
+    let commit = m.commit(&write);
+    assert_eq!(format!("{commit:?}"), r#"CommitFuture("running")"#);
+    commit.await.unwrap();
+    let again = m.open(&headers);
+    assert_eq!(again.get::<i64>("a").await.unwrap(), Some(2));
+}

@@ -2,7 +2,7 @@
 //! through a [`SessionManager`], and commits it before the response head
 //! leaves.
 
-use crate::manager::{ResponseHeaders, SessionManager, SessionManagerBuilder, Stats};
+use crate::manager::{CommitFuture, SessionManager, SessionManagerBuilder, Stats};
 use crate::session::Session;
 use crate::{KeyRing, Store};
 use http::{Request, Response};
@@ -119,19 +119,11 @@ where
     }
 }
 
-/// The commit, boxed once per request that used its session. It holds
-/// neither the response nor its body type: the smaller the allocation, the
-/// cheaper (glibc's allocator takes a slower path from about 1 KiB).
-type CommitFuture = Pin<Box<dyn Future<Output = Committed> + Send>>;
-
-/// The headers to add to the response, or the page to send instead.
-type Committed = std::result::Result<ResponseHeaders, Response<String>>;
-
 pin_project_lite::pin_project! {
     /// The future of a [`SessionService`] response: the inner service's
     /// response, then, if the handler used its session, the commit to the
     /// store before the head leaves. A request that never touched its
-    /// session costs no allocation here.
+    /// session, or only read it, costs no allocation here.
     pub struct ResponseFuture<F, B> {
         #[pin]
         state: FutureState<F, B>,
@@ -148,6 +140,7 @@ pin_project_lite::pin_project! {
         },
         Commit {
             future: CommitFuture,
+            manager: SessionManager,
             response: Option<Response<B>>,
         },
     }
@@ -184,12 +177,17 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     this.state.set(FutureState::Commit {
-                        future: Box::pin(commit(manager, session)),
+                        future: manager.commit(&session),
+                        manager,
                         response: Some(response),
                     });
                 }
-                FutureStateProj::Commit { future, response } => {
-                    let committed = std::task::ready!(future.as_mut().poll(cx));
+                FutureStateProj::Commit {
+                    future,
+                    manager,
+                    response,
+                } => {
+                    let committed = std::task::ready!(Pin::new(future).poll(cx));
                     let Some(mut response) = response.take() else {
                         // Only reachable by polling again after Ready.
                         let mut misuse = Response::new(B::from(String::new()));
@@ -201,17 +199,10 @@ where
                             headers.apply_to(response.headers_mut());
                             response
                         }
-                        Err(page) => page.map(B::from),
+                        Err(err) => manager.commit_error_response(&err).map(B::from),
                     }));
                 }
             }
         }
     }
-}
-
-async fn commit(manager: SessionManager, session: Session) -> Committed {
-    manager
-        .commit(&session)
-        .await
-        .map_err(|err| manager.commit_error_response(&err))
 }
