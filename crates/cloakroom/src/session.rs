@@ -971,7 +971,8 @@ impl Session {
         } = work;
         let mut action = TokenAction::Keep;
         // The rare paths' futures are boxed: an async fn is as large as
-        // its largest await, and adapters allocate this one per request.
+        // its largest await, and the manager allocates this one for every
+        // commit that writes.
         if let Some(old) = destroyed {
             Box::pin(shared.call("delete", Some(&old), shared.store.delete(&old))).await?;
             crate::observe::destroyed();
