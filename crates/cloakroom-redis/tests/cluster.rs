@@ -170,8 +170,9 @@ async fn reads_and_writes_keep_working_while_slots_migrate() {
     .unwrap();
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);

@@ -183,6 +183,11 @@ impl RedisServer {
                 .arg("--dir")
                 .arg(&path)
                 .args(&extra);
+            if cluster {
+                // Its own cluster file per attempt: one left by an attempt
+                // that failed on a taken port is never read again.
+                cmd.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+            }
             cmd
         });
         RedisServer {
@@ -352,10 +357,21 @@ impl RedisCluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
+        // Every node ok, and every node knowing every other as connected:
+        // `cluster_state:ok` comes first, and a `CLUSTER SETSLOT` naming a
+        // node the target has not met yet fails (a reshard did, once).
+        let knows_everyone = |n: &RedisServer| {
+            let table = n.cli(&["CLUSTER", "NODES"]);
+            let connected = table
+                .lines()
+                .filter(|l| l.contains(" connected") && !l.contains("handshake"))
+                .count();
+            connected == masters
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !nodes
             .iter()
-            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && knows_everyone(n))
         {
             assert!(Instant::now() < deadline, "the cluster did not become ok");
             std::thread::sleep(Duration::from_millis(100));
