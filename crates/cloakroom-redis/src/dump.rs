@@ -96,16 +96,17 @@ fn backlen_len(len: usize) -> usize {
 /// then the entry's length written backwards, 7 bits per byte.
 fn push_listpack_string(out: &mut Vec<u8>, s: &[u8]) {
     let len = s.len();
-    match len {
-        0..64 => out.push(0x80 | len as u8),
-        64..4096 => out.extend_from_slice(&[0xE0 | (len >> 8) as u8, len as u8]),
+    let header = listpack_header_len(len);
+    match header {
+        1 => out.push(0x80 | len as u8),
+        2 => out.extend_from_slice(&[0xE0 | (len >> 8) as u8, len as u8]),
         _ => {
             out.push(0xF0);
             out.extend_from_slice(&(len as u32).to_le_bytes());
         }
     }
     out.extend_from_slice(s);
-    let entry = listpack_header_len(len) + len;
+    let entry = header + len;
     let n = backlen_len(entry);
     // The most significant 7 bits first; every byte but the first has its
     // top bit set.
