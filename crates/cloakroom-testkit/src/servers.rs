@@ -40,10 +40,22 @@ fn require(binary: &str) {
 }
 
 /// A free port whose cluster bus port (+10000) is free too.
+///
+/// Both come from below the kernel's usual ephemeral range (32768 and
+/// up), so the local end of some outgoing connection cannot take either
+/// between this check and the server's bind; a node whose bus port was
+/// taken exits after it started listening.
 fn free_port_with_bus() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     loop {
-        let port = free_port();
-        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        // A random start, so that test processes running at once do not
+        // race for the same ports.
+        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+        random.write_u32(std::process::id());
+        let port = 10_000 + (random.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
             return port;
         }
     }
@@ -324,8 +336,8 @@ impl RedisCluster {
     /// Starts `masters` nodes and joins them with `redis-cli --cluster
     /// create`, then waits until every node reports `cluster_state:ok`.
     ///
-    /// A failed create (rare, seen with many tests starting servers at
-    /// once) is tried again on new nodes, twice.
+    /// A failed or stuck create (rare, seen with many tests starting
+    /// servers at once) is tried again on new nodes, twice.
     pub fn start(masters: usize) -> RedisCluster {
         let mut attempt = 0;
         let nodes = loop {
@@ -341,8 +353,11 @@ impl RedisCluster {
                 })
                 .collect();
             let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
-            let out = Command::new("redis-cli")
-                .args(["--cluster", "create"])
+            // Bounded: a node that dies after it started listening (its
+            // bus port taken, say) leaves `--cluster create` waiting for
+            // the join forever.
+            let out = Command::new("timeout")
+                .args(["60", "redis-cli", "--cluster", "create"])
                 .args(&addrs)
                 .args(["--cluster-replicas", "0", "--cluster-yes"])
                 .output()
