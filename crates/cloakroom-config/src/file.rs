@@ -209,7 +209,10 @@ pub struct StorageConfig {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
-    /// Most connections the process opens to the store.
+    /// Most connections the process opens to the store. On Redis: the
+    /// connections multi-thread runtimes share; each thread of a
+    /// current-thread runtime (an actix-web worker) opens its own, up to
+    /// `max(max_connections, 2 × CPUs)`.
     pub max_connections: Option<u32>,
     /// Prefix of every store key.
     pub prefix: Option<String>,

@@ -185,10 +185,16 @@ impl RedisConfig {
         self
     }
 
-    /// How many connections the store opens (default 1). Each is
-    /// multiplexed: one connection pipelines every concurrent request, and
-    /// measured fastest on a 2-core machine (fewer, fuller reads and writes
-    /// on both sides). Raise it on machines with many cores.
+    /// How many connections tasks on a multi-thread runtime share (default
+    /// 1). Each is multiplexed: one connection pipelines every concurrent
+    /// request, and measured fastest on a 2-core machine (fewer, fuller
+    /// reads and writes on both sides). Raise it on machines with many
+    /// cores.
+    ///
+    /// Each thread of a current-thread runtime (every actix-web worker
+    /// runs one) uses a connection of its own instead, made by its first
+    /// call, so that its calls never wait for another thread: at most
+    /// `max(n, 2 × CPUs)` of them, shared by threads past that.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self

@@ -139,11 +139,56 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// Connections used round-robin.
+/// The connections calls run on.
+///
+/// A multiplexed connection's I/O runs as a task on the runtime that made
+/// it. On a multi-thread runtime (axum's usual), tasks move between
+/// threads anyway, and calls share the `shared` connections round-robin:
+/// one connection batches the most, and measured fastest.
+///
+/// A current-thread runtime (each actix-web worker runs one) only moves
+/// that task when its own thread is free. A call from another worker
+/// then waits on two thread wake-ups per round trip. So each thread of
+/// such a runtime gets a connection of its own from `per_thread`, made
+/// by its first call, and its round trips never leave the thread.
 #[derive(Clone)]
 pub(crate) struct Pool {
-    conns: Arc<[Conn]>,
+    shared: Arc<[Conn]>,
     next: Arc<AtomicUsize>,
+    /// Indexed by the calling thread's number; threads past its end share
+    /// (modulo). Empty where connections must be shared (Cluster,
+    /// Sentinel).
+    per_thread: Arc<[Conn]>,
+}
+
+/// Numbers the threads of current-thread runtimes, in the order of their
+/// first call to any store.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's runtime kind and, on a current-thread runtime, its
+    /// number: [`UNKNOWN`] until the first call made from a runtime.
+    static THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(UNKNOWN) };
+}
+const UNKNOWN: usize = usize::MAX;
+const MULTI_THREAD: usize = usize::MAX - 1;
+
+/// This thread's number if it runs a current-thread runtime, else `None`.
+/// Looked up once per thread: a thread keeps the runtime it first runs.
+fn current_thread_number() -> Option<usize> {
+    THREAD.with(|cell| {
+        let known = cell.get();
+        if known != UNKNOWN {
+            return (known != MULTI_THREAD).then_some(known);
+        }
+        let flavor = tokio::runtime::Handle::try_current().ok()?.runtime_flavor();
+        let number = match flavor {
+            tokio::runtime::RuntimeFlavor::CurrentThread => THREADS.fetch_add(1, Ordering::Relaxed),
+            _ => MULTI_THREAD,
+        };
+        cell.set(number);
+        (number != MULTI_THREAD).then_some(number)
+    })
 }
 
 /// Waits for `call` at most `timeout`, leaving the client's own error to
@@ -167,32 +212,41 @@ pub(crate) async fn within<T>(
 }
 
 impl Pool {
-    /// `size` multiplexed connections to one server, each made on first
-    /// use and then reconnecting by itself. A refused reconnection fails
-    /// the call at once (no retries with back-off): while the server is
-    /// down, session calls answer 503 fast.
+    /// `size` multiplexed connections to one server shared by
+    /// multi-thread runtimes, and up to `max(size, 2 × CPUs)` more, one
+    /// per current-thread runtime thread. Each is made on first use and
+    /// then reconnects by itself. A refused reconnection fails the call
+    /// at once (no retries with back-off): while the server is down,
+    /// session calls answer 503 fast.
     pub(crate) fn single(client: redis::Client, size: usize, timeout: Duration) -> Pool {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let db = client.get_connection_info().redis_settings().db();
-        let conns = (0..size.max(1))
-            .map(|_| {
-                let (client, config) = (client.clone(), config.clone());
-                Conn::Lazy(Lazy::new(
-                    db,
-                    Box::new(move || {
-                        let (client, config) = (client.clone(), config.clone());
-                        Box::pin(async move {
-                            let conn = ConnectionManager::new_with_config(client, config).await?;
-                            Ok(Conn::Single(conn))
-                        })
-                    }),
-                ))
-            })
-            .collect();
-        Pool::of(conns)
+        let lazy = || {
+            let (client, config) = (client.clone(), config.clone());
+            Conn::Lazy(Lazy::new(
+                db,
+                Box::new(move || {
+                    let (client, config) = (client.clone(), config.clone());
+                    Box::pin(async move {
+                        let conn = ConnectionManager::new_with_config(client, config).await?;
+                        Ok(Conn::Single(conn))
+                    })
+                }),
+            ))
+        };
+        let size = size.max(1);
+        // actix-web starts one worker per CPU; twice that leaves room for
+        // the application's other threads.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = (0..size.max(2 * cpus)).map(|_| lazy()).collect();
+        Pool {
+            shared: (0..size).map(|_| lazy()).collect(),
+            next: Arc::default(),
+            per_thread,
+        }
     }
 
     /// One slot-aware connection to a cluster, found from `nodes` on first
@@ -205,7 +259,7 @@ impl Pool {
                 Box::pin(async move { Ok(Conn::Cluster(client.get_async_connection().await?)) })
             }),
         );
-        Pool::of(vec![Conn::Lazy(conn)])
+        Pool::shared_only(vec![Conn::Lazy(conn)])
     }
 
     /// A connection to the master that the sentinels name.
@@ -213,7 +267,7 @@ impl Pool {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        Pool::of(vec![Conn::Sentinel(SentinelConn {
+        Pool::shared_only(vec![Conn::Sentinel(SentinelConn {
             shared: Arc::new(SentinelShared {
                 sentinel,
                 config,
@@ -222,16 +276,23 @@ impl Pool {
         })])
     }
 
-    fn of(conns: Vec<Conn>) -> Pool {
+    fn shared_only(conns: Vec<Conn>) -> Pool {
         Pool {
-            conns: conns.into(),
+            shared: conns.into(),
             next: Arc::default(),
+            per_thread: Arc::new([]),
         }
     }
 
     pub(crate) fn get(&self) -> Conn {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        match &self.conns[i] {
+        let conn = match current_thread_number() {
+            Some(n) if !self.per_thread.is_empty() => &self.per_thread[n % self.per_thread.len()],
+            _ => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+                &self.shared[i]
+            }
+        };
+        match conn {
             // Made already: the connection itself, so a call does not go
             // through the lazy wrapper's own boxed future.
             Conn::Lazy(lazy) => match lazy.shared.current.get() {
@@ -242,8 +303,9 @@ impl Pool {
         }
     }
 
+    /// How many connections calls from multi-thread runtimes share.
     pub(crate) fn len(&self) -> usize {
-        self.conns.len()
+        self.shared.len()
     }
 }
 
