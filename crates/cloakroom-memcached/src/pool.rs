@@ -5,6 +5,12 @@
 //! closes itself after an I/O error or a cancelled call (a timeout), and a
 //! closed one is dropped, so the next call dials again. That is how the
 //! store recovers after memcached restarts.
+//!
+//! A socket's readiness comes from the runtime that opened it. On a
+//! current-thread runtime (each actix-web worker runs one) that runtime
+//! delivers it only when its own thread is free, so a connection opened
+//! there is reused only by the same thread; see
+//! [`cloakroom::store::current_thread_number`].
 
 use async_memcached::{Client, MetaProtocol, Status};
 use cloakroom::{Error, Result};
@@ -14,7 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) struct Pool {
     addr: String,
-    idle: Mutex<Vec<Client>>,
+    /// Each with the current-thread runtime thread that opened it, if one
+    /// did.
+    idle: Mutex<Vec<(Option<usize>, Client)>>,
     permits: std::sync::Arc<Semaphore>,
     timeout: Duration,
 }
@@ -22,6 +30,8 @@ pub(crate) struct Pool {
 /// A connection borrowed from the pool; returned on drop if healthy.
 pub(crate) struct Conn<'a> {
     client: Option<Client>,
+    /// The runtime thread that opened it (see [`Pool`]).
+    thread: Option<usize>,
     pool: &'a Pool,
     _permit: OwnedSemaphorePermit,
 }
@@ -47,9 +57,20 @@ impl Pool {
             .acquire_owned()
             .await
             .map_err(|_| Error::unavailable("memcached pool closed"))?;
-        let reused = {
+        let thread = cloakroom::store::current_thread_number();
+        let (reused, _surplus) = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+            idle.retain(|(_, c)| !c.is_closed());
+            match idle.iter().rposition(|(t, _)| *t == thread) {
+                Some(i) => (Some(idle.swap_remove(i).1), None),
+                // A new connection follows. If the idle ones and those in
+                // use (this call's included) would then pass the pool's
+                // size, the oldest idle one is closed, after the lock.
+                None if idle.len() > self.permits.available_permits() => {
+                    (None, Some(idle.remove(0)))
+                }
+                None => (None, None),
+            }
         };
         let client = match reused {
             Some(client) => client,
@@ -60,6 +81,7 @@ impl Pool {
         };
         Ok(Conn {
             client: Some(client),
+            thread,
             pool: self,
             _permit: permit,
         })
@@ -72,7 +94,7 @@ impl Drop for Conn<'_> {
             && !client.is_closed()
         {
             let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.push(client);
+            idle.push((self.thread, client));
         }
     }
 }

@@ -161,36 +161,6 @@ pub(crate) struct Pool {
     per_thread: Arc<[Conn]>,
 }
 
-/// Numbers the threads of current-thread runtimes, in the order of their
-/// first call to any store.
-static THREADS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's runtime kind and, on a current-thread runtime, its
-    /// number: [`UNKNOWN`] until the first call made from a runtime.
-    static THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(UNKNOWN) };
-}
-const UNKNOWN: usize = usize::MAX;
-const MULTI_THREAD: usize = usize::MAX - 1;
-
-/// This thread's number if it runs a current-thread runtime, else `None`.
-/// Looked up once per thread: a thread keeps the runtime it first runs.
-fn current_thread_number() -> Option<usize> {
-    THREAD.with(|cell| {
-        let known = cell.get();
-        if known != UNKNOWN {
-            return (known != MULTI_THREAD).then_some(known);
-        }
-        let flavor = tokio::runtime::Handle::try_current().ok()?.runtime_flavor();
-        let number = match flavor {
-            tokio::runtime::RuntimeFlavor::CurrentThread => THREADS.fetch_add(1, Ordering::Relaxed),
-            _ => MULTI_THREAD,
-        };
-        cell.set(number);
-        (number != MULTI_THREAD).then_some(number)
-    })
-}
-
 /// Waits for `call` at most `timeout`, leaving the client's own error to
 /// the caller.
 pub(crate) async fn timed<T>(
@@ -285,7 +255,7 @@ impl Pool {
     }
 
     pub(crate) fn get(&self) -> Conn {
-        let conn = match current_thread_number() {
+        let conn = match cloakroom::store::current_thread_number() {
             Some(n) if !self.per_thread.is_empty() => &self.per_thread[n % self.per_thread.len()],
             _ => {
                 let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();

@@ -5,8 +5,10 @@
 //! store never needs to read a whole record back to change one name.
 
 mod memory;
+mod runtime;
 
 pub use memory::{MemoryStore, add_to};
+pub use runtime::current_thread_number;
 
 use crate::error::{Error, Result};
 use crate::expiry::{Expiry, Timestamp};
