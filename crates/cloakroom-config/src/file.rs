@@ -209,10 +209,10 @@ pub struct StorageConfig {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
-    /// Most connections the process opens to the store. On Redis: the
-    /// connections multi-thread runtimes share; each thread of a
-    /// current-thread runtime (an actix-web worker) opens its own, up to
-    /// `max(max_connections, 2 × CPUs)`.
+    /// Most connections the process opens to the store, shared by the
+    /// tasks of multi-thread runtimes. Each thread of a current-thread
+    /// runtime (an actix-web worker) keeps connections of its own
+    /// instead: see the store's own setting.
     pub max_connections: Option<u32>,
     /// Prefix of every store key.
     pub prefix: Option<String>,

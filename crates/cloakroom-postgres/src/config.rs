@@ -88,7 +88,15 @@ impl PostgresConfig {
         &self.schema
     }
 
-    /// The most connections the store opens (default 16, at least 1).
+    /// The most connections the store opens (default 16, at least 1) for
+    /// the tasks of multi-thread runtimes, which share them.
+    ///
+    /// Each thread of a current-thread runtime (every actix-web worker
+    /// runs one) has a pool of its own instead, of `size / CPUs`
+    /// connections (at least 1), for up to `2 × CPUs` threads; threads
+    /// past that share. A connection's task runs on the runtime that
+    /// opened it, so a call on another worker's connection would wait
+    /// for that worker to be free.
     pub fn pool_size(mut self, size: usize) -> PostgresConfig {
         self.pool_size = size.max(1);
         self

@@ -61,7 +61,14 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 struct Inner {
+    /// Shared by the tasks of multi-thread runtimes.
     pool: Pool,
+    /// One per thread of a current-thread runtime (threads past the end
+    /// share, modulo). A connection's own task runs on the runtime that
+    /// opened it, and a current-thread runtime (each actix-web worker
+    /// runs one) runs it only when its thread is free: a call on another
+    /// thread's connection would wait for that thread.
+    per_thread: Box<[Pool]>,
     schema: String,
     timeout: Duration,
     create_schema: bool,
@@ -158,18 +165,32 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = Manager::from_config(config.pg.clone(), connector(&config)?, manager_config);
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.timeout))
-            .create_timeout(Some(config.timeout))
-            .build()
-            .map_err(|e| Error::Config(format!("postgres pool: {e}")))?;
+        let connector = connector(&config)?;
+        // Plain TCP's connector is `Copy`, the TLS one only `Clone`.
+        #[allow(clippy::clone_on_copy)]
+        let pool_of = |size: usize| {
+            let manager =
+                Manager::from_config(config.pg.clone(), connector.clone(), manager_config.clone());
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(config.timeout))
+                .create_timeout(Some(config.timeout))
+                .build()
+                .map_err(|e| Error::Config(format!("postgres pool: {e}")))
+        };
+        let pool = pool_of(config.pool_size)?;
+        // Sized for actix-web's default of one worker per CPU, with room
+        // for as many other threads; none connects before it is used.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = (0..2 * cpus)
+            .map(|_| pool_of((config.pool_size / cpus).max(1)))
+            .collect::<Result<_>>()?;
         let sql = Sql::new(&config.schema);
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
+                per_thread,
                 timeout: config.timeout,
                 create_schema: config.create_schema,
                 cleanup: config.cleanup_interval.map(|d| (d, config.cleanup_batch)),
@@ -227,7 +248,11 @@ impl PostgresStore {
 
     /// A pooled connection, the schema made ready first on first use.
     async fn conn(&self) -> Result<Object> {
-        let mut conn = self.inner.pool.get().await.map_err(|e| match e {
+        let pool = match cloakroom::store::current_thread_number() {
+            Some(n) => &self.inner.per_thread[n % self.inner.per_thread.len()],
+            None => &self.inner.pool,
+        };
+        let mut conn = pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Timeout(_) => Error::Timeout(self.inner.timeout),
             other => Error::unavailable(other),
         })?;
