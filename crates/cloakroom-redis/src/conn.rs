@@ -146,9 +146,10 @@ impl ConnectionLike for Conn {
 /// threads anyway, and calls share the `shared` connections round-robin:
 /// one connection batches the most, and measured fastest.
 ///
-/// A current-thread runtime (each actix-web worker runs one) only moves
-/// that task when its own thread is free. A call from another worker
-/// then waits on two thread wake-ups per round trip. So each thread of
+/// A current-thread runtime (each actix-web worker runs one) polls that
+/// task only when its own thread is free. A call from another worker
+/// then waits for that thread, and pays two thread wake-ups per round
+/// trip. So each thread of
 /// such a runtime gets a connection of its own from `per_thread`, made
 /// by its first call, and its round trips never leave the thread.
 #[derive(Clone)]
@@ -156,8 +157,8 @@ pub(crate) struct Pool {
     shared: Arc<[Conn]>,
     next: Arc<AtomicUsize>,
     /// Indexed by the calling thread's number; threads past its end share
-    /// (modulo). Empty where connections must be shared (Cluster,
-    /// Sentinel).
+    /// (modulo). Empty on Cluster and Sentinel, which keep one connection
+    /// for every thread: those calls still cross threads on actix-web.
     per_thread: Arc<[Conn]>,
 }
 
