@@ -149,9 +149,9 @@ impl ConnectionLike for Conn {
 /// A current-thread runtime (each actix-web worker runs one) polls that
 /// task only when its own thread is free. A call from another worker
 /// then waits for that thread, and pays two thread wake-ups per round
-/// trip. So each thread of
-/// such a runtime gets a connection of its own from `per_thread`, made
-/// by its first call, and its round trips never leave the thread.
+/// trip. So each thread of such a runtime gets a connection of its own
+/// from `per_thread`, made by its first call, and its round trips never
+/// leave the thread.
 #[derive(Clone)]
 pub(crate) struct Pool {
     shared: Arc<[Conn]>,

@@ -13,6 +13,7 @@ mod postgres;
 pub mod scenarios;
 pub mod security;
 mod servers;
+pub mod threads;
 pub mod tls;
 pub mod tornado;
 

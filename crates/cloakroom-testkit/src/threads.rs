@@ -1,0 +1,60 @@
+//! A store on several current-thread runtimes, as on actix-web, whose
+//! workers each run one.
+//!
+//! A socket's readiness, and a multiplexed connection's own task, are
+//! driven by the runtime that opened them, and a current-thread runtime
+//! drives them only when its thread is free. A store that lets a thread
+//! use a connection another thread opened makes that thread's calls wait
+//! for the other one: for ever, if it is blocked.
+
+use crate::conformance::{at_now, new_id};
+use cloakroom::store::Store;
+use std::future::Future;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// One thread connects with `connect` and calls the store, so a
+/// connection opened on its runtime is left in the store's pool; then it
+/// keeps that runtime busy. A call from a second thread must still finish
+/// within `within`. Panics otherwise.
+pub fn a_busy_thread_does_not_hold_up_another<S, C, F>(connect: C, within: Duration)
+where
+    S: Store,
+    C: FnOnce() -> F + Send + 'static,
+    F: Future<Output = S>,
+{
+    let expiry = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let (send_store, store_sent) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let busy = std::thread::spawn(move || {
+        current_thread_runtime().block_on(async move {
+            let store = Arc::new(connect().await);
+            let first = store.load(&new_id(), &expiry).await;
+            assert!(first.expect("the first call").is_none());
+            send_store.send(store).expect("the test waits");
+            // Busy: this runtime runs nothing until released.
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        });
+    });
+    let store = store_sent
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first thread connected");
+    let other = std::thread::spawn(move || {
+        current_thread_runtime().block_on(async move {
+            let id = new_id();
+            tokio::time::timeout(within, store.load(&id, &expiry)).await
+        })
+    });
+    let answer = other.join().expect("the second thread");
+    release.send(()).expect("the first thread waits");
+    busy.join().expect("the first thread");
+    let answer = answer.expect("the call waited on the busy thread's runtime");
+    assert!(answer.expect("the second call").is_none());
+}
