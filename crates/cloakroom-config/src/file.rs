@@ -209,10 +209,9 @@ pub struct StorageConfig {
     pub username: Option<String>,
     /// Password.
     pub password: Option<String>,
-    /// Most connections the process opens to the store, shared by the
-    /// tasks of multi-thread runtimes. Each thread of a current-thread
-    /// runtime (an actix-web worker) keeps connections of its own
-    /// instead: see the store's own setting.
+    /// Most connections the process opens to the store. How threads of
+    /// current-thread runtimes (actix-web's workers) use them depends on
+    /// the store: see its own setting, and the README.
     pub max_connections: Option<u32>,
     /// Prefix of every store key.
     pub prefix: Option<String>,

@@ -83,7 +83,11 @@ impl MemcachedConfig {
             addr: addr.to_owned(),
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
-            max_connections: 8,
+            // At least two per CPU: on actix-web (a worker per CPU) each
+            // worker reuses only connections it opened, and with fewer
+            // than one per worker they would be closed and opened again.
+            max_connections: std::thread::available_parallelism()
+                .map_or(8, |n| (2 * n.get()).max(8)),
             max_attempts: 64,
         })
     }
@@ -106,7 +110,11 @@ impl MemcachedConfig {
         self
     }
 
-    /// Most connections open at once (default 8).
+    /// Most connections open at once (default: 8, or twice the CPUs if
+    /// more). On a current-thread runtime (each actix-web worker runs
+    /// one) a thread reuses only the connections it opened, since their
+    /// readiness comes from its own runtime; keep at least one per such
+    /// thread, or they are closed and opened again.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self

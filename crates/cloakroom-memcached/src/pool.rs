@@ -58,20 +58,24 @@ impl Pool {
             .await
             .map_err(|_| Error::unavailable("memcached pool closed"))?;
         let thread = cloakroom::store::current_thread_number();
-        let (reused, _surplus) = {
+        let (reused, surplus) = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.retain(|(_, c)| !c.is_closed());
+            // Oldest first: connections go back to the end.
             match idle.iter().rposition(|(t, _)| *t == thread) {
-                Some(i) => (Some(idle.swap_remove(i).1), None),
+                Some(i) => (Some(idle.remove(i).1), None),
                 // A new connection follows. If the idle ones and those in
                 // use (this call's included) would then pass the pool's
-                // size, the oldest idle one is closed, after the lock.
+                // size, the oldest idle one is closed first. (A connection
+                // being given back counts as both for a moment, so this
+                // may close one that could have stayed; never too few.)
                 None if idle.len() > self.permits.available_permits() => {
                     (None, Some(idle.remove(0)))
                 }
                 None => (None, None),
             }
         };
+        drop(surplus);
         let client = match reused {
             Some(client) => client,
             None => tokio::time::timeout(self.timeout, Client::new(format!("tcp://{}", self.addr)))

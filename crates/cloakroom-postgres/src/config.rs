@@ -93,10 +93,12 @@ impl PostgresConfig {
     ///
     /// Each thread of a current-thread runtime (every actix-web worker
     /// runs one) has a pool of its own instead, of `size / CPUs`
-    /// connections (at least 1), for up to `2 × CPUs` threads; threads
+    /// connections (at least 2), for up to `2 × CPUs` threads; threads
     /// past that share. A connection's task runs on the runtime that
     /// opened it, so a call on another worker's connection would wait
-    /// for that worker to be free.
+    /// for that worker to be free. On actix-web with its default of one
+    /// worker per CPU, the System thread and the workers open at most
+    /// `(CPUs + 1) × max(size / CPUs, 2)` connections.
     pub fn pool_size(mut self, size: usize) -> PostgresConfig {
         self.pool_size = size.max(1);
         self

@@ -52,10 +52,14 @@ pub struct PostgresStore {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = self.inner.pool.status();
+        let per_thread = self.inner.per_thread.iter().map(Pool::status);
+        let (open, max) = per_thread.fold((0, 0), |(n, m), s| (n + s.size, m + s.max_size));
         f.debug_struct("PostgresStore")
             .field("schema", &self.inner.schema)
             .field("connections", &status.size)
             .field("max_connections", &status.max_size)
+            .field("per_thread_connections", &open)
+            .field("per_thread_max_connections", &max)
             .finish()
     }
 }
@@ -181,10 +185,12 @@ impl PostgresStore {
         };
         let pool = pool_of(config.pool_size)?;
         // Sized for actix-web's default of one worker per CPU, with room
-        // for as many other threads; none connects before it is used.
+        // for as many other threads; none connects before it is used. At
+        // least two each, so one slow statement does not hold up every
+        // other request of the worker.
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = (0..2 * cpus)
-            .map(|_| pool_of((config.pool_size / cpus).max(1)))
+            .map(|_| pool_of(per_thread_size(config.pool_size, cpus)))
             .collect::<Result<_>>()?;
         let sql = Sql::new(&config.schema);
         Ok(PostgresStore {
@@ -329,6 +335,11 @@ impl PostgresStore {
             }
         });
     }
+}
+
+/// The size of each current-thread runtime thread's pool.
+fn per_thread_size(pool_size: usize, cpus: usize) -> usize {
+    (pool_size / cpus.max(1)).max(2)
 }
 
 /// Plain TCP: TLS needs the `tls` feature.

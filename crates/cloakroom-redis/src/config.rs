@@ -193,8 +193,11 @@ impl RedisConfig {
     ///
     /// Each thread of a current-thread runtime (every actix-web worker
     /// runs one) uses a connection of its own instead, made by its first
-    /// call, so that its calls never wait for another thread: at most
-    /// `max(n, 2 × CPUs)` of them, shared by threads past that.
+    /// call, so that its round trips do not wait for another thread: at
+    /// most `max(n, 2 × CPUs)` of them, shared by threads past that. With
+    /// [`db_notifications`](Self::db_notifications) set, such a thread
+    /// opens one to each database. The read cache's connection, and the
+    /// connections of Cluster and Sentinel, are shared by every thread.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self

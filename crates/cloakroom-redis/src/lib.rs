@@ -122,7 +122,9 @@ impl RedisStore {
                 let size = config.connections();
                 match notes {
                     Some(notes) => {
-                        // One connection of the budget serves the notifications db.
+                        // One connection of the shared budget serves the
+                        // notifications db (threads of current-thread
+                        // runtimes open one of their own to each db).
                         let data_size = size.saturating_sub(1).max(1);
                         let notes_size = (size - data_size).max(1);
                         (

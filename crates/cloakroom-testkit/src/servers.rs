@@ -41,18 +41,18 @@ fn require(binary: &str) {
 
 /// A free port whose cluster bus port (+10000) is free too.
 ///
-/// Both come from below the kernel's usual ephemeral range (32768 and
-/// up), so the local end of some outgoing connection cannot take either
-/// between this check and the server's bind; a node whose bus port was
-/// taken exits after it started listening.
+/// Ports 10000-19999, bus ports 20000-29999: below the kernel's usual
+/// ephemeral range (32768 and up), so the local end of some outgoing
+/// connection cannot take either between this check and the server's
+/// bind (a node whose bus port was taken exits after it started
+/// listening), and no node's port is another node's bus port.
 fn free_port_with_bus() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
+    use std::hash::BuildHasher;
     loop {
-        // A random start, so that test processes running at once do not
-        // race for the same ports.
-        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
-        random.write_u32(std::process::id());
-        let port = 10_000 + (random.finish() % 12_000) as u16;
+        // A random pick each time, so that test processes running at once
+        // rarely try the same ports.
+        let random = std::collections::hash_map::RandomState::new().hash_one(0u8);
+        let port = 10_000 + (random % 10_000) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok()
             && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
         {

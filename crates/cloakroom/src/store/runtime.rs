@@ -15,11 +15,16 @@ thread_local! {
 }
 
 /// The calling thread's number if it runs a tokio current-thread runtime
-/// (as each actix-web worker does), or `None` on a multi-thread runtime
-/// or outside any runtime.
+/// (as each actix-web worker does), or `None` on a multi-thread runtime.
 ///
-/// Numbers start at 0, in the order threads first ask, and a thread keeps
-/// its answer. A store keeps connections per such thread with it: a
+/// The first answer a thread gets inside a runtime is its answer for
+/// good, even if it later runs a runtime of the other kind; outside any
+/// runtime, a thread that has not asked inside one gets `None`. Numbers
+/// start at 0, in the order threads first ask, and are not reused after
+/// a thread exits: a process that keeps starting new current-thread
+/// runtime threads ends up with threads sharing a store's slots.
+///
+/// A store keeps connections per such thread with it: a
 /// socket's readiness, and a multiplexed connection's own task, are
 /// driven by the runtime that made them, and a current-thread runtime
 /// drives them only when its thread is free. A call on another thread's
