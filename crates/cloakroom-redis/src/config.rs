@@ -196,8 +196,10 @@ impl RedisConfig {
     /// call, so that its round trips do not wait for another thread: at
     /// most `max(n, 2 × CPUs)` of them, shared by threads past that. With
     /// [`db_notifications`](Self::db_notifications) set, such a thread
-    /// opens one to each database. The read cache's connection, and the
-    /// connections of Cluster and Sentinel, are shared by every thread.
+    /// opens one to each database. On Cluster and through Sentinel, one
+    /// connection is shared likewise and each such thread has its own (a
+    /// cluster connection holds one to every node it talks to). The read
+    /// cache's connection is shared by every thread.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self

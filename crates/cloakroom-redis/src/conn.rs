@@ -157,8 +157,7 @@ pub(crate) struct Pool {
     shared: Arc<[Conn]>,
     next: Arc<AtomicUsize>,
     /// Indexed by the calling thread's number; threads past its end share
-    /// (modulo). Empty on Cluster and Sentinel, which keep one connection
-    /// for every thread: those calls still cross threads on actix-web.
+    /// (modulo). Never empty.
     per_thread: Arc<[Conn]>,
 }
 
@@ -195,7 +194,7 @@ impl Pool {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let db = client.get_connection_info().redis_settings().db();
-        let lazy = || {
+        Pool::of(size, || {
             let (client, config) = (client.clone(), config.clone());
             Conn::Lazy(Lazy::new(
                 db,
@@ -207,57 +206,60 @@ impl Pool {
                     })
                 }),
             ))
-        };
-        let size = size.max(1);
-        // actix-web starts one worker per CPU; twice that leaves room for
-        // the application's other threads.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per_thread = (0..size.max(2 * cpus)).map(|_| lazy()).collect();
-        Pool {
-            shared: (0..size).map(|_| lazy()).collect(),
-            next: Arc::default(),
-            per_thread,
-        }
+        })
     }
 
-    /// One slot-aware connection to a cluster, found from `nodes` on first
-    /// use (and again after a failed attempt).
+    /// One slot-aware connection to a cluster (and one per current-thread
+    /// runtime thread), found from `nodes` on first use (and again after
+    /// a failed attempt). Each holds connections to every node it talks
+    /// to.
     pub(crate) fn cluster(client: redis::cluster::ClusterClient) -> Pool {
-        let conn = Lazy::new(
-            0,
-            Box::new(move || {
-                let client = client.clone();
-                Box::pin(async move { Ok(Conn::Cluster(client.get_async_connection().await?)) })
-            }),
-        );
-        Pool::shared_only(vec![Conn::Lazy(conn)])
+        Pool::of(1, || {
+            let client = client.clone();
+            Conn::Lazy(Lazy::new(
+                0,
+                Box::new(move || {
+                    let client = client.clone();
+                    Box::pin(async move { Ok(Conn::Cluster(client.get_async_connection().await?)) })
+                }),
+            ))
+        })
     }
 
-    /// A connection to the master that the sentinels name.
+    /// A connection to the master that the sentinels name (and one per
+    /// current-thread runtime thread), each looking the master up on its
+    /// first call.
     pub(crate) fn sentinel(sentinel: Sentinel, timeout: Duration) -> Pool {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        Pool::shared_only(vec![Conn::Sentinel(SentinelConn {
-            shared: Arc::new(SentinelShared {
-                sentinel,
-                config,
-                current: tokio::sync::Mutex::new(None),
-            }),
-        })])
+        Pool::of(1, || {
+            Conn::Sentinel(SentinelConn {
+                shared: Arc::new(SentinelShared {
+                    sentinel: sentinel.clone(),
+                    config: config.clone(),
+                    current: tokio::sync::Mutex::new(None),
+                }),
+            })
+        })
     }
 
-    fn shared_only(conns: Vec<Conn>) -> Pool {
+    /// `size` shared connections, and `max(size, 2 × CPUs)` for threads of
+    /// current-thread runtimes: actix-web starts one worker per CPU, and
+    /// twice that leaves room for the application's other threads.
+    fn of(size: usize, make: impl Fn() -> Conn) -> Pool {
+        let size = size.max(1);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Pool {
-            shared: conns.into(),
+            shared: (0..size).map(|_| make()).collect(),
             next: Arc::default(),
-            per_thread: Arc::new([]),
+            per_thread: (0..size.max(2 * cpus)).map(|_| make()).collect(),
         }
     }
 
     pub(crate) fn get(&self) -> Conn {
         let conn = match cloakroom::store::current_thread_number() {
-            Some(n) if !self.per_thread.is_empty() => &self.per_thread[n % self.per_thread.len()],
+            Some(n) => &self.per_thread[n % self.per_thread.len()],
             _ => {
                 let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
                 &self.shared[i]
