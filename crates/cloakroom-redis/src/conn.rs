@@ -1,7 +1,9 @@
-//! The connections the store runs on: one Redis server (a few multiplexed
-//! connections used round-robin), a Redis Cluster (one slot-aware client
-//! that follows MOVED and ASK redirects and topology changes), or a master
-//! found through Sentinel (re-resolved after a failover).
+//! The connections the store runs on: one Redis server (multiplexed
+//! connections), a Redis Cluster (slot-aware clients that follow MOVED and
+//! ASK redirects and topology changes), or a master found through Sentinel
+//! (re-resolved after a failover). On every topology, tasks of
+//! multi-thread runtimes share connections and each thread of a
+//! current-thread runtime has its own (see [`Pool`]).
 
 use cloakroom::{Error, Result};
 use redis::aio::MultiplexedConnection;
