@@ -10,9 +10,12 @@
 //! current-thread runtime (each actix-web worker runs one) that runtime
 //! delivers it only when its own thread is free, so a connection opened
 //! there is reused only by the same thread; see
-//! [`cloakroom::store::current_thread_number`].
+//! [`cloakroom::store::current_thread_runtime`]. A thread that replaces
+//! an exited one never gets the exited one's connections: they died with
+//! its runtime.
 
 use async_memcached::{Client, MetaProtocol, Status};
+use cloakroom::store::RuntimeThread;
 use cloakroom::{Error, Result};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +25,7 @@ pub(crate) struct Pool {
     addr: String,
     /// Each with the current-thread runtime thread that opened it, if one
     /// did.
-    idle: Mutex<Vec<(Option<usize>, Client)>>,
+    idle: Mutex<Vec<(Option<RuntimeThread>, Client)>>,
     permits: std::sync::Arc<Semaphore>,
     timeout: Duration,
 }
@@ -31,7 +34,7 @@ pub(crate) struct Pool {
 pub(crate) struct Conn<'a> {
     client: Option<Client>,
     /// The runtime thread that opened it (see [`Pool`]).
-    thread: Option<usize>,
+    thread: Option<RuntimeThread>,
     pool: &'a Pool,
     _permit: OwnedSemaphorePermit,
 }
@@ -57,7 +60,7 @@ impl Pool {
             .acquire_owned()
             .await
             .map_err(|_| Error::unavailable("memcached pool closed"))?;
-        let thread = cloakroom::store::current_thread_number();
+        let thread = cloakroom::store::current_thread_runtime();
         let (reused, surplus) = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.retain(|(_, c)| !c.is_closed());

@@ -70,3 +70,12 @@ fn threads_past_the_pool_size_stay_within_it() {
     }
     assert!(open <= 2, "{open} connections open for a pool of 2");
 }
+
+#[test]
+fn a_thread_replacing_an_exited_one_works_at_once() {
+    let server = MemcachedServer::start();
+    let url = server.url();
+    cloakroom_testkit::threads::a_thread_replacing_an_exited_one_works_at_once(
+        move || async move { MemcachedStore::new(MemcachedConfig::from_url(&url).unwrap()) },
+    );
+}

@@ -254,8 +254,11 @@ impl PostgresStore {
 
     /// A pooled connection, the schema made ready first on first use.
     async fn conn(&self) -> Result<Object> {
-        let pool = match cloakroom::store::current_thread_number() {
-            Some(n) => &self.inner.per_thread[n % self.inner.per_thread.len()],
+        // A thread that replaces an exited one may find its connections in
+        // the pool: their tasks died with that thread's runtime, so they
+        // are closed, and deadpool's recycling drops them.
+        let pool = match cloakroom::store::current_thread_runtime() {
+            Some(thread) => &self.inner.per_thread[thread.index() % self.inner.per_thread.len()],
             None => &self.inner.pool,
         };
         let mut conn = pool.get().await.map_err(|e| match e {

@@ -19,3 +19,15 @@ fn a_busy_thread_does_not_hold_up_another_threads_calls() {
         Duration::from_secs(2),
     );
 }
+
+#[test]
+fn a_thread_replacing_an_exited_one_works_at_once() {
+    let url = PostgresServer::shared().schema_url();
+    cloakroom_testkit::threads::a_thread_replacing_an_exited_one_works_at_once(
+        move || async move {
+            PostgresStore::connect(PostgresConfig::from_url(&url).unwrap())
+                .await
+                .unwrap()
+        },
+    );
+}

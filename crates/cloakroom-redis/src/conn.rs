@@ -5,6 +5,7 @@
 //! multi-thread runtimes share connections and each thread of a
 //! current-thread runtime has its own (see [`Pool`]).
 
+use cloakroom::store::RuntimeThread;
 use cloakroom::{Error, Result};
 use redis::aio::MultiplexedConnection;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -12,8 +13,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One connection of either kind.
@@ -153,14 +154,24 @@ impl ConnectionLike for Conn {
 /// then waits for that thread, and pays two thread wake-ups per round
 /// trip. So each thread of such a runtime gets a connection of its own
 /// from `per_thread`, made by its first call, and its round trips never
-/// leave the thread.
+/// leave the thread. A thread that takes over the slot of one that
+/// exited gets a new connection: the old one's task died with that
+/// thread's runtime.
 #[derive(Clone)]
 pub(crate) struct Pool {
     shared: Arc<[Conn]>,
     next: Arc<AtomicUsize>,
-    /// Indexed by the calling thread's number; threads past its end share
+    /// Indexed by the calling thread's index; threads past its end share
     /// (modulo). Never empty.
-    per_thread: Arc<[Conn]>,
+    per_thread: Arc<[Mutex<Slot>]>,
+    /// Makes a connection (not connected until first used).
+    make: Arc<dyn Fn() -> Conn + Send + Sync>,
+}
+
+/// A per-thread connection and the thread it was made for.
+struct Slot {
+    owner: Option<RuntimeThread>,
+    conn: Conn,
 }
 
 /// Waits for `call` at most `timeout`, leaving the client's own error to
@@ -196,7 +207,7 @@ impl Pool {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let db = client.get_connection_info().redis_settings().db();
-        Pool::of(size, || {
+        Pool::of(size, move || {
             let (client, config) = (client.clone(), config.clone());
             Conn::Lazy(Lazy::new(
                 db,
@@ -216,7 +227,7 @@ impl Pool {
     /// a failed attempt). Each holds connections to every node it talks
     /// to.
     pub(crate) fn cluster(client: redis::cluster::ClusterClient) -> Pool {
-        Pool::of(1, || {
+        Pool::of(1, move || {
             let client = client.clone();
             Conn::Lazy(Lazy::new(
                 0,
@@ -235,7 +246,7 @@ impl Pool {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        Pool::of(1, || {
+        Pool::of(1, move || {
             Conn::Sentinel(SentinelConn {
                 shared: Arc::new(SentinelShared {
                     sentinel: sentinel.clone(),
@@ -249,38 +260,58 @@ impl Pool {
     /// `size` shared connections, and `max(size, 2 × CPUs)` for threads of
     /// current-thread runtimes: actix-web starts one worker per CPU, and
     /// twice that leaves room for the application's other threads.
-    fn of(size: usize, make: impl Fn() -> Conn) -> Pool {
+    fn of(size: usize, make: impl Fn() -> Conn + Send + Sync + 'static) -> Pool {
         let size = size.max(1);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slot = |_| {
+            Mutex::new(Slot {
+                owner: None,
+                conn: make(),
+            })
+        };
         Pool {
             shared: (0..size).map(|_| make()).collect(),
             next: Arc::default(),
-            per_thread: (0..size.max(2 * cpus)).map(|_| make()).collect(),
+            per_thread: (0..size.max(2 * cpus)).map(slot).collect(),
+            make: Arc::new(make),
         }
     }
 
     pub(crate) fn get(&self) -> Conn {
-        let conn = match cloakroom::store::current_thread_number() {
-            Some(n) => &self.per_thread[n % self.per_thread.len()],
-            _ => {
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
-                &self.shared[i]
-            }
+        let Some(thread) = cloakroom::store::current_thread_runtime() else {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+            return made(&self.shared[i]);
         };
-        match conn {
-            // Made already: the connection itself, so a call does not go
-            // through the lazy wrapper's own boxed future.
-            Conn::Lazy(lazy) => match lazy.shared.current.get() {
-                Some(made) => made.clone(),
-                None => Conn::Lazy(lazy.clone()),
-            },
-            other => other.clone(),
+        let slot = &self.per_thread[thread.index() % self.per_thread.len()];
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.owner {
+            // This index's previous thread exited, and its runtime with
+            // it: the connection's task is gone, so a new connection.
+            Some(owner) if owner.index() == thread.index() && owner.id() != thread.id() => {
+                slot.conn = (self.make)();
+                slot.owner = Some(thread);
+            }
+            Some(_) => {}
+            None => slot.owner = Some(thread),
         }
+        made(&slot.conn)
     }
 
     /// How many connections calls from multi-thread runtimes share.
     pub(crate) fn len(&self) -> usize {
         self.shared.len()
+    }
+}
+
+/// `conn` itself once made: a call then does not go through the lazy
+/// wrapper's own boxed future.
+fn made(conn: &Conn) -> Conn {
+    match conn {
+        Conn::Lazy(lazy) => match lazy.shared.current.get() {
+            Some(made) => made.clone(),
+            None => Conn::Lazy(lazy.clone()),
+        },
+        other => other.clone(),
     }
 }
 

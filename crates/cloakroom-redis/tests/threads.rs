@@ -35,3 +35,12 @@ fn through_sentinel_too() {
         .node_credentials(None, RedisSentinels::DATA_PASSWORD);
     check(config);
 }
+
+#[test]
+fn a_thread_replacing_an_exited_one_works_at_once() {
+    let redis = RedisServer::start();
+    let config = RedisConfig::from_url(&redis.url()).unwrap();
+    cloakroom_testkit::threads::a_thread_replacing_an_exited_one_works_at_once(
+        move || async move { RedisStore::connect(config).await.unwrap() },
+    );
+}

@@ -66,3 +66,37 @@ where
     let answer = answer.expect("the calls waited on the busy thread's runtime");
     answer.expect("the second thread's calls");
 }
+
+/// The store is made on a thread that then exits, and new threads follow
+/// one after another, each taking over the exited one's place (see
+/// [`cloakroom::store::RuntimeThread::index`]). Every call of every
+/// thread must succeed: connections that died with an exited thread's
+/// runtime are never handed to the next one.
+pub fn a_thread_replacing_an_exited_one_works_at_once<S, C, F>(connect: C)
+where
+    S: Store,
+    C: FnOnce() -> F + Send + 'static,
+    F: Future<Output = S>,
+{
+    let expiry = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let store = std::thread::spawn(move || current_thread_runtime().block_on(connect()))
+        .join()
+        .expect("the connecting thread");
+    let store = Arc::new(store);
+    for round in 0..4 {
+        let store = store.clone();
+        let answers = std::thread::spawn(move || {
+            current_thread_runtime().block_on(async move {
+                let first = store.load(&new_id(), &expiry).await;
+                let second = store.load(&new_id(), &expiry).await;
+                (first.map(drop), second.map(drop))
+            })
+        })
+        .join()
+        .expect("a thread of the round");
+        assert!(
+            answers.0.is_ok() && answers.1.is_ok(),
+            "round {round}: {answers:?}"
+        );
+    }
+}

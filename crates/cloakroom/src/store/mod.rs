@@ -8,7 +8,7 @@ mod memory;
 mod runtime;
 
 pub use memory::{MemoryStore, add_to};
-pub use runtime::current_thread_number;
+pub use runtime::{RuntimeThread, current_thread_runtime};
 
 use crate::error::{Error, Result};
 use crate::expiry::{Expiry, Timestamp};
