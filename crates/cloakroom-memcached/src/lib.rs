@@ -83,11 +83,11 @@ impl MemcachedConfig {
             addr: addr.to_owned(),
             prefix: "cr".to_owned(),
             timeout: Duration::from_secs(2),
-            // At least two per CPU: on actix-web (a worker per CPU) each
-            // worker reuses only connections it opened, and with fewer
-            // than one per worker they would be closed and opened again.
-            max_connections: std::thread::available_parallelism()
-                .map_or(8, |n| (2 * n.get()).max(8)),
+            // One per thread slot at least: on actix-web (a worker per
+            // CPU) each worker reuses only connections it opened, and with
+            // fewer than one per worker they would be closed and opened
+            // again.
+            max_connections: cloakroom::store::RuntimeThread::slots().max(8),
             max_attempts: 64,
         })
     }

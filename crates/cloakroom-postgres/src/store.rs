@@ -5,6 +5,7 @@
 use crate::config::PostgresConfig;
 use crate::schema;
 use cloakroom::inventory::{CLIENT_NAME, USER_NAME, user_json};
+use cloakroom::store::RuntimeThread;
 use cloakroom::{
     Admission, Applied, Change, Clock, Error, Expiry, OnMaxSessions, Patch, Record, Result,
     SessionCap, SessionId, SessionInfo, Store, Timestamp,
@@ -184,13 +185,13 @@ impl PostgresStore {
                 .map_err(|e| Error::Config(format!("postgres pool: {e}")))
         };
         let pool = pool_of(config.pool_size)?;
-        // Sized for actix-web's default of one worker per CPU, with room
-        // for as many other threads; none connects before it is used. At
-        // least two each, so one slow statement does not hold up every
-        // other request of the worker.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per_thread = (0..2 * cpus)
-            .map(|_| pool_of(per_thread_size(config.pool_size, cpus)))
+        // Each sized for actix-web's default of one worker per CPU (half
+        // the slots); none connects before it is used. At least two each,
+        // so one slow statement does not hold up every other request of
+        // the worker.
+        let slots = RuntimeThread::slots();
+        let per_thread = (0..slots)
+            .map(|_| pool_of(per_thread_size(config.pool_size, slots / 2)))
             .collect::<Result<_>>()?;
         let sql = Sql::new(&config.schema);
         Ok(PostgresStore {

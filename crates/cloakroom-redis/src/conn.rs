@@ -257,12 +257,10 @@ impl Pool {
         })
     }
 
-    /// `size` shared connections, and `max(size, 2 × CPUs)` for threads of
-    /// current-thread runtimes: actix-web starts one worker per CPU, and
-    /// twice that leaves room for the application's other threads.
+    /// `size` shared connections, and `max(size, RuntimeThread::slots())`
+    /// for threads of current-thread runtimes.
     fn of(size: usize, make: impl Fn() -> Conn + Send + Sync + 'static) -> Pool {
         let size = size.max(1);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let slot = |_| {
             Mutex::new(Slot {
                 owner: None,
@@ -272,7 +270,7 @@ impl Pool {
         Pool {
             shared: (0..size).map(|_| make()).collect(),
             next: Arc::default(),
-            per_thread: (0..size.max(2 * cpus)).map(slot).collect(),
+            per_thread: (0..size.max(RuntimeThread::slots())).map(slot).collect(),
             make: Arc::new(make),
         }
     }

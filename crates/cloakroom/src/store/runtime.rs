@@ -34,6 +34,14 @@ impl RuntimeThread {
     pub fn id(self) -> u64 {
         self.id
     }
+
+    /// How many per-thread slots a store keeps: twice the CPUs. actix-web
+    /// starts one worker per CPU, and twice that leaves room for the
+    /// application's other threads; threads past it share, by
+    /// [`index`](Self::index) modulo this.
+    pub fn slots() -> usize {
+        2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 /// The next index never given out.
