@@ -5,6 +5,7 @@
 //! multi-thread runtimes share connections and each thread of a
 //! current-thread runtime has its own (see [`Pool`]).
 
+use crate::direct::Direct;
 use cloakroom::store::RuntimeThread;
 use cloakroom::{Error, Result};
 use redis::aio::MultiplexedConnection;
@@ -23,6 +24,8 @@ pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel(SentinelConn),
+    /// A thread's own connection to one server (see [`Direct`]).
+    Direct(Direct),
     /// Made on first use (see [`Lazy`]).
     Lazy(Lazy),
 }
@@ -114,6 +117,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(c) => c.req_packed_command(cmd),
+            Conn::Direct(c) => c.req_packed_command(cmd),
             Conn::Lazy(c) => c.req_packed_command(cmd),
         }
     }
@@ -128,6 +132,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Lazy(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -137,6 +142,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Sentinel(c) => c.get_db(),
+            Conn::Direct(c) => c.get_db(),
             Conn::Lazy(c) => c.get_db(),
         }
     }
@@ -206,8 +212,9 @@ impl Pool {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
-        let db = client.get_connection_info().redis_settings().db();
-        Pool::of(size, move || {
+        let info = client.get_connection_info().clone();
+        let db = info.redis_settings().db();
+        let shared = move || {
             let (client, config) = (client.clone(), config.clone());
             Conn::Lazy(Lazy::new(
                 db,
@@ -219,7 +226,19 @@ impl Pool {
                     })
                 }),
             ))
-        })
+        };
+        match Direct::serves(&info) {
+            Some((host, port)) => Pool::with(size, shared, move || {
+                let settings = info.redis_settings().clone();
+                Conn::Direct(Direct::new(host.clone(), port, settings, timeout))
+            }),
+            // TLS, a Unix socket: redis-rs's connections on every thread.
+            None => {
+                let shared = Arc::new(shared);
+                let per_thread = Arc::clone(&shared);
+                Pool::with(size, move || shared(), move || per_thread())
+            }
+        }
     }
 
     /// One slot-aware connection to a cluster (and one per current-thread
@@ -258,20 +277,32 @@ impl Pool {
     }
 
     /// `size` shared connections, and `max(size, RuntimeThread::slots())`
-    /// for threads of current-thread runtimes.
+    /// for threads of current-thread runtimes, all made by `make`.
     fn of(size: usize, make: impl Fn() -> Conn + Send + Sync + 'static) -> Pool {
+        let make = Arc::new(make);
+        let per_thread = Arc::clone(&make);
+        Pool::with(size, move || make(), move || per_thread())
+    }
+
+    /// As [`Pool::of`], with the per-thread connections made by
+    /// `per_thread`.
+    fn with(
+        size: usize,
+        shared: impl Fn() -> Conn,
+        per_thread: impl Fn() -> Conn + Send + Sync + 'static,
+    ) -> Pool {
         let size = size.max(1);
         let slot = |_| {
             Mutex::new(Slot {
                 owner: None,
-                conn: make(),
+                conn: per_thread(),
             })
         };
         Pool {
-            shared: (0..size).map(|_| make()).collect(),
+            shared: (0..size).map(|_| shared()).collect(),
             next: Arc::default(),
             per_thread: (0..size.max(RuntimeThread::slots())).map(slot).collect(),
-            make: Arc::new(make),
+            make: Arc::new(per_thread),
         }
     }
 

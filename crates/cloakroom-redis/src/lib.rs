@@ -41,10 +41,12 @@ mod cache;
 mod cluster;
 mod config;
 mod conn;
+mod direct;
 mod dump;
 mod inventory;
 mod keys;
 mod read;
+mod resp;
 mod write;
 
 pub use cache::CacheStats;
