@@ -3,7 +3,8 @@
 //! ASK redirects and topology changes), or a master found through Sentinel
 //! (re-resolved after a failover). On every topology, tasks of
 //! multi-thread runtimes share connections and each thread of a
-//! current-thread runtime has its own (see [`Pool`]).
+//! current-thread runtime has its own (see [`Pool`]); to one server over
+//! plain TCP, those are [`Direct`] connections.
 
 use crate::direct::Direct;
 use cloakroom::store::RuntimeThread;
@@ -162,7 +163,8 @@ impl ConnectionLike for Conn {
 /// from `per_thread`, made by its first call, and its round trips never
 /// leave the thread. A thread that takes over the slot of one that
 /// exited gets a new connection: the old one's task died with that
-/// thread's runtime.
+/// thread's runtime. (A [`Direct`] connection has no task, and is
+/// replaced all the same.)
 #[derive(Clone)]
 pub(crate) struct Pool {
     shared: Arc<[Conn]>,
