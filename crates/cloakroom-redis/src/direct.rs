@@ -29,7 +29,7 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// See the module doc. Clones share the connection.
@@ -42,7 +42,9 @@ struct Shared {
     host: String,
     port: u16,
     settings: redis::RedisConnectionInfo,
-    connect_timeout: Duration,
+    /// For connecting and signing in, and how long written commands may
+    /// wait for their replies before the connection counts as stalled.
+    timeout: Duration,
     state: Mutex<State>,
     /// Held while connecting, so that calls arriving meanwhile wait for
     /// that connection instead of opening their own.
@@ -77,6 +79,8 @@ struct Link {
     driver: Option<u64>,
     /// Tickets below this one have their commands written.
     sent: u64,
+    /// When the commands still awaiting replies were written.
+    sent_at: Instant,
 }
 
 struct Waiting {
@@ -106,14 +110,14 @@ impl Direct {
         host: String,
         port: u16,
         settings: redis::RedisConnectionInfo,
-        connect_timeout: Duration,
+        timeout: Duration,
     ) -> Direct {
         Direct {
             shared: Arc::new(Shared {
                 host,
                 port,
                 settings,
-                connect_timeout,
+                timeout,
                 state: Mutex::default(),
                 dialing: tokio::sync::Mutex::new(()),
             }),
@@ -161,11 +165,12 @@ impl Direct {
                 let mut state = self.shared.lock();
                 let generation = state.generation;
                 if let Some(link) = &mut state.link {
-                    if link.alive() {
+                    if link.alive(self.shared.timeout) {
                         return Ok((generation, link.push(command, skip, want)));
                     }
-                    // Closed while idle (a Redis restart): connect again
-                    // now rather than fail this call.
+                    // Closed while idle (a Redis restart), or stalled:
+                    // connect again now rather than fail this call.
+                    link.fail(&lost());
                     state.link = None;
                 }
             }
@@ -191,7 +196,7 @@ impl Shared {
     /// Opens a connection, and signs in and selects the database on it.
     async fn dial(&self) -> RedisResult<Link> {
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+        let stream = match tokio::time::timeout(self.timeout, connect).await {
             Ok(stream) => stream?,
             Err(_) => {
                 return Err(io::Error::new(
@@ -222,17 +227,15 @@ impl Shared {
         }
         if replies > 0 {
             let ticket = link.push(&hello, 0, replies);
-            let answer = tokio::time::timeout(
-                self.connect_timeout,
-                poll_fn(|cx| link.poll_alone(cx, ticket)),
-            )
-            .await
-            .map_err(|_| {
-                RedisError::from(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "signing in to Redis timed out",
-                ))
-            })??;
+            let answer =
+                tokio::time::timeout(self.timeout, poll_fn(|cx| link.poll_alone(cx, ticket)))
+                    .await
+                    .map_err(|_| {
+                        RedisError::from(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "signing in to Redis timed out",
+                        ))
+                    })??;
             for reply in answer {
                 // `WRONGPASS` and the like: the caller tells settings
                 // that can never work from a server not reachable yet.
@@ -257,6 +260,7 @@ impl Link {
             answered: 0,
             driver: None,
             sent: 0,
+            sent_at: Instant::now(),
         }
     }
 
@@ -265,7 +269,16 @@ impl Link {
     /// of the stream, after a restart or an idle timeout) means it cannot.
     /// Asked of the socket itself: the runtime may not have seen the news
     /// yet.
-    fn alive(&mut self) -> bool {
+    ///
+    /// A connection whose written commands have waited longer than
+    /// `patience` for their replies cannot either: a host that froze, or
+    /// a connection dropped silently on the way, never fails the socket,
+    /// and commands queued behind are not written until those replies
+    /// come. Every call waiting there has timed out already.
+    fn alive(&mut self, patience: Duration) -> bool {
+        if self.first + (self.answered as u64) < self.sent {
+            return self.sent_at.elapsed() <= patience;
+        }
         if !self.waiting.is_empty() {
             return true;
         }
@@ -319,8 +332,14 @@ impl Link {
             let next = self
                 .waiting
                 .iter_mut()
-                .find(|w| matches!(w.stage, Stage::Waiting) && w.waker.is_some());
-            if let Some(waker) = next.and_then(|w| w.waker.take()) {
+                .zip(self.first..)
+                .find(|(w, _)| matches!(w.stage, Stage::Waiting) && w.waker.is_some());
+            if let Some((w, next)) = next
+                && let Some(waker) = w.waker.take()
+            {
+                // The woken call is the driver until it polls: if it is
+                // dropped first, its drop hands over again.
+                self.driver = Some(next);
                 waker.wake();
             }
         }
@@ -389,8 +408,12 @@ impl Link {
             }
         }
         self.output.clear();
+        if self.output.capacity() > 4 * READ_CHUNK {
+            self.output.shrink_to(READ_CHUNK);
+        }
         self.written = 0;
         self.sent = self.first + self.waiting.len() as u64;
+        self.sent_at = Instant::now();
         Ok(())
     }
 
@@ -437,6 +460,9 @@ impl Link {
         if self.consumed == self.filled {
             self.consumed = 0;
             self.filled = 0;
+            if self.input.len() > 4 * READ_CHUNK {
+                self.input = vec![0; READ_CHUNK];
+            }
         }
         self.drop_finished();
         Ok(())
@@ -667,6 +693,128 @@ mod tests {
         assert!(gave_up.is_err(), "the call should have been given up");
         assert_eq!(echo(&mut conn, "mine").await.unwrap(), "mine");
         assert_eq!(echo(&mut conn, "next").await.unwrap(), "next");
+    }
+
+    /// The call woken to watch the socket in place of one that finished
+    /// is dropped before it runs: the next waiting call must watch it.
+    #[tokio::test]
+    async fn a_call_handed_the_socket_and_dropped_hands_it_on() {
+        use std::future::Future;
+        let server = RedisServer::start();
+        let conn = direct(&server, Default::default());
+        echo(&mut conn.clone(), "connected").await.unwrap();
+        let blpop = |key: &str, seconds: f64| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(key).arg(seconds);
+            Box::pin(async move { cmd.query_async::<Value>(&mut conn).await })
+        };
+        // X is written at once and answered in 200 ms; Y waits behind it.
+        let mut x = blpop("x", 0.2);
+        let mut y = Some(blpop("y", 0.3));
+        poll_fn(|cx| {
+            assert!(x.as_mut().poll(cx).is_pending());
+            assert!(y.as_mut().is_some_and(|y| y.as_mut().poll(cx).is_pending()));
+            Poll::Ready(())
+        })
+        .await;
+        // Z, a task of its own, waits behind both.
+        let mut z_conn = conn.clone();
+        let z = tokio::spawn(async move { echo(&mut z_conn, "z").await });
+        // Long enough for Z to queue its command, well before X's reply.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // X polled last: its task is the one the socket wakes. Once X has
+        // its reply it hands the socket to Y, which is dropped unpolled.
+        poll_fn(|cx| match x.as_mut().poll(cx) {
+            Poll::Ready(reply) => {
+                y = None;
+                Poll::Ready(reply)
+            }
+            Poll::Pending => Poll::Pending,
+        })
+        .await
+        .unwrap();
+        // Waiting on the task does not poll the call: only the socket or
+        // a hand-over wakes it.
+        let z = tokio::time::timeout(Duration::from_secs(1), z)
+            .await
+            .expect("Z should not wait for ever");
+        assert_eq!(z.unwrap().unwrap(), "z");
+    }
+
+    /// Replies that never come (a frozen host, a connection dropped on
+    /// the way) fail the connection once they are overdue, and the next
+    /// call connects anew.
+    #[tokio::test]
+    async fn a_stalled_connection_is_replaced() {
+        let server = RedisServer::start();
+        let proxy = Proxy::start(server.addr()).await;
+        let mut conn = Direct::new(
+            "127.0.0.1".to_owned(),
+            proxy.port,
+            Default::default(),
+            Duration::from_millis(300),
+        );
+        echo(&mut conn, "through").await.unwrap();
+        proxy.black_hole();
+        let lost = tokio::time::timeout(Duration::from_millis(300), echo(&mut conn, "lost")).await;
+        assert!(lost.is_err(), "the black hole should swallow it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = tokio::time::timeout(Duration::from_secs(2), echo(&mut conn, "again")).await;
+        assert_eq!(again.expect("a new connection").unwrap(), "again");
+    }
+
+    /// A TCP proxy that can stop passing bytes on the connections it has,
+    /// silently, while new ones pass.
+    struct Proxy {
+        port: u16,
+        open: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
+    }
+
+    impl Proxy {
+        async fn start(upstream: std::net::SocketAddr) -> Proxy {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let open: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+            let all = Arc::clone(&open);
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let server = TcpStream::connect(upstream).await.unwrap();
+                    let passing = Arc::new(AtomicBool::new(true));
+                    all.lock().unwrap().push(Arc::clone(&passing));
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = Arc::clone(&passing);
+                    tokio::spawn(async move {
+                        let mut buf = [0; 4096];
+                        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                            if up.load(Ordering::SeqCst) && sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    tokio::spawn(async move {
+                        let mut buf = [0; 4096];
+                        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                            if passing.load(Ordering::SeqCst)
+                                && cw.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            Proxy { port, open }
+        }
+
+        fn black_hole(&self) {
+            for passing in self.open.lock().unwrap().iter() {
+                passing.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     }
 
     #[tokio::test]

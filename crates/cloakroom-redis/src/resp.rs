@@ -22,11 +22,22 @@ const MAX_BULK: usize = 512 * 1024 * 1024;
 /// An error means the bytes are not RESP2: the connection is out of step
 /// and must be dropped.
 pub(crate) fn reply(buf: &[u8]) -> RedisResult<Option<(Value, usize)>> {
+    // A large reply arrives in pieces, and is read again from its start
+    // as each piece arrives: first only check that it is all there, so
+    // its strings are copied once.
+    if buf.len() > CHECK_FIRST && value(buf, &mut 0, 0, false)?.is_none() {
+        return Ok(None);
+    }
     let mut pos = 0;
-    Ok(value(buf, &mut pos, 0)?.map(|v| (v, pos)))
+    Ok(value(buf, &mut pos, 0, true)?.map(|v| (v, pos)))
 }
 
-fn value(buf: &[u8], pos: &mut usize, depth: usize) -> RedisResult<Option<Value>> {
+/// Past this many bytes, a reply is checked whole before it is built.
+const CHECK_FIRST: usize = 64 * 1024;
+
+/// The value at `pos`, or `None` while it is not all there. Without
+/// `build`, only checks it: what it returns then stands for the value.
+fn value(buf: &[u8], pos: &mut usize, depth: usize, build: bool) -> RedisResult<Option<Value>> {
     let start = *pos;
     let Some(&kind) = buf.get(start) else {
         return Ok(None);
@@ -59,7 +70,11 @@ fn value(buf: &[u8], pos: &mut usize, depth: usize) -> RedisResult<Option<Value>
             if tail != b"\r\n" {
                 return Err(malformed("a bulk string without its CRLF"));
             }
-            let bytes = buf[*pos..end].to_vec();
+            let bytes = if build {
+                buf[*pos..end].to_vec()
+            } else {
+                Vec::new()
+            };
             *pos = end + 2;
             Value::BulkString(bytes)
         }
@@ -72,10 +87,11 @@ fn value(buf: &[u8], pos: &mut usize, depth: usize) -> RedisResult<Option<Value>
             }
             // Each element takes at least 3 bytes; the count alone must
             // not size an allocation.
-            let mut items = Vec::with_capacity(count.min(buf.len() / 3));
+            let mut items = Vec::with_capacity(if build { count.min(buf.len() / 3) } else { 0 });
             for _ in 0..count {
-                match value(buf, pos, depth + 1)? {
-                    Some(item) => items.push(item),
+                match value(buf, pos, depth + 1, build)? {
+                    Some(item) if build => items.push(item),
+                    Some(_) => {}
                     None => return Ok(None),
                 }
             }
@@ -153,6 +169,22 @@ mod tests {
             assert_eq!(reply(&whole[..end]).unwrap(), None, "{end} bytes");
         }
         assert!(reply(whole).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_large_reply_in_pieces_is_not_there_yet() {
+        let mut whole = b"*40\r\n".to_vec();
+        for i in 0..40 {
+            let item = format!("{i:04}").repeat(1000);
+            whole.extend_from_slice(format!("${}\r\n{item}\r\n", item.len()).as_bytes());
+        }
+        assert!(whole.len() > CHECK_FIRST);
+        for end in [CHECK_FIRST + 1, whole.len() - 1] {
+            assert_eq!(reply(&whole[..end]).unwrap(), None, "{end} bytes");
+        }
+        let (ours, used) = reply(&whole).unwrap().unwrap();
+        assert_eq!(used, whole.len());
+        assert_eq!(ours, redis::parse_redis_value(&whole).unwrap());
     }
 
     #[test]
