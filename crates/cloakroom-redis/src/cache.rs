@@ -1,11 +1,13 @@
 //! The read cache: session records kept in this process, consistent with
 //! Redis through server-assisted client-side caching (`CLIENT TRACKING`).
 //!
-//! - Misses read on one dedicated RESP3 connection with tracking on, so
+//! - Misses read on a dedicated RESP3 connection with tracking on, so
 //!   Redis remembers which keys this process holds and pushes an
 //!   `invalidate` message on that same connection when any client changes
 //!   one (a write, a TTL change, a rename, a delete, expiry, eviction), or
-//!   a null one on `FLUSHDB`/`FLUSHALL`.
+//!   a null one on `FLUSHDB`/`FLUSHALL`. The tasks of multi-thread
+//!   runtimes share one such connection; each thread of a current-thread
+//!   runtime has its own, as with the data connections (see `conn::Pool`).
 //! - Pushes are applied by the connection's reader as it parses them, in
 //!   order with the replies. A reply is handed to the reading task after
 //!   the reader has moved on, so a push for a later write can be applied
@@ -25,6 +27,7 @@
 
 use crate::conn::{self, Sentinel};
 use crate::read::record_from;
+use cloakroom::store::RuntimeThread;
 use cloakroom::{Error, Record, Result, Timestamp};
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
@@ -34,7 +37,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,12 +93,21 @@ struct State {
     /// The last [`RECENT`] invalidations: their sequence number and key
     /// (`None`: everything).
     recent: VecDeque<(u64, Option<String>)>,
-    /// The tracking connection in use and its generation; `None` after it
-    /// was lost.
+    /// The tracking connections, by slot: 0 for the tasks of multi-thread
+    /// runtimes, `1 + index` for each thread of a current-thread runtime
+    /// (as `conn::Pool` does, and for the same reason: a connection's
+    /// reader is a task of the runtime that made it).
+    tracking: Vec<Tracking>,
+}
+
+/// One slot's tracking connection.
+#[derive(Default)]
+struct Tracking {
+    /// The connection in use and its generation; `None` before it is made
+    /// and after it was lost.
     current: Option<(u64, MultiplexedConnection)>,
-    /// The newest generation known lost, so a connection that dies before
-    /// it is installed is never installed.
-    lost: u64,
+    /// The thread the slot is for (slots of current-thread runtimes).
+    owner: Option<RuntimeThread>,
 }
 
 impl State {
@@ -113,11 +125,21 @@ impl State {
     /// Forgets the connection of `generation`: it is lost, and what it
     /// cached may have missed invalidations.
     fn lose(&mut self, generation: u64) {
-        self.lost = self.lost.max(generation);
-        if self.current.as_ref().is_some_and(|(g, _)| *g == generation) {
-            self.current = None;
+        let lost = self
+            .tracking
+            .iter_mut()
+            .find(|t| t.current.as_ref().is_some_and(|(g, _)| *g == generation));
+        if let Some(tracking) = lost {
+            tracking.current = None;
             self.flush();
         }
+    }
+
+    /// Whether the connection of `generation` is in use.
+    fn live(&self, generation: u64) -> bool {
+        self.tracking
+            .iter()
+            .any(|t| t.current.as_ref().is_some_and(|(g, _)| *g == generation))
     }
 
     /// Records an invalidation of `key`, or of everything.
@@ -152,13 +174,13 @@ impl State {
     }
 }
 
-/// The cache and its tracking connection.
+/// The cache and its tracking connections.
 pub(crate) struct ReadCache {
     state: Arc<Mutex<State>>,
     max_bytes: usize,
     open: Open,
-    /// One connection attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
+    /// One connection attempt at a time, per slot of `State::tracking`.
+    connecting: Vec<tokio::sync::Mutex<()>>,
     generation: AtomicU64,
     timeout: Duration,
     hits: AtomicU64,
@@ -216,18 +238,18 @@ impl ReadCache {
     }
 
     fn new(open: Open, max_bytes: usize, timeout: Duration) -> Self {
+        let slots = 1 + RuntimeThread::slots();
         ReadCache {
             state: Arc::new(Mutex::new(State {
                 entries: LruCache::unbounded(),
                 bytes: 0,
                 seq: 0,
                 recent: VecDeque::with_capacity(RECENT),
-                current: None,
-                lost: 0,
+                tracking: (0..slots).map(|_| Tracking::default()).collect(),
             })),
             max_bytes,
             open,
-            connecting: tokio::sync::Mutex::new(()),
+            connecting: (0..slots).map(|_| tokio::sync::Mutex::new(())).collect(),
             generation: AtomicU64::new(0),
             timeout,
             hits: AtomicU64::new(0),
@@ -311,8 +333,7 @@ impl ReadCache {
             return;
         }
         let mut st = self.lock();
-        let live = st.current.as_ref().is_some_and(|(g, _)| *g == generation);
-        if !live || !st.unchanged_since(since, key) {
+        if !st.live(generation) || !st.unchanged_since(since, key) {
             return;
         }
         st.drop_key(key);
@@ -358,7 +379,7 @@ impl ReadCache {
         }
     }
 
-    /// Opens the tracking connection at start-up: a server that refuses it
+    /// Opens a tracking connection at start-up: a server that refuses it
     /// (too old, RESP2 only, an ACL without `CLIENT`) stops start-up with
     /// a clear error; one that cannot be reached yet is not fatal.
     pub(crate) async fn first_contact(&self) -> Result<()> {
@@ -372,20 +393,52 @@ impl ReadCache {
         }
     }
 
-    /// The tracking connection, made (with tracking turned on) if there is
-    /// none.
+    /// The calling thread's slot of `State::tracking`. A thread that takes
+    /// over the slot of one that exited finds that thread's connection
+    /// dead with its runtime, and its invalidations with it: dropped, and
+    /// the cache flushed.
+    fn slot(&self) -> usize {
+        let Some(thread) = cloakroom::store::current_thread_runtime() else {
+            return 0;
+        };
+        let slot = 1 + thread.index() % (self.connecting.len() - 1);
+        let mut st = self.lock();
+        let tracking = &mut st.tracking[slot];
+        match tracking.owner {
+            Some(owner) if owner.index() == thread.index() && owner.id() != thread.id() => {
+                tracking.owner = Some(thread);
+                if tracking.current.take().is_some() {
+                    st.flush();
+                }
+            }
+            Some(_) => {}
+            None => tracking.owner = Some(thread),
+        }
+        slot
+    }
+
+    /// The calling thread's tracking connection, made (with tracking
+    /// turned on) if there is none.
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.lock().current.clone() {
+        let slot = self.slot();
+        if let Some(current) = self.lock().tracking[slot].current.clone() {
             return Ok(current);
         }
-        let _one = self.connecting.lock().await;
-        if let Some(current) = self.lock().current.clone() {
+        let _one = self.connecting[slot].lock().await;
+        if let Some(current) = self.lock().tracking[slot].current.clone() {
             return Ok(current);
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let state = Arc::downgrade(&self.state);
         let invalidations = self.invalidations.clone();
+        // Set before the push is applied: a connection lost before it is
+        // installed is never installed.
+        let dead = Arc::new(AtomicBool::new(false));
+        let lost = Arc::clone(&dead);
         let on_push: Arc<dyn Fn(PushInfo) + Send + Sync> = Arc::new(move |info: PushInfo| {
+            if info.kind == PushKind::Disconnection {
+                lost.store(true, Ordering::SeqCst);
+            }
             if let Some(state) = state.upgrade() {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 apply_push(&mut st, generation, info, &invalidations);
@@ -411,15 +464,15 @@ impl ReadCache {
             Err(e) => return Err(Error::unavailable(e)),
         };
         let mut st = self.lock();
-        if st.lost >= generation {
+        if dead.load(Ordering::SeqCst) {
             return Err(Error::unavailable(
                 "the read cache's Redis connection was lost as it was made",
             ));
         }
-        // Anything cached before is from a connection whose invalidations
-        // may be lost.
+        // Entries cached before this slot's first connection, or through
+        // one that was lost, may have missed invalidations.
         st.flush();
-        st.current = Some((generation, conn.clone()));
+        st.tracking[slot].current = Some((generation, conn.clone()));
         Ok((generation, conn))
     }
 }
@@ -428,7 +481,7 @@ impl ReadCache {
 fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &AtomicU64) {
     match info.kind {
         PushKind::Disconnection => {
-            if st.current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            if st.live(generation) {
                 count_invalidation(invalidations);
                 tracing::warn!("the read cache's Redis connection was lost: cache flushed");
             }

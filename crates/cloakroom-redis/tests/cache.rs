@@ -26,6 +26,10 @@ struct Node {
 }
 
 async fn node(redis: &RedisServer) -> Node {
+    node_on(Adapter::Axum, redis).await
+}
+
+async fn node_on(adapter: Adapter, redis: &RedisServer) -> Node {
     let store = caching_store(redis, 16 << 20).await;
     let manager = SessionManager::builder(store.clone(), KeyRing::new([SECRET]).unwrap())
         .cookie(CookieConfig::default().secure(false))
@@ -33,7 +37,7 @@ async fn node(redis: &RedisServer) -> Node {
         .unwrap();
     Node {
         store,
-        server: TestServer::serve(Adapter::Axum, manager).await,
+        server: TestServer::serve(adapter, manager).await,
     }
 }
 
@@ -53,8 +57,22 @@ fn on(node: &Node, jar: &cloakroom_testkit::Client) -> cloakroom_testkit::Client
 /// invalidations would be stale in nearly every read; more than 5 fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_read_after_a_write_on_the_other_node() {
+    no_stale_read_after_a_write_on(Adapter::Axum).await;
+}
+
+/// The same on actix-web, whose workers are threads of their own: the
+/// tracking connection's reader runs elsewhere than the reading worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_read_after_a_write_on_the_other_actix_node() {
+    no_stale_read_after_a_write_on(Adapter::Actix).await;
+}
+
+async fn no_stale_read_after_a_write_on(adapter: Adapter) {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (
+        node_on(adapter, &redis).await,
+        node_on(adapter, &redis).await,
+    );
     let jar = b.server.client();
     jar.get("/?name=v0").await;
     let mut stale = 0;

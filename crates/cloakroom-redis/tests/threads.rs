@@ -44,3 +44,26 @@ fn a_thread_replacing_an_exited_one_works_at_once() {
         move || async move { RedisStore::connect(config).await.unwrap() },
     );
 }
+
+/// With the read cache on, loads that miss read on the cache's tracking
+/// connection: each thread has its own, too.
+#[test]
+fn with_the_read_cache_a_busy_thread_does_not_hold_up_another() {
+    let redis = RedisServer::start();
+    check(
+        RedisConfig::from_url(&redis.url())
+            .unwrap()
+            .cache_max_bytes(1 << 20),
+    );
+}
+
+#[test]
+fn with_the_read_cache_a_thread_replacing_an_exited_one_works_at_once() {
+    let redis = RedisServer::start();
+    let config = RedisConfig::from_url(&redis.url())
+        .unwrap()
+        .cache_max_bytes(1 << 20);
+    cloakroom_testkit::threads::a_thread_replacing_an_exited_one_works_at_once(
+        move || async move { RedisStore::connect(config).await.unwrap() },
+    );
+}
