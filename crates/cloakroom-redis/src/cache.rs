@@ -14,8 +14,12 @@
 //!   before the reply is stored: each invalidation gets a sequence number,
 //!   and a reply is stored only if no invalidation of its key (and no
 //!   flush) arrived since its read was sent.
-//! - A lost connection flushes everything and stops storing until a new
-//!   connection has tracking on: invalidations may have been missed.
+//! - A lost connection (an error, or its reader dropped with its
+//!   runtime) flushes everything and stops storing through it until a
+//!   new connection has tracking on: invalidations may have been missed.
+//! - An entry is a hit only for threads whose own connection read it, so
+//!   the reader that would drop it runs on the reading thread (see
+//!   [`ReadCache::get_fresh`]).
 //! - This process's own writes invalidate their key locally too, so a
 //!   node reads its own writes without waiting for the push.
 //!
@@ -83,6 +87,10 @@ struct Entry {
     /// key's real expiry, so an entry past it is treated as a miss.
     until: Timestamp,
     bytes: usize,
+    /// The slots (of `State::tracking`) whose connection read it, one bit
+    /// each, and so holds it tracked: a hit needs the caller's own slot
+    /// (see [`ReadCache::get_fresh`]).
+    readers: u64,
 }
 
 struct State {
@@ -108,6 +116,28 @@ struct Tracking {
     current: Option<(u64, MultiplexedConnection)>,
     /// The thread the slot is for (slots of current-thread runtimes).
     owner: Option<RuntimeThread>,
+    /// Set once `current`'s reader is gone (see [`ReaderGone`]).
+    dead: Option<Arc<AtomicBool>>,
+}
+
+/// Owned by a tracking connection's push callback, so dropped with the
+/// connection's reader. redis-rs pushes `Disconnection` when the reader
+/// meets an error, but not when its task is dropped with its runtime (a
+/// worker thread that exits): the connection then stops reading
+/// invalidations without a word. This marks it dead either way, and
+/// tells the cache to look (see [`ReadCache::drop_dead`]).
+struct ReaderGone {
+    dead: Arc<AtomicBool>,
+    any: Arc<AtomicBool>,
+}
+
+impl Drop for ReaderGone {
+    fn drop(&mut self) {
+        // No lock here: the last clone of a connection can be dropped
+        // while the state lock is held.
+        self.dead.store(true, Ordering::SeqCst);
+        self.any.store(true, Ordering::SeqCst);
+    }
 }
 
 impl State {
@@ -131,15 +161,17 @@ impl State {
             .find(|t| t.current.as_ref().is_some_and(|(g, _)| *g == generation));
         if let Some(tracking) = lost {
             tracking.current = None;
+            tracking.dead = None;
             self.flush();
         }
     }
 
-    /// Whether the connection of `generation` is in use.
+    /// Whether the connection of `generation` is in use and reading.
     fn live(&self, generation: u64) -> bool {
-        self.tracking
-            .iter()
-            .any(|t| t.current.as_ref().is_some_and(|(g, _)| *g == generation))
+        self.tracking.iter().any(|t| {
+            t.current.as_ref().is_some_and(|(g, _)| *g == generation)
+                && !t.dead.as_ref().is_some_and(|d| d.load(Ordering::SeqCst))
+        })
     }
 
     /// Records an invalidation of `key`, or of everything.
@@ -186,6 +218,8 @@ pub(crate) struct ReadCache {
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: Arc<AtomicU64>,
+    /// Set when some tracking connection's reader is gone.
+    reader_gone: Arc<AtomicBool>,
 }
 
 /// The tracking connection's settings: the store's timeout, and every
@@ -238,7 +272,8 @@ impl ReadCache {
     }
 
     fn new(open: Open, max_bytes: usize, timeout: Duration) -> Self {
-        let slots = 1 + RuntimeThread::slots();
+        // One bit per slot in `Entry::readers`: past 63, threads share.
+        let slots = 1 + RuntimeThread::slots().min(63);
         ReadCache {
             state: Arc::new(Mutex::new(State {
                 entries: LruCache::unbounded(),
@@ -255,6 +290,7 @@ impl ReadCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             invalidations: Arc::default(),
+            reader_gone: Arc::default(),
         }
     }
 
@@ -273,16 +309,40 @@ impl ReadCache {
     /// socket. The reactor poll that saw this request saw that socket
     /// ready too and woke the connection's reader; yielding once lets the
     /// reader run before the cache is consulted.
+    ///
+    /// That reader is the caller's own thread's (on a current-thread
+    /// runtime, each thread reads through a connection of its own): so an
+    /// entry is a hit only for the threads whose connection read it, and
+    /// so is tracked there. Another worker's connection's reader may be
+    /// queued on that busy worker; this thread's first read of a session
+    /// is a miss instead, and then it too holds the key tracked.
     pub(crate) async fn get_fresh(&self, key: &str, now: Timestamp) -> Option<(Record, Timestamp)> {
         tokio::task::yield_now().await;
+        if cloakroom::store::current_thread_runtime().is_some() {
+            // There, after the reactor poll, the runtime polls the future
+            // it blocks on (actix-web's `LocalSet`, and this task in it)
+            // before its spawned tasks, the reader among them: a second
+            // yield lets the reader run first. Measured: 4–5 of 2000
+            // reads stale across two actix-web nodes with one yield under
+            // load, 0 with two (`tests/cache.rs`).
+            tokio::task::yield_now().await;
+        }
         self.get(key, now)
     }
 
-    /// The cached session under `key`, if it is cached and alive at `now`
-    /// by both its deadlines, with the idle deadline its meta recorded.
+    /// The cached session under `key`, if it is cached for the calling
+    /// thread and alive at `now` by both its deadlines, with the idle
+    /// deadline its meta recorded.
     pub(crate) fn get(&self, key: &str, now: Timestamp) -> Option<(Record, Timestamp)> {
         let mut st = self.lock();
+        if self.reader_gone.load(Ordering::SeqCst) {
+            self.drop_dead(&mut st);
+        }
+        let slot = self.slot_in(&mut st);
         let entry = st.entries.get(key)?;
+        if entry.readers & (1 << slot) == 0 {
+            return None;
+        }
         if now >= entry.until || now >= entry.record.deadline {
             return None;
         }
@@ -299,7 +359,7 @@ impl ReadCache {
     pub(crate) async fn read(&self, key: &str) -> Result<Option<(Record, Timestamp)>> {
         self.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("cloakroom_cache_misses_total").increment(1);
-        let (generation, mut conn) = self.connection().await?;
+        let (slot, generation, mut conn) = self.connection().await?;
         let since = self.lock().seq;
         let mut read = redis::cmd("HGETALL");
         read.arg(key);
@@ -315,12 +375,21 @@ impl ReadCache {
         };
         let found = record_from(reply)?;
         if let Some((record, until)) = &found {
-            self.store(key, since, generation, record, *until);
+            self.store(key, since, (slot, generation), record, *until);
         }
         Ok(found)
     }
 
-    fn store(&self, key: &str, since: u64, generation: u64, record: &Record, until: Timestamp) {
+    /// Caches `record`, read on connection `generation` of `slot` when
+    /// the invalidation count was `since`.
+    fn store(
+        &self,
+        key: &str,
+        since: u64,
+        (slot, generation): (usize, u64),
+        record: &Record,
+        until: Timestamp,
+    ) {
         let bytes = ENTRY_OVERHEAD
             + key.len()
             + record
@@ -336,6 +405,10 @@ impl ReadCache {
         if !st.live(generation) || !st.unchanged_since(since, key) {
             return;
         }
+        // An entry still here was not invalidated since it was read, nor
+        // was this reply: both are this version, and both connections
+        // now hold the key tracked.
+        let readers = st.entries.peek(key).map_or(0, |e| e.readers) | (1 << slot);
         st.drop_key(key);
         st.entries.put(
             key.to_owned(),
@@ -343,6 +416,7 @@ impl ReadCache {
                 record: record.clone(),
                 until,
                 bytes,
+                readers,
             },
         );
         st.bytes += bytes;
@@ -393,20 +467,44 @@ impl ReadCache {
         }
     }
 
+    /// Drops the tracking connections whose reader is gone, flushing the
+    /// cache if one was in use: what was read through it gets no more
+    /// invalidations.
+    fn drop_dead(&self, st: &mut State) {
+        self.reader_gone.store(false, Ordering::SeqCst);
+        let mut lost = false;
+        for tracking in &mut st.tracking {
+            if tracking
+                .dead
+                .as_ref()
+                .is_some_and(|d| d.load(Ordering::SeqCst))
+            {
+                tracking.current = None;
+                tracking.dead = None;
+                lost = true;
+            }
+        }
+        if lost {
+            count_invalidation(&self.invalidations);
+            tracing::warn!("a read cache's Redis connection stopped reading: cache flushed");
+            st.flush();
+        }
+    }
+
     /// The calling thread's slot of `State::tracking`. A thread that takes
     /// over the slot of one that exited finds that thread's connection
     /// dead with its runtime, and its invalidations with it: dropped, and
     /// the cache flushed.
-    fn slot(&self) -> usize {
+    fn slot_in(&self, st: &mut State) -> usize {
         let Some(thread) = cloakroom::store::current_thread_runtime() else {
             return 0;
         };
         let slot = 1 + thread.index() % (self.connecting.len() - 1);
-        let mut st = self.lock();
         let tracking = &mut st.tracking[slot];
         match tracking.owner {
             Some(owner) if owner.index() == thread.index() && owner.id() != thread.id() => {
                 tracking.owner = Some(thread);
+                tracking.dead = None;
                 if tracking.current.take().is_some() {
                     st.flush();
                 }
@@ -419,14 +517,14 @@ impl ReadCache {
 
     /// The calling thread's tracking connection, made (with tracking
     /// turned on) if there is none.
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        let slot = self.slot();
-        if let Some(current) = self.lock().tracking[slot].current.clone() {
-            return Ok(current);
+    async fn connection(&self) -> Result<(usize, u64, MultiplexedConnection)> {
+        let slot = self.slot_in(&mut self.lock());
+        if let Some((g, conn)) = self.lock().tracking[slot].current.clone() {
+            return Ok((slot, g, conn));
         }
         let _one = self.connecting[slot].lock().await;
-        if let Some(current) = self.lock().tracking[slot].current.clone() {
-            return Ok(current);
+        if let Some((g, conn)) = self.lock().tracking[slot].current.clone() {
+            return Ok((slot, g, conn));
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let state = Arc::downgrade(&self.state);
@@ -434,10 +532,13 @@ impl ReadCache {
         // Set before the push is applied: a connection lost before it is
         // installed is never installed.
         let dead = Arc::new(AtomicBool::new(false));
-        let lost = Arc::clone(&dead);
+        let gone = ReaderGone {
+            dead: Arc::clone(&dead),
+            any: Arc::clone(&self.reader_gone),
+        };
         let on_push: Arc<dyn Fn(PushInfo) + Send + Sync> = Arc::new(move |info: PushInfo| {
             if info.kind == PushKind::Disconnection {
-                lost.store(true, Ordering::SeqCst);
+                gone.dead.store(true, Ordering::SeqCst);
             }
             if let Some(state) = state.upgrade() {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -469,11 +570,12 @@ impl ReadCache {
                 "the read cache's Redis connection was lost as it was made",
             ));
         }
-        // Entries cached before this slot's first connection, or through
-        // one that was lost, may have missed invalidations.
-        st.flush();
+        // No flush here: every way a connection leaves its slot (lost,
+        // reader gone, a slot taken over) flushes, and only an installed
+        // connection's replies are stored.
         st.tracking[slot].current = Some((generation, conn.clone()));
-        Ok((generation, conn))
+        st.tracking[slot].dead = Some(dead);
+        Ok((slot, generation, conn))
     }
 }
 
