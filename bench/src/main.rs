@@ -26,6 +26,8 @@ enum System {
     /// Cloakroom on actix-web (cloakroom-actix), on its Redis store, with
     /// the same handlers and workers as actix-session.
     CloakroomActix,
+    /// The same, with the read cache on (64 MiB).
+    CloakroomActixCached,
     /// axum with no sessions: the ceiling.
     Axum,
     /// axum doing one raw Redis GET (or SET) per request: the floor.
@@ -63,7 +65,11 @@ fn main() {
     let args = Args::parse();
     match args.system {
         System::ActixSession => actix::run(args).expect("actix server"),
-        System::CloakroomActix => cloakroom_actix_app::run(args).expect("actix server"),
+        System::CloakroomActix => cloakroom_actix_app::run(args, "").expect("actix server"),
+        System::CloakroomActixCached => {
+            cloakroom_actix_app::run(args, "[storage]\ncache_max_bytes = 67108864\n")
+                .expect("actix server")
+        }
         _ => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -107,7 +113,9 @@ async fn run_axum(args: Args) {
                     .secure(false);
             cloakroom_cli::seed::app_sharing(share)
         }
-        System::ActixSession | System::CloakroomActix => unreachable!("served by actix"),
+        System::ActixSession | System::CloakroomActix | System::CloakroomActixCached => {
+            unreachable!("served by actix")
+        }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -279,12 +287,14 @@ mod cloakroom_actix_app {
         }
     }
 
-    pub fn run(args: Args) -> std::io::Result<()> {
+    /// Serves the seed's routes; `extra` is more of `cloakroom.toml`.
+    pub fn run(args: Args, extra: &str) -> std::io::Result<()> {
         actix_web::rt::System::new().block_on(async move {
             // The store's defaults, as a user would get them.
-            let mut config =
-                cloakroom_config::Config::from_toml(&format!("cookie_secret = {SECRET:?}"))
-                    .expect("config");
+            let mut config = cloakroom_config::Config::from_toml(&format!(
+                "cookie_secret = {SECRET:?}\n{extra}"
+            ))
+            .expect("config");
             config.plain_http_on(args.listen);
             config.storage.url = Some(args.store.clone());
             let sessions: SessionMiddleware = config.build().await.expect("cloakroom middleware");
