@@ -12,15 +12,20 @@
 //! Calls pipeline: each appends its command to the output, takes a ticket
 //! and waits. Whichever waiting call is polled writes what is pending,
 //! reads what has arrived, and hands each reply to the call it answers,
-//! in order. The socket wakes only the call that last found it not ready
-//! (`driver`), so a call that stops waiting while it is the driver wakes
-//! another waiting call to take over.
+//! in order. A write starts once every command written before has its
+//! replies, so the commands of calls that arrive meanwhile go out
+//! together, in one system call on each side. The socket wakes only the
+//! call that last found it not ready (`driver`), so a call that stops
+//! waiting while it is the driver wakes another waiting call to take
+//! over.
 //!
 //! A call given up (its timeout, a dropped request) keeps its place: its
 //! replies are read and thrown away, so the replies of the calls after it
 //! stay in step. A read or write error, or a reply that does not parse,
 //! closes the connection and fails every call on it; the next call
-//! connects again.
+//! connects again. So does the next call on a connection whose written
+//! commands have waited longer than the timeout for their replies, or
+//! that Redis closed while it was idle.
 
 use crate::resp;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
@@ -124,8 +129,8 @@ impl Direct {
         }
     }
 
-    /// Whether a connection of this kind can serve `info`: plain TCP and
-    /// RESP2, as the store's data connections are.
+    /// The host and port, when a connection of this kind can serve
+    /// `info`: plain TCP and RESP2, as the store's data connections are.
     pub(crate) fn serves(info: &redis::ConnectionInfo) -> Option<(String, u16)> {
         match info.addr() {
             redis::ConnectionAddr::Tcp(host, port)
@@ -170,7 +175,7 @@ impl Direct {
                     }
                     // Closed while idle (a Redis restart), or stalled:
                     // connect again now rather than fail this call.
-                    link.fail(&lost());
+                    link.wake_all();
                     state.link = None;
                 }
             }
@@ -494,14 +499,12 @@ impl Link {
         }
     }
 
-    /// Fails every waiting call with `error`, waking them.
-    fn fail(&mut self, error: &RedisError) {
+    /// Wakes every waiting call, before the link is dropped: each then
+    /// finds it gone and fails.
+    fn wake_all(&mut self) {
         for entry in &mut self.waiting {
-            if matches!(entry.stage, Stage::Waiting) {
-                entry.stage = Stage::Answered(Err(error.clone()));
-                if let Some(waker) = entry.waker.take() {
-                    waker.wake();
-                }
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
             }
         }
     }
@@ -531,12 +534,9 @@ impl Ticket<'_> {
             return Poll::Ready(answer);
         }
         if let Err(e) = link.drive(cx, self.ticket) {
-            // Every other call on this link fails with the same error.
-            link.fail(&e);
-            let mut calls = std::mem::take(&mut link.waiting);
+            // The other calls on this link are woken, and find it gone.
+            link.wake_all();
             state.link = None;
-            drop(state);
-            calls.clear();
             self.done = true;
             return Poll::Ready(Err(e));
         }
