@@ -166,7 +166,14 @@ impl State {
         }
     }
 
-    /// Whether the connection of `generation` is in use and reading.
+    /// Whether the connection of `generation` is installed in a slot.
+    fn installed(&self, generation: u64) -> bool {
+        self.tracking
+            .iter()
+            .any(|t| t.current.as_ref().is_some_and(|(g, _)| *g == generation))
+    }
+
+    /// Whether the connection of `generation` is installed and reading.
     fn live(&self, generation: u64) -> bool {
         self.tracking.iter().any(|t| {
             t.current.as_ref().is_some_and(|(g, _)| *g == generation)
@@ -583,7 +590,8 @@ impl ReadCache {
 fn apply_push(st: &mut State, generation: u64, info: PushInfo, invalidations: &AtomicU64) {
     match info.kind {
         PushKind::Disconnection => {
-            if st.live(generation) {
+            // Installed, not live: the callback marked it dead already.
+            if st.installed(generation) {
                 count_invalidation(invalidations);
                 tracing::warn!("the read cache's Redis connection was lost: cache flushed");
             }

@@ -22,8 +22,8 @@
 //! A call given up (its timeout, a dropped request) keeps its place: its
 //! replies are read and thrown away, so the replies of the calls after it
 //! stay in step. A read or write error, or a reply that does not parse,
-//! closes the connection and fails every call on it; the next call
-//! connects again. So does the next call on a connection whose written
+//! closes the connection and fails every call on it that has no answer
+//! yet; the next call connects again. So does the next call on a connection whose written
 //! commands have waited longer than the timeout for their replies, or
 //! that Redis closed while it was idle.
 
@@ -61,6 +61,40 @@ struct State {
     link: Option<Link>,
     /// Counts links made; a ticket names the link it was taken on.
     generation: u64,
+    /// Answers that had arrived, not yet taken, when their link was
+    /// dropped: by generation and ticket, until their call takes them (or
+    /// is dropped).
+    settled: Vec<(u64, u64, RedisResult<Vec<Value>>)>,
+}
+
+impl State {
+    /// Drops the link, keeping the answers already read from it, and
+    /// wakes every call still waiting on it: each then finds it gone.
+    fn drop_link(&mut self) {
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
+        for (entry, ticket) in link.waiting.iter_mut().zip(link.first..) {
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+            if matches!(entry.stage, Stage::Answered(_))
+                && let Stage::Answered(answer) = std::mem::replace(&mut entry.stage, Stage::Closed)
+            {
+                self.settled.push((self.generation, ticket, answer));
+            }
+        }
+    }
+
+    /// The answer `ticket` of link `generation` got before its link was
+    /// dropped, if any.
+    fn take_settled(&mut self, generation: u64, ticket: u64) -> Option<RedisResult<Vec<Value>>> {
+        let i = self
+            .settled
+            .iter()
+            .position(|(g, t, _)| (*g, *t) == (generation, ticket))?;
+        Some(self.settled.swap_remove(i).2)
+    }
 }
 
 /// One open connection and the calls waiting on it.
@@ -84,7 +118,7 @@ struct Link {
     driver: Option<u64>,
     /// Tickets below this one have their commands written.
     sent: u64,
-    /// When the commands still awaiting replies were written.
+    /// When the last write started.
     sent_at: Instant,
 }
 
@@ -175,8 +209,7 @@ impl Direct {
                     }
                     // Closed while idle (a Redis restart), or stalled:
                     // connect again now rather than fail this call.
-                    link.wake_all();
-                    state.link = None;
+                    state.drop_link();
                 }
             }
             let _dialing = self.shared.dialing.lock().await;
@@ -269,23 +302,29 @@ impl Link {
         }
     }
 
+    /// Whether commands are being written, or written and awaiting
+    /// replies.
+    fn in_flight(&self) -> bool {
+        self.written > 0 || self.first + (self.answered as u64) < self.sent
+    }
+
     /// Whether the connection can take a command. Redis sends nothing on
     /// an idle connection, so anything to read there (most often the end
     /// of the stream, after a restart or an idle timeout) means it cannot.
     /// Asked of the socket itself: the runtime may not have seen the news
     /// yet.
     ///
-    /// A connection whose written commands have waited longer than
-    /// `patience` for their replies cannot either: a host that froze, or
-    /// a connection dropped silently on the way, never fails the socket,
-    /// and commands queued behind are not written until those replies
-    /// come. Every call waiting there has timed out already.
+    /// A connection whose last write started longer than `patience` ago
+    /// and still awaits replies (or is not all written) cannot either: a
+    /// host that froze, or a connection dropped silently on the way, never
+    /// fails the socket, and commands queued behind are not written until
+    /// those replies come. The calls that sent them have given up by then
+    /// (their timeout is the store's); calls queued behind fail at once,
+    /// and later ones connect anew. Nothing left half-written is sent
+    /// later.
     fn alive(&mut self, patience: Duration) -> bool {
-        if self.first + (self.answered as u64) < self.sent {
+        if self.in_flight() {
             return self.sent_at.elapsed() <= patience;
-        }
-        if !self.waiting.is_empty() {
-            return true;
         }
         let mut byte = [std::mem::MaybeUninit::uninit()];
         match socket2::SockRef::from(&self.stream).peek(&mut byte) {
@@ -393,9 +432,14 @@ impl Link {
     /// connection's own task batches them), and an idle connection writes
     /// at once.
     fn write(&mut self, cx: &mut Context<'_>, ticket: u64) -> RedisResult<()> {
-        let in_flight = self.first + (self.answered as u64) < self.sent;
-        if self.written == 0 && in_flight {
+        if self.output.is_empty() {
             return Ok(());
+        }
+        if self.written == 0 {
+            if self.first + (self.answered as u64) < self.sent {
+                return Ok(());
+            }
+            self.sent_at = Instant::now();
         }
         while self.written < self.output.len() {
             match self.stream.try_write(&self.output[self.written..]) {
@@ -418,7 +462,6 @@ impl Link {
         }
         self.written = 0;
         self.sent = self.first + self.waiting.len() as u64;
-        self.sent_at = Instant::now();
         Ok(())
     }
 
@@ -498,16 +541,6 @@ impl Link {
             None => Poll::Pending,
         }
     }
-
-    /// Wakes every waiting call, before the link is dropped: each then
-    /// finds it gone and fails.
-    fn wake_all(&mut self) {
-        for entry in &mut self.waiting {
-            if let Some(waker) = entry.waker.take() {
-                waker.wake();
-            }
-        }
-    }
 }
 
 /// A call's place on a link; giving it up (drop) keeps the link in step.
@@ -526,7 +559,8 @@ impl Ticket<'_> {
             Some(link) if generation == self.generation => link,
             _ => {
                 self.done = true;
-                return Poll::Ready(Err(lost()));
+                let settled = state.take_settled(self.generation, self.ticket);
+                return Poll::Ready(settled.unwrap_or_else(|| Err(lost())));
             }
         };
         if let Some(answer) = link.take(self.ticket) {
@@ -534,11 +568,11 @@ impl Ticket<'_> {
             return Poll::Ready(answer);
         }
         if let Err(e) = link.drive(cx, self.ticket) {
-            // The other calls on this link are woken, and find it gone.
-            link.wake_all();
-            state.link = None;
+            // Answers read before the error are kept, this call's too.
+            state.drop_link();
             self.done = true;
-            return Poll::Ready(Err(e));
+            let settled = state.take_settled(self.generation, self.ticket);
+            return Poll::Ready(settled.unwrap_or(Err(e)));
         }
         if let Some(answer) = link.take(self.ticket) {
             self.done = true;
@@ -561,13 +595,15 @@ impl Drop for Ticket<'_> {
         }
         let mut state = self.shared.lock();
         let generation = state.generation;
-        if let Some(link) = &mut state.link
-            && generation == self.generation
-            && let Some(entry) = link.entry(self.ticket)
-        {
-            entry.stage = Stage::Closed;
-            entry.waker = None;
-            link.release(self.ticket);
+        match &mut state.link {
+            Some(link) if generation == self.generation => {
+                if let Some(entry) = link.entry(self.ticket) {
+                    entry.stage = Stage::Closed;
+                    entry.waker = None;
+                    link.release(self.ticket);
+                }
+            }
+            _ => drop(state.take_settled(self.generation, self.ticket)),
         }
     }
 }
@@ -815,6 +851,41 @@ mod tests {
                 passing.store(false, std::sync::atomic::Ordering::SeqCst);
             }
         }
+    }
+
+    /// Redis answers, then closes the connection: the answer is kept, and
+    /// the next call connects anew.
+    #[tokio::test]
+    async fn an_answer_read_before_the_connection_closed_is_kept() {
+        use std::future::Future;
+        let server = RedisServer::start();
+        let mut conn = direct(&server, Default::default());
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut killer = conn.clone();
+        let mut kill = Box::pin(async move {
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .arg("SKIPME")
+                .arg("no")
+                .query_async::<i64>(&mut killer)
+                .await
+        });
+        poll_fn(|cx| {
+            assert!(kill.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        // Nothing polls meanwhile: the answer and the end of the stream
+        // are both in the socket when the call reads it.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(kill.await.unwrap(), 1);
+        assert_eq!(echo(&mut conn, "after").await.unwrap(), "after");
     }
 
     #[tokio::test]

@@ -60,8 +60,9 @@ async fn no_stale_read_after_a_write_on_the_other_node() {
     no_stale_read_after_a_write_on(Adapter::Axum).await;
 }
 
-/// The same on actix-web, whose workers are threads of their own: the
-/// tracking connection's reader runs elsewhere than the reading worker.
+/// The same on actix-web, whose workers are current-thread runtimes: each
+/// reads through a tracking connection of its own, whose reader runs on
+/// it only when the worker's own tasks let it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_read_after_a_write_on_the_other_actix_node() {
     no_stale_read_after_a_write_on(Adapter::Actix).await;
@@ -415,4 +416,66 @@ fn entries_cached_through_a_runtime_that_is_gone_are_not_served() {
         let seen = a.load(&session, &e).await.unwrap().expect("alive");
         assert_eq!(seen.values["n"], "2", "{:?}", a.cache_stats());
     });
+}
+
+/// On current-thread runtimes (actix-web's workers), a session another
+/// thread cached is a hit on this one only once this thread's own
+/// tracking connection has read it: the reader that would drop it then
+/// runs on this thread.
+#[test]
+fn a_worker_reads_a_session_itself_before_its_cache_hits() {
+    use std::sync::mpsc;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let session = id(9);
+    let e = expiry(now(), Duration::from_secs(600));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (store_sent, store) = mpsc::channel();
+    let (done, finish) = mpsc::channel::<()>();
+    // Worker 1 creates and reads the session, then stays alive, so that
+    // worker 2 is another thread with another slot.
+    let first = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let a = RedisStore::connect(
+                RedisConfig::from_url(&url)
+                    .unwrap()
+                    .timeout(Duration::from_secs(2))
+                    .cache_max_bytes(1 << 20),
+            )
+            .await
+            .unwrap();
+            let mut create = Patch::default();
+            create.create();
+            create.set("n", "1".to_owned());
+            let created = a.apply(&session, &create, &e).await.unwrap();
+            assert_eq!(created, cloakroom::Applied::Done);
+            for _ in 0..2 {
+                assert!(a.load(&session, &e).await.unwrap().is_some());
+            }
+            let stats = a.cache_stats().unwrap();
+            assert_eq!((stats.misses, stats.hits), (1, 1), "{stats:?}");
+            store_sent.send(a).unwrap();
+            let _ = finish.recv_timeout(Duration::from_secs(30));
+        })
+    });
+    let a = store.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            assert!(a.load(&session, &e).await.unwrap().is_some());
+            let stats = a.cache_stats().unwrap();
+            assert_eq!((stats.misses, stats.hits), (2, 1), "{stats:?}");
+            assert!(a.load(&session, &e).await.unwrap().is_some());
+            let stats = a.cache_stats().unwrap();
+            assert_eq!((stats.misses, stats.hits), (2, 2), "{stats:?}");
+        })
+    });
+    let answer = second.join();
+    done.send(()).unwrap();
+    first.join().unwrap();
+    answer.unwrap();
 }
