@@ -9,14 +9,27 @@ use std::time::Duration;
 const SECRET: &str = "a secret both nodes sign with, long enough";
 
 async fn caching_store(redis: &RedisServer, bytes: usize) -> RedisStore {
+    caching_store_at(&redis.url(), bytes).await
+}
+
+async fn caching_store_at(url: &str, bytes: usize) -> RedisStore {
     RedisStore::connect(
-        RedisConfig::from_url(&redis.url())
+        RedisConfig::from_url(url)
             .unwrap()
             .timeout(Duration::from_secs(2))
             .cache_max_bytes(bytes),
     )
     .await
     .unwrap()
+}
+
+/// Creates `session` with `n = 1` through `store`.
+async fn create_n1(store: &RedisStore, session: &cloakroom::SessionId, e: &Expiry) {
+    let mut create = Patch::default();
+    create.create();
+    create.set("n", "1".to_owned());
+    let created = store.apply(session, &create, e).await.unwrap();
+    assert_eq!(created, cloakroom::Applied::Done);
 }
 
 /// An app node: its own caching store, served over HTTP.
@@ -385,20 +398,9 @@ fn entries_cached_through_a_runtime_that_is_gone_are_not_served() {
     };
     // Node A's store lives on; the runtime that used it is dropped.
     let a = runtime().block_on(async move {
-        let a = RedisStore::connect(
-            RedisConfig::from_url(&url)
-                .unwrap()
-                .timeout(Duration::from_secs(2))
-                .cache_max_bytes(1 << 20),
-        )
-        .await
-        .unwrap();
+        let a = caching_store_at(&url, 1 << 20).await;
         let e = expiry(now(), Duration::from_secs(600));
-        let mut create = Patch::default();
-        create.create();
-        create.set("n", "1".to_owned());
-        let created = a.apply(&session, &create, &e).await.unwrap();
-        assert_eq!(created, cloakroom::Applied::Done);
+        create_n1(&a, &session, &e).await;
         for _ in 0..2 {
             let seen = a.load(&session, &e).await.unwrap().expect("alive");
             assert_eq!(seen.values["n"], "1");
@@ -441,19 +443,8 @@ fn a_worker_reads_a_session_itself_before_its_cache_hits() {
     // worker 2 is another thread with another slot.
     let first = std::thread::spawn(move || {
         runtime().block_on(async move {
-            let a = RedisStore::connect(
-                RedisConfig::from_url(&url)
-                    .unwrap()
-                    .timeout(Duration::from_secs(2))
-                    .cache_max_bytes(1 << 20),
-            )
-            .await
-            .unwrap();
-            let mut create = Patch::default();
-            create.create();
-            create.set("n", "1".to_owned());
-            let created = a.apply(&session, &create, &e).await.unwrap();
-            assert_eq!(created, cloakroom::Applied::Done);
+            let a = caching_store_at(&url, 1 << 20).await;
+            create_n1(&a, &session, &e).await;
             for _ in 0..2 {
                 assert!(a.load(&session, &e).await.unwrap().is_some());
             }
