@@ -47,6 +47,8 @@ mod inventory;
 mod keys;
 mod read;
 mod resp;
+#[cfg(test)]
+mod test_proxy;
 mod write;
 
 pub use cache::CacheStats;
@@ -316,8 +318,13 @@ impl cloakroom::Store for RedisStore {
 
     async fn apply(&self, id: &SessionId, patch: &Patch, expiry: &Expiry) -> Result<Applied> {
         let applied = self.apply_patch(id, patch, expiry).await;
-        // Whatever happened, this process's copy may be old now.
-        self.forget_cached(id);
+        // A create answered either way wrote under an unused id, or wrote
+        // nothing: no copy of it can be old, and none is dropped. After
+        // anything else (an error included), this process's copy may be.
+        let fresh_create = patch.creates() && patch.renames_to().is_none() && applied.is_ok();
+        if !fresh_create {
+            self.forget_cached(id);
+        }
         if let Some(to) = patch.renames_to() {
             self.forget_cached(to);
         }
@@ -598,5 +605,30 @@ mod tests {
         let load = std::mem::size_of_val(&store.load(&id, &expiry));
         assert!(apply < 1000, "apply's future is {apply} bytes");
         assert!(load < 1000, "load's future is {load} bytes");
+    }
+
+    /// Replies that never come (a frozen host, a connection dropped on
+    /// the way) fail a call on a multi-thread runtime after the store's
+    /// timeout, with [`Error::Timeout`]. redis-rs's own response timeout
+    /// is off there (`conn::Pool::single`): this is the store's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_without_a_reply_times_out() {
+        let server = cloakroom_testkit::RedisServer::start();
+        let proxy = crate::test_proxy::Proxy::start(server.addr()).await;
+        let url = format!("redis://127.0.0.1:{}", proxy.port);
+        let timeout = std::time::Duration::from_millis(300);
+        let config = RedisConfig::from_url(&url).unwrap().timeout(timeout);
+        let store = RedisStore::connect(config).await.unwrap();
+        let id = SessionId::from([7; 16]);
+        let expiry = cloakroom::ExpiryPolicy::default().at(Timestamp(1_000));
+        assert!(store.load(&id, &expiry).await.unwrap().is_none());
+        proxy.black_hole();
+        let started = std::time::Instant::now();
+        let waited = tokio::time::timeout(timeout * 10, store.load(&id, &expiry)).await;
+        let err = waited
+            .expect("the store's timeout ends the call")
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err}");
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
     }
 }
