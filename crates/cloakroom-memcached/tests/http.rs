@@ -1,9 +1,33 @@
-//! The session layer on a real memcached: concurrency and outages.
+//! The session layer on a real memcached: the shared HTTP scenarios,
+//! concurrency and outages.
 
 use cloakroom::{CookieConfig, KeyRing, SessionManager};
 use cloakroom_memcached::{MemcachedConfig, MemcachedStore};
+use cloakroom_testkit::counted::Counted;
+use cloakroom_testkit::http_suite::HttpFixture;
 use cloakroom_testkit::{Adapter, MemcachedServer, TestServer, scenarios};
 use std::time::Duration;
+
+/// The shared HTTP scenarios, on a real memcached.
+mod suite {
+    use super::*;
+
+    fn memcached() -> (MemcachedServer, HttpFixture) {
+        let server = MemcachedServer::start();
+        let config = MemcachedConfig::from_url(&server.url())
+            .unwrap()
+            .timeout(Duration::from_secs(5));
+        let store = Counted::new(MemcachedStore::new(config));
+        let counts = store.counts.clone();
+        let fixture = HttpFixture::new(
+            move |keys| SessionManager::builder(store.clone(), keys),
+            counts,
+        );
+        (server, fixture)
+    }
+
+    cloakroom_testkit::http_tests!(memcached());
+}
 
 cloakroom_testkit::adapter_tests!(
     seed_flow_and_read_once_notifications,
