@@ -123,3 +123,60 @@ async fn every_metric_after_a_scripted_flow() {
     // Never on the app's own port.
     assert_eq!(demo.client().get("/metrics").await.status, 404);
 }
+
+/// With the read cache on, its series are there from the start at zero,
+/// and count what the cache does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_metrics_exist_from_the_start_and_count() {
+    let redis = RedisServer::start();
+    let metrics_addr = free_addr();
+    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
+    cmd.arg("serve")
+        .args(["--store", &redis.url()])
+        .args(["--metrics-listen", &metrics_addr.to_string()])
+        .env(
+            "CLOAKROOM_COOKIE_SECRET",
+            "a secret for the metrics test, long enough",
+        )
+        .env("CLOAKROOM_STORAGE_CACHE_MAX_BYTES", "1048576");
+    let demo = AppProcess::start(cmd).await;
+    let scrape = || async { samples(&Client::new(metrics_addr).get("/metrics").await.body) };
+
+    let before = scrape().await;
+    for series in [
+        "cloakroom_cache_hits_total",
+        "cloakroom_cache_misses_total",
+        "cloakroom_cache_invalidations_total",
+        "cloakroom_cache_bytes",
+    ] {
+        assert_eq!(
+            before.get(series),
+            Some(&0.0),
+            "{series} before any request"
+        );
+    }
+
+    let c = demo.client();
+    assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
+    // The first read misses and caches the session; the next ones hit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+        let m = scrape().await;
+        if m["cloakroom_cache_hits_total"] >= 1.0 {
+            assert!(m["cloakroom_cache_misses_total"] >= 1.0);
+            assert!(m["cloakroom_cache_bytes"] > 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cache hit in 10 s: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A write invalidates the cached copy, through Redis's push.
+    assert_eq!(c.get("/?name=bob").await.body, "index get ok!");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scrape().await["cloakroom_cache_invalidations_total"] < 1.0 {
+        assert!(Instant::now() < deadline, "no invalidation counted in 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
+}

@@ -244,6 +244,40 @@ fn tracking_config(
         })
 }
 
+/// Describes the cache's metrics to whatever recorder is installed, and
+/// makes its series exist from the start, at zero, as the core's do. Once
+/// per process: a second cache must not reset the first one's counts.
+fn describe_metrics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        metrics::describe_counter!(
+            "cloakroom_cache_hits_total",
+            "Session reads served from the read cache."
+        );
+        metrics::describe_counter!(
+            "cloakroom_cache_misses_total",
+            "Session reads the read cache sent to Redis."
+        );
+        metrics::describe_counter!(
+            "cloakroom_cache_invalidations_total",
+            "Invalidations of cached sessions that Redis pushed."
+        );
+        metrics::describe_gauge!(
+            "cloakroom_cache_bytes",
+            metrics::Unit::Bytes,
+            "Bytes the read cache holds."
+        );
+        for name in [
+            "cloakroom_cache_hits_total",
+            "cloakroom_cache_misses_total",
+            "cloakroom_cache_invalidations_total",
+        ] {
+            metrics::counter!(name).absolute(0);
+        }
+        metrics::gauge!("cloakroom_cache_bytes").set(0.0);
+    });
+}
+
 impl ReadCache {
     /// A cache of at most `max_bytes` over one server.
     pub(crate) fn single(client: redis::Client, max_bytes: usize, timeout: Duration) -> Self {
@@ -279,6 +313,7 @@ impl ReadCache {
     }
 
     fn new(open: Open, max_bytes: usize, timeout: Duration) -> Self {
+        describe_metrics();
         // One bit per slot in `Entry::readers`: past 63, threads share.
         let slots = 1 + RuntimeThread::slots().min(63);
         ReadCache {
