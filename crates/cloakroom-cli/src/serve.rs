@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// `redis://HOST:PORT/DB`, `redis+cluster://HOST:PORT,HOST:PORT`,
     /// `redis+sentinel://HOST:PORT,HOST:PORT/MASTERNAME`,
     /// `memcache://HOST:PORT`, `postgres://USER@HOST:PORT/DB`,
-    /// `sqlite://PATH`.
+    /// `sqlite://PATH`; `rediss://…` in a build with the `tls` feature.
     #[arg(long)]
     pub store: Option<String>,
     /// Configuration file (TOML). `CLOAKROOM_*` variables override it.
