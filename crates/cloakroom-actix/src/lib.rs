@@ -1,6 +1,6 @@
 //! Server-side sessions for actix-web 4: the browser keeps a signed, opaque
 //! cookie, and the data stays in a cloakroom store (memory, Redis,
-//! Memcached).
+//! Memcached, PostgreSQL, SQLite).
 //!
 //! [`SessionMiddleware`] is a thin shell over cloakroom's framework-neutral
 //! [`SessionManager`], so sessions behave exactly as they do on axum:
@@ -35,7 +35,7 @@
 //! ```
 //!
 //! [`Session`] and [`Notifications`] are extractors, and
-//! [`Error`](cloakroom::Error) is a `ResponseError`: a handler can use `?`,
+//! [`Error`] is a `ResponseError`: a handler can use `?`,
 //! and a store outage becomes `503 Service Unavailable`. An error while
 //! saving at the end of the request does the same, and sets no cookie.
 #![warn(missing_docs)]

@@ -100,7 +100,8 @@ impl Engine {
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The store: `memory` (default), `redis` or `memcached`.
+    /// The store: `memory` (default), `redis`, `memcached`, `postgres` or
+    /// `sqlite`.
     pub engine: Engine,
     /// One signing secret (pycket's `cookie_secret`).
     pub cookie_secret: Option<String>,
@@ -190,7 +191,9 @@ impl PycketConfig {
     }
 }
 
-/// `[storage]`: where the store is. A `url` overrides the separate keys.
+/// `[storage]`: where the store is. A `url` replaces `host` and `port`
+/// (and on PostgreSQL `username`, `password` and `database`); on Redis,
+/// `db_sessions`, `username` and `password`, when set, override the URL's.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {

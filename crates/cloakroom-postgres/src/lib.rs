@@ -4,9 +4,12 @@
 //! default), one row each. The store keeps the whole
 //! [`Store`](cloakroom::Store) contract:
 //!
-//! - a read is one query, a write one statement (an `UPDATE` that merges
-//!   the changed names, or, to create, rename or end a session, a call of
-//!   the schema's `apply` function), an untouched request none;
+//! - a read is one query (and an `UPDATE` of the idle deadline about ten
+//!   times per idle window), a write one statement (an `UPDATE` that
+//!   merges the changed names, or, to create, rename or end a session, a
+//!   call of the schema's `apply` function; an `UPDATE` that finds the
+//!   session gone or over the limits is followed by that call, which says
+//!   which), an untouched request none;
 //! - a write changes only the names its patch names, under the row's lock,
 //!   so concurrent writers of different names lose nothing;
 //! - nothing is resurrected, and a create only takes an unused id;

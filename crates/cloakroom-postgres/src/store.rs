@@ -20,9 +20,11 @@ use tokio_postgres::types::ToSql;
 
 /// Sessions in PostgreSQL: one row per session in `SCHEMA.sessions`.
 ///
-/// - A read is one `SELECT`; a change (or touch) of an existing session is
-///   one `UPDATE` that merges the changed names into the row as it is when
-///   the row lock is granted, and a create, rename or end is one call of
+/// - A read is one `SELECT` (and an `UPDATE` of the idle deadline when
+///   [`Expiry::refresh_due`](cloakroom::Expiry::refresh_due) says so); a
+///   change (or touch) of an existing session is one `UPDATE` that
+///   merges the changed names into the row as it is when the row lock is
+///   granted, and a create, rename or end is one call of
 ///   the schema's `apply` function, which locks the row: concurrent
 ///   writers of different names all keep their names.
 /// - Idle and absolute deadlines are checked in every statement: an

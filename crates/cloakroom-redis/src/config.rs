@@ -199,7 +199,8 @@ impl RedisConfig {
     /// opens one to each database. On Cluster and through Sentinel, one
     /// connection is shared likewise and each such thread has its own (a
     /// cluster connection holds one to every node it talks to). The read
-    /// cache's connection is shared by every thread.
+    /// cache's tracking connections follow the same rule: one shared, and
+    /// one for each thread of a current-thread runtime.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -208,11 +209,12 @@ impl RedisConfig {
     /// Keeps up to this many bytes of session records in this process, so
     /// a read needs no round trip while the session is unchanged; `0`
     /// (the default) turns the cache off. Redis keeps every process's
-    /// cache consistent with `CLIENT TRACKING` (Redis 6 or later): one
-    /// more connection, in RESP3, carries the misses and the
-    /// invalidations. Not available on Redis Cluster (start-up fails
-    /// with a clear error). See the crate's README for what it
-    /// guarantees.
+    /// cache consistent with `CLIENT TRACKING` (Redis 6 or later): more
+    /// connections, in RESP3, carry the misses and the invalidations (one
+    /// shared, and one per thread of a current-thread runtime, as
+    /// [`max_connections`](Self::max_connections) says). Not available on
+    /// Redis Cluster (start-up fails with a clear error). See the crate's
+    /// README for what it guarantees.
     pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
         self.cache_max_bytes = bytes;
         self

@@ -13,7 +13,7 @@
 //! | reads the session | 1 |
 //! | writes the session, including creating it | 1 |
 //! | reads, then writes | 2 |
-//! | signs in (binds the session to a user) | one more |
+//! | signs in (binds the session to a user) | one more (two with `on_max_sessions = "refuse"`: a check first) |
 //!
 //! The idle deadline is the key's TTL, and the hash records the last value
 //! given to it. A read pushes it only once a tenth of the idle window has

@@ -2,7 +2,8 @@
 //! sessions that survive a restart, in one file, with no server to run.
 //!
 //! The store keeps the whole [`Store`](cloakroom::Store) contract: a read
-//! is one query, a write one transaction, an untouched request none;
+//! is one query (and a write of the idle deadline about ten times per idle
+//! window), a write one transaction, an untouched request none;
 //! concurrent writers of different names lose nothing; nothing is
 //! resurrected; notifications are read once; increments are atomic; the
 //! size limits are checked in the transaction that writes; idle and

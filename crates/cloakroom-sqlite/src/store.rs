@@ -19,8 +19,10 @@ use std::time::Duration;
 /// Sessions in one SQLite file, in the table `cloakroom_sessions`: durable
 /// sessions for a single binary, with no server to run.
 ///
-/// - A read is one `SELECT` on a reader connection; a write (create,
-///   change, rename, touch) is one `BEGIN IMMEDIATE` transaction on the
+/// - A read is one `SELECT` on a reader connection (and an `UPDATE` of the
+///   idle deadline on the writer when
+///   [`Expiry::refresh_due`](cloakroom::Expiry::refresh_due) says so); a
+///   write (create, change, rename, touch) is one `BEGIN IMMEDIATE` transaction on the
 ///   writer connection, which reads the row, applies the patch and writes
 ///   it back under SQLite's write lock, so concurrent writers of different
 ///   names all keep their names, in this process and in others sharing the

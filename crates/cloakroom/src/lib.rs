@@ -43,8 +43,9 @@
 //! - Adapters are thin shells over it: [`SessionLayer`] (feature `tower`,
 //!   and `axum` for the extractors), and the `cloakroom-actix` crate
 //!   (which turns on the `actix` feature for its extractors).
-//! - [`Store`] is where sessions live: [`MemoryStore`] here, Redis and
-//!   Memcached in `cloakroom-redis` and `cloakroom-memcached`. The
+//! - [`Store`] is where sessions live: [`MemoryStore`] here; Redis,
+//!   Memcached, PostgreSQL and SQLite in `cloakroom-redis`,
+//!   `cloakroom-memcached`, `cloakroom-postgres` and `cloakroom-sqlite`. The
 //!   `cloakroom.toml` loader is the `cloakroom-config` crate.
 //!
 //! Features, all off by default:
@@ -55,8 +56,9 @@
 //!
 //! What it guarantees:
 //! - **Lazy.** A request that never touches its session makes no store call
-//!   and sets no cookie. It loads at most once, and a write without a read
-//!   loads nothing.
+//!   and sets no cookie. It loads at most once, and a `set` without a read
+//!   loads nothing (`clear`, and a new id or expiry on a session not read,
+//!   load it to keep its user binding).
 //! - **Deltas, not records.** A request writes once, at the end, and only
 //!   the names it changed, in one atomic [`Patch`]. Concurrent requests that
 //!   change different names never lose each other's updates.

@@ -183,8 +183,9 @@ pub struct Stats {
 ///
 /// An adapter calls [`open`](Self::open) when a request arrives, hands the
 /// [`Session`] to the handler, and when the response is ready calls
-/// [`commit`](Self::commit), which writes the request's changes in at most
-/// one store call and returns the headers the response needs.
+/// [`commit`](Self::commit), which writes the request's changes (in one
+/// store call, in the usual case) and returns the headers the response
+/// needs.
 ///
 /// ```
 /// use cloakroom::{KeyRing, MemoryStore, SessionManager};
@@ -257,8 +258,10 @@ impl SessionManager {
         session.used() || !session.untouched()
     }
 
-    /// Writes the session's changes to the store (at most one `apply`,
-    /// plus a `delete` after [`Session::destroy`]) and returns the headers
+    /// Writes the session's changes to the store (one `apply`, plus a
+    /// `delete` after [`Session::destroy`], an `admit` after
+    /// [`Session::bind_user`], and a second `apply` that creates a new
+    /// session if the first found it gone) and returns the headers
     /// the response must carry. Call it once, when the handler's response
     /// is ready and before its head is sent.
     ///

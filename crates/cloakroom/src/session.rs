@@ -3,7 +3,10 @@
 //! A [`Session`] starts untouched: it has not even checked the cookie's
 //! signature. It loads from the store at most once, only when a read needs
 //! it, and records writes in a [`Patch`]. When the response is ready, the
-//! layer commits: at most one `apply`, and only if something changed.
+//! layer commits: one `apply` if something changed (or the cookie is due to
+//! be re-signed or its `Max-Age` renewed), plus what the request asked for
+//! beyond it: a `delete` after a destroy, an `admit` after a sign-in, and a
+//! second `apply` that creates a new session if the first found it gone.
 
 use crate::cookie::{Stamp, Verified};
 use crate::error::{Error, Result};
@@ -30,8 +33,8 @@ use tokio::sync::OnceCell;
 /// framework. Clones share the same state, so every
 /// extractor in one request sees the same session.
 ///
-/// Every method is async and returns [`Result`]: a store failure is an
-/// [`Error`], never a panic.
+/// Every method that may reach the store is async and returns
+/// [`Result`]: a store failure is an [`Error`], never a panic.
 ///
 /// ```
 /// use cloakroom::Session;

@@ -74,7 +74,8 @@ pub trait Store: Send + Sync + 'static {
     /// The live session under `id`, or `None`. A store pushes the idle
     /// deadline forward here when [`Expiry::refresh_due`] says so, about
     /// ten times per idle window rather than on every read; that push may
-    /// cost a second round trip (it does on Redis and Memcached).
+    /// cost a second round trip or statement (it does on Redis, Memcached,
+    /// PostgreSQL and SQLite).
     fn load(
         &self,
         id: &SessionId,
