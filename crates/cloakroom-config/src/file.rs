@@ -62,10 +62,16 @@ impl Engine {
     /// assert_eq!(Engine::of_url("redis+cluster://10.0.0.1:7000")?, Engine::Redis);
     /// assert_eq!(Engine::of_url("sqlite://sessions.db")?, Engine::Sqlite);
     /// assert!(Engine::of_url("mysql://db").is_err());
+    /// assert!(Engine::of_url("redis:/127.0.0.1:6379").is_err());
     /// # Ok::<(), cloakroom::Error>(())
     /// ```
     pub fn of_url(url: &str) -> Result<Engine> {
-        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+        let Some((scheme, _)) = url.split_once("://") else {
+            return Err(config_error(format!(
+                "storage.url / --store: {url:?} is not a store URL (SCHEME://…, \
+                 redis://HOST:PORT/DB, say)"
+            )));
+        };
         match scheme {
             "memory" => Ok(Engine::Memory),
             "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel" => {

@@ -92,7 +92,9 @@ impl Config {
             }
         };
         let store = self.store().await?;
-        tracing::info!(engine = ?self.effective_engine()?, "session store ready");
+        // Ready to serve: a store that is not reachable yet said so above,
+        // and its calls answer 503 until it is.
+        tracing::info!(engine = ?self.effective_engine()?, "session store configured");
         Ok(store
             .into_manager_builder(keys)
             .cookie(self.cookie_config()?)
