@@ -41,14 +41,41 @@ pub enum Command {
 }
 
 /// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<(), cloakroom::Error> {
+pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => Ok(serve(args).await?),
         Command::Sessions(args) => sessions(args).await,
-        Command::Sql(args) => sql(args),
-        Command::Pycket(args) => pycket(args).await,
+        Command::Sql(args) => Ok(sql(args)?),
+        Command::Pycket(args) => Ok(pycket(args).await?),
     }
 }
+
+/// What a `cloakroom` command fails with.
+#[derive(Debug)]
+pub enum CliError {
+    /// The store or the configuration failed.
+    Session(cloakroom::Error),
+    /// There was nothing to list or end: one line on stderr, a non-zero
+    /// exit, as `grep` does when it finds nothing.
+    NotFound(String),
+}
+
+impl From<cloakroom::Error> for CliError {
+    fn from(e: cloakroom::Error) -> Self {
+        CliError::Session(e)
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Session(e) => e.fmt(f),
+            CliError::NotFound(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default`: `info` for
 /// the server, `off` for the admin commands, whose output is on stdout).

@@ -1,7 +1,8 @@
 //! `cloakroom sessions`: list and end users' sessions in the configured
 //! store, the admin half of the session inventory.
 
-use clap::{Args, Subcommand};
+use crate::CliError;
+use clap::{ArgGroup, Args, Subcommand};
 use cloakroom::{Error, KeyRing, SessionAdmin, SessionId, SessionInfo, SessionManager, Timestamp};
 use cloakroom_config::Config;
 use std::path::PathBuf;
@@ -40,16 +41,17 @@ enum SessionsCommand {
         json: bool,
     },
     /// End sessions: a user's (all, or all but one), one by id, or all.
+    #[command(group(ArgGroup::new("which").required(true).args(["user", "id", "all"])))]
     End {
         /// End this user's sessions.
-        #[arg(long, conflicts_with_all = ["id", "all"], required_unless_present_any = ["id", "all"])]
+        #[arg(long)]
         user: Option<String>,
         /// With --user: keep this session (its id, as `list` shows it).
         // Ids are base64url: one in 64 starts with `-`.
         #[arg(long, requires = "user", allow_hyphen_values = true)]
         except: Option<String>,
         /// End the session with this id.
-        #[arg(long, conflicts_with = "all", allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true)]
         id: Option<String>,
         /// End every session of every user.
         #[arg(long)]
@@ -60,13 +62,15 @@ enum SessionsCommand {
 }
 
 /// Runs a `cloakroom sessions` command, printing to stdout.
-pub async fn sessions(args: SessionsArgs) -> Result<(), Error> {
+pub async fn sessions(args: SessionsArgs) -> Result<(), CliError> {
     let admin = connect(&args.store).await?;
     match args.command {
         SessionsCommand::List { user, json } => {
             let list = admin.list(&user).await?;
-            if list.is_empty() {
-                return Err(Error::Config(format!("no live sessions for user {user:?}")));
+            if list.is_empty() && !json {
+                return Err(CliError::NotFound(format!(
+                    "no live sessions for user {user:?}"
+                )));
             }
             if json {
                 println!("{}", json_list(&list));
@@ -84,7 +88,7 @@ pub async fn sessions(args: SessionsArgs) -> Result<(), Error> {
                 None => admin.end_user(&user).await?,
             };
             if ended == 0 {
-                return Err(Error::Config(format!(
+                return Err(CliError::NotFound(format!(
                     "no live sessions to end for user {user:?}"
                 )));
             }
@@ -98,8 +102,9 @@ pub async fn sessions(args: SessionsArgs) -> Result<(), Error> {
             let ended = admin.end_all().await?;
             println!("ended {ended} session(s)");
         }
+        // clap requires one of the three; this is only for completeness.
         SessionsCommand::End { .. } => {
-            return Err(Error::Config("say --user, --id or --all".to_owned()));
+            return Err(Error::Config("say --user, --id or --all".to_owned()).into());
         }
         SessionsCommand::Count => println!("{}", admin.count().await?),
     }
@@ -122,8 +127,17 @@ pub(crate) fn load(args: &StoreArgs) -> Result<Config, Error> {
     Ok(config)
 }
 
-/// The admin handle over `config`'s store.
+/// The admin handle over `config`'s store. Not the memory store: it
+/// lives inside the server's process, and a new one here would be empty.
 pub(crate) async fn admin(config: &Config) -> Result<SessionAdmin, Error> {
+    if config.effective_engine()? == cloakroom_config::Engine::Memory {
+        return Err(Error::Config(
+            "the memory store lives inside the server's process, so no other process \
+             can see its sessions: give --store (or storage.url) the server's Redis, \
+             Memcached, PostgreSQL or SQLite store"
+                .to_owned(),
+        ));
+    }
     let store = config.store().await?;
     let manager = SessionManager::builder(store, KeyRing::random())
         .expiry(config.expiry_policy())

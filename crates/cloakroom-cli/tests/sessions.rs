@@ -106,12 +106,17 @@ async fn list_end_and_count(store: &str) {
     assert!(out.contains(&keep), "{out}");
     assert_eq!(laptop.get("/detail").await.body, "detail get ok! None");
 
-    // An unknown user: one clear line, a non-zero exit.
+    // An unknown user: one clear line, a non-zero exit; as JSON, `[]`.
     let none = sessions(store, &["list", "--user", "alice"]);
     assert!(!none.status.success());
     let err = String::from_utf8_lossy(&none.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("no live sessions for user \"alice\""), "{err}");
+    assert_eq!(
+        err.trim(),
+        "cloakroom: no live sessions for user \"alice\"",
+        "{err}"
+    );
+    let none = stdout(&sessions(store, &["list", "--user", "alice", "--json"]));
+    assert_eq!(none.trim(), "[]");
 
     // An id that starts with `-` (one in 64 do) is still an id.
     let out = stdout(&sessions(store, &["end", "--id", "-AAAAAAAAAAAAAAAAAAAAA"]));
@@ -147,4 +152,48 @@ async fn a_store_that_is_down_is_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.starts_with("cloakroom: "), "{err}");
+}
+
+/// The memory store lives in the server's process: the admin commands say
+/// so instead of reading an empty store of their own.
+#[test]
+fn the_memory_store_is_refused_with_a_clear_line() {
+    for args in [
+        &["count"][..],
+        &["list", "--user", "alice"],
+        &["end", "--all"],
+    ] {
+        let out = cli()
+            .arg("sessions")
+            .args(args)
+            .output()
+            .expect("run cloakroom sessions");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the memory store lives inside the server's process"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// `end` needs one of `--user`, `--id` and `--all`, and only one.
+#[test]
+fn end_needs_exactly_one_target() {
+    let none = cli()
+        .args(["sessions", "end"])
+        .output()
+        .expect("run cloakroom sessions");
+    assert!(!none.status.success());
+    let err = String::from_utf8_lossy(&none.stderr);
+    for option in ["--user", "--id", "--all"] {
+        assert!(err.contains(option), "{option} not offered: {err}");
+    }
+    let two = cli()
+        .args(["sessions", "end", "--all", "--user", "bob"])
+        .output()
+        .expect("run cloakroom sessions");
+    assert!(!two.status.success());
+    assert!(String::from_utf8_lossy(&two.stderr).contains("cannot be used with"));
 }
