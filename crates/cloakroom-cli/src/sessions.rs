@@ -95,7 +95,9 @@ pub async fn sessions(args: SessionsArgs) -> Result<(), CliError> {
             println!("ended {ended} session(s) of user {user:?}");
         }
         SessionsCommand::End { id: Some(id), .. } => {
-            admin.end(&parse_id(&id)?).await?;
+            if !admin.end(&parse_id(&id)?).await? {
+                return Err(CliError::NotFound(format!("no live session {id}")));
+            }
             println!("ended session {id}");
         }
         SessionsCommand::End { all: true, .. } => {

@@ -118,9 +118,19 @@ async fn list_end_and_count(store: &str) {
     let none = stdout(&sessions(store, &["list", "--user", "alice", "--json"]));
     assert_eq!(none.trim(), "[]");
 
+    // Ended already: nothing to end, one line, a non-zero exit.
+    let again = sessions(store, &["end", "--id", &keep]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(err.trim(), format!("cloakroom: no live session {keep}"));
+
     // An id that starts with `-` (one in 64 do) is still an id.
-    let out = stdout(&sessions(store, &["end", "--id", "-AAAAAAAAAAAAAAAAAAAAA"]));
-    assert!(out.contains("-AAAAAAAAAAAAAAAAAAAAA"), "{out}");
+    let out = sessions(store, &["end", "--id", "-AAAAAAAAAAAAAAAAAAAAA"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "cloakroom: no live session -AAAAAAAAAAAAAAAAAAAAA"
+    );
 
     assert_eq!(stdout(&sessions(store, &["count"])).trim(), "1");
     let out = stdout(&sessions(store, &["end", "--all"]));

@@ -218,8 +218,10 @@ pub async fn end_one_a_user_all_but_one_and_all<S: Store + Clone>(store: S) {
 
     // One, by id: the next request with its cookie has no session.
     let first = alice[0].id(&m).await;
-    admin.end(&first).await.unwrap();
+    assert!(admin.end(&first).await.unwrap(), "a live session ended");
     assert!(!alice[0].signed_in(&m).await);
+    // Again: nothing live to end.
+    assert!(!admin.end(&first).await.unwrap());
     assert_eq!(admin.list("alice").await.unwrap().len(), 3);
 
     // All but the current one.

@@ -506,17 +506,30 @@ impl SessionAdmin {
         Ok(applied != Applied::Gone)
     }
 
-    /// Ends one session.
-    pub async fn end(&self, id: &crate::SessionId) -> Result<()> {
+    /// Ends one session, and says whether it was live. An id that names
+    /// no live session ends nothing: no event, and the ended count stays.
+    /// Two store calls (a read, then the delete): an admin's action, not
+    /// a request's.
+    pub async fn end(&self, id: &crate::SessionId) -> Result<bool> {
+        let expiry = self.shared.expiry();
+        let live = self
+            .shared
+            .call("load", Some(id), self.shared.store.load(id, &expiry))
+            .await?
+            .is_some();
+        // Deleted either way: a session past its deadline may still hold
+        // a key or a row until the store sweeps it.
         self.shared
             .call("delete", Some(id), self.shared.store.delete(id))
             .await?;
-        observe::ended(self.reason, 1);
-        self.shared.emit(SessionEvent::Ended {
-            id: *id,
-            reason: self.reason,
-        });
-        Ok(())
+        if live {
+            observe::ended(self.reason, 1);
+            self.shared.emit(SessionEvent::Ended {
+                id: *id,
+                reason: self.reason,
+            });
+        }
+        Ok(live)
     }
 
     /// Ends every session of `user` (after a password reset, or when the

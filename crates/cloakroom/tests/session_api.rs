@@ -128,6 +128,21 @@ async fn lifecycle_events_reach_the_subscriber() {
     let [SessionEvent::Created { id: last }] = take()[..] else {
         panic!("a create")
     };
+    // One session ended by an admin; ending it again raises nothing.
+    assert!(m.admin().end(&last).await.unwrap());
+    assert_eq!(
+        take(),
+        [SessionEvent::Ended {
+            id: last,
+            reason: EndReason::Admin
+        }]
+    );
+    assert!(!m.admin().end(&last).await.unwrap());
+    assert_eq!(take(), []);
+    request(&m, &mut laptop, async |s| s.set("e", 1).await).await;
+    let [SessionEvent::Created { id: last }] = take()[..] else {
+        panic!("a create")
+    };
     request(&m, &mut laptop, async |s| s.destroy().await).await;
     assert_eq!(take(), [SessionEvent::Destroyed { id: last }]);
 }
