@@ -65,13 +65,10 @@ pub async fn pycket(args: PycketArgs) -> Result<(), Error> {
                     .to_owned(),
             )
         })?;
-    let source = PycketRedis::connect(
-        &url,
-        i64::from(pycket.db_sessions.unwrap_or(0)),
-        i64::from(pycket.db_notifications.unwrap_or(1)),
-    )
-    .await
-    .map_err(|e| Error::Config(format!("pycket's Redis: {e}")))?;
+    let (db_sessions, db_notifications) = pycket_dbs(pycket, &url);
+    let source = PycketRedis::connect(&url, db_sessions, db_notifications)
+        .await
+        .map_err(|e| Error::Config(format!("pycket's Redis: {e}")))?;
     let import = BulkImport::new(source, TornadoSecret::new(secret), admin(&config).await?)
         .delete_after_import(delete)
         .batch(batch);
@@ -96,11 +93,37 @@ pub async fn pycket(args: PycketArgs) -> Result<(), Error> {
         .map_err(failed);
     bar.finish_and_clear();
     let counts = counts?;
+    if counts.imported + counts.skipped + counts.unreadable == 0 {
+        tracing::warn!(
+            db_sessions,
+            "no pycket session found in pycket's sessions database: if pycket keeps \
+             them in another, set pycket.db_sessions (CLOAKROOM_PYCKET_DB_SESSIONS)"
+        );
+    }
     println!(
         "imported {}, skipped {}, unreadable {}",
         counts.imported, counts.skipped, counts.unreadable
     );
     Ok(())
+}
+
+/// pycket's sessions and notifications databases: `pycket.db_sessions`
+/// (else the database in pycket's Redis URL, else 0) and
+/// `pycket.db_notifications` (else 1), as pycket's own defaults are.
+pub(crate) fn pycket_dbs(pycket: &cloakroom_config::PycketConfig, url: &str) -> (i64, i64) {
+    let sessions = pycket
+        .db_sessions
+        .map(i64::from)
+        .or_else(|| url_db(url))
+        .unwrap_or(0);
+    (sessions, i64::from(pycket.db_notifications.unwrap_or(1)))
+}
+
+/// The database a `redis://HOST:PORT/DB` URL names, if any.
+fn url_db(url: &str) -> Option<i64> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    path.split(['?', '#']).next()?.parse().ok()
 }
 
 fn failed(e: cloakroom_pycket::MigrateError) -> Error {
@@ -109,5 +132,25 @@ fn failed(e: cloakroom_pycket::MigrateError) -> Error {
         other => Error::unavailable(format!(
             "the import stopped (run it again to go on): {other}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_db_defaults_to_the_urls_then_0() {
+        assert_eq!(url_db("redis://127.0.0.1:6379/10"), Some(10));
+        assert_eq!(url_db("redis://:pw@host:6379/3?protocol=resp3"), Some(3));
+        assert_eq!(url_db("redis://127.0.0.1:6379"), None);
+        assert_eq!(url_db("redis://127.0.0.1:6379/"), None);
+        assert_eq!(url_db("redis://h/x"), None);
+        let mut pycket = cloakroom_config::PycketConfig::default();
+        assert_eq!(pycket_dbs(&pycket, "redis://h:1/10"), (10, 1));
+        assert_eq!(pycket_dbs(&pycket, "redis://h:1"), (0, 1));
+        pycket.db_sessions = Some(4);
+        pycket.db_notifications = Some(5);
+        assert_eq!(pycket_dbs(&pycket, "redis://h:1/10"), (4, 5));
     }
 }

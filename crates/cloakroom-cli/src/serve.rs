@@ -156,23 +156,28 @@ async fn pycket_bridge(
                 .to_owned(),
         ));
     }
-    let store = cloakroom_pycket::PycketRedis::connect(
-        url,
-        i64::from(pycket.db_sessions.unwrap_or(0)),
-        i64::from(pycket.db_notifications.unwrap_or(1)),
-    )
-    .await
-    .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
+    let (db_sessions, db_notifications) = crate::pycket::pycket_dbs(pycket, url);
+    let store = cloakroom_pycket::PycketRedis::connect(url, db_sessions, db_notifications)
+        .await
+        .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
     if mode == cloakroom_config::PycketMode::Share {
         let mut cookies = config.clone();
         cookies.plain_http_on(listen);
-        tracing::info!("pycket bridge: serving the Tornado app's own sessions (share mode)");
+        tracing::info!(
+            db_sessions,
+            db_notifications,
+            "pycket bridge: serving the Tornado app's own sessions (share mode)"
+        );
         return Ok(Bridge::Share(
             cloakroom_pycket::ShareLayer::new(store, secret)
                 .secure(cookies.cookies.secure.unwrap_or(true)),
         ));
     }
-    tracing::info!("pycket bridge: importing Tornado users' sessions as they arrive");
+    tracing::info!(
+        db_sessions,
+        db_notifications,
+        "pycket bridge: importing Tornado users' sessions as they arrive"
+    );
     let migrate = cloakroom_pycket::MigrateLayer::new(store, secret);
     Ok(Bridge::Migrate(migrate.delete_after_import(delete)))
 }

@@ -201,7 +201,28 @@ async fn a_bulk_import_carries_every_tornado_user_over_before_they_come() {
     assert_eq!(redis.cli(&["-n", "1", "DBSIZE"]), "0");
 }
 
-/// `--delete` removes each pycket session once imported.
+/// An import that finds nothing says where it looked, and that
+/// `pycket.db_sessions` may be elsewhere.
+#[test]
+fn an_import_that_finds_nothing_says_where_it_looked() {
+    let redis = RedisServer::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .args(["pycket", "import", "--store", &redis.url()])
+        .env("CLOAKROOM_PYCKET_COOKIE_SECRET", TORNADO_SECRET)
+        .output()
+        .expect("run cloakroom pycket import");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 0, skipped 0, unreadable 0"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no pycket session found"), "{err}");
+    assert!(err.contains("db_sessions=0"), "{err}");
+}
+
+/// `--delete` removes each pycket session once imported, and those a run
+/// without it imported before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
     let redis = RedisServer::start();
@@ -209,8 +230,14 @@ async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
     let carol = tornado.client();
     carol.get("/?name=carol").await;
     assert_eq!(
-        bulk_import(&redis, &["--delete"]),
+        bulk_import(&redis, &[]),
         "imported 1, skipped 0, unreadable 0"
+    );
+    let dave = tornado.client();
+    dave.get("/?name=dave").await;
+    assert_eq!(
+        bulk_import(&redis, &["--delete"]),
+        "imported 1, skipped 1, unreadable 0"
     );
     // Only the import record is left in pycket's database, beside
     // Cloakroom's own keys (the demo's store is the same Redis).
@@ -221,6 +248,7 @@ async fn a_bulk_import_with_delete_leaves_no_pickle_behind() {
         "{keys}"
     );
     assert_eq!(carol.get("/detail").await.body, "detail get ok! None");
+    assert_eq!(dave.get("/detail").await.body, "detail get ok! None");
 }
 
 /// Migrate mode from pycket's Memcached engine: `pycket.url` names it.

@@ -612,8 +612,10 @@ impl BulkImport {
         }
     }
 
-    /// Deletes each pycket session once imported (default: keep it, while
-    /// Tornado still serves some routes).
+    /// Deletes each pycket session once imported, and those imported
+    /// before (by a run without it, or by [`MigrateLayer`] on the user's
+    /// visit), so that pycket keeps only the import records (default: keep
+    /// them, while Tornado still serves some routes).
     pub fn delete_after_import(mut self, delete: bool) -> Self {
         self.delete = delete;
         self
@@ -673,6 +675,9 @@ impl BulkImport {
             .await
             .map_err(MigrateError::Redis)?
         {
+            // Imported before: by a run without `delete`, or by the live
+            // import. The pickle is left over; `delete` means none are.
+            self.delete_if_asked(id).await?;
             counts.skipped += 1;
             return Ok(());
         }
@@ -722,6 +727,7 @@ impl BulkImport {
                 .end(&handover.id())
                 .await
                 .map_err(MigrateError::Session)?;
+            self.delete_if_asked(id).await?;
             counts.skipped += 1;
             return Ok(());
         }
@@ -731,10 +737,17 @@ impl BulkImport {
                 .await
                 .map_err(MigrateError::Redis)?;
         }
+        self.delete_if_asked(id).await?;
+        counts.imported += 1;
+        Ok(())
+    }
+
+    /// Deletes pycket's copy of a session imported now or before, with
+    /// [`delete_after_import`](Self::delete_after_import).
+    async fn delete_if_asked(&self, id: &[u8]) -> Result<(), MigrateError> {
         if self.delete {
             self.store.delete(id).await.map_err(MigrateError::Redis)?;
         }
-        counts.imported += 1;
         Ok(())
     }
 }
