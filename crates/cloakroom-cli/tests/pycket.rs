@@ -274,3 +274,32 @@ async fn the_demo_imports_tornado_users_from_pycket_on_memcached() {
     let log = demo.stop();
     assert!(log.contains("from Memcached"), "{log}");
 }
+
+/// A Tornado secret that is not the Tornado app's: every Tornado user
+/// looks signed out, and the log says why (in either mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_tornado_secret_is_logged() {
+    let redis = RedisServer::start();
+    let tornado = TornadoSeed::start(&redis, TORNADO_SECRET).await;
+    let browser = tornado.client();
+    assert_eq!(browser.get("/?name=alice").await.body, "index get ok!");
+    let pycket_id = browser.cookie("PYCKET_ID").expect("a PYCKET_ID");
+    for mode in ["share", "migrate"] {
+        let env = [
+            ("CLOAKROOM_PYCKET_MODE", mode),
+            (
+                "CLOAKROOM_PYCKET_COOKIE_SECRET",
+                "not the Tornado app's secret",
+            ),
+        ];
+        let demo = demo(&env, Some(&redis.url())).await;
+        let c = demo.client();
+        c.set_cookie("PYCKET_ID", &pycket_id);
+        assert_eq!(c.get("/detail").await.body, "detail get ok! None", "{mode}");
+        let log = demo.stop();
+        assert!(
+            log.contains("a PYCKET_ID failed verification"),
+            "{mode}: {log}"
+        );
+    }
+}

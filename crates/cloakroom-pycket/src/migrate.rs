@@ -422,7 +422,9 @@ fn pycket_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<Vec<u8>> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    req.headers()
+    let mut seen = false;
+    let id = req
+        .headers()
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|h| h.as_bytes().split(|b| *b == b';'))
@@ -440,10 +442,15 @@ fn pycket_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<Vec<u8>> {
         })
         .take(4)
         .find_map(|v| {
+            seen = true;
             secret
                 .verify(PYCKET_COOKIE, v, crate::DEFAULT_MAX_AGE_DAYS, now)
                 .map(|s| s.value)
-        })
+        });
+    if seen && id.is_none() {
+        crate::tornado::warn_rejected_pycket_id();
+    }
+    id
 }
 
 async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(), MigrateError> {

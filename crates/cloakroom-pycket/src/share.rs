@@ -217,7 +217,7 @@ fn pycket_cookies<B>(req: &Request<B>) -> Vec<String> {
 /// `get_secure_cookie` would accept carries, if any.
 fn verified_id(values: &[String], secret: &TornadoSecret) -> Option<String> {
     let now = unix_now();
-    values.iter().find_map(|value| {
+    let id = values.iter().find_map(|value| {
         secret
             .verify(
                 PYCKET_COOKIE,
@@ -226,7 +226,11 @@ fn verified_id(values: &[String], secret: &TornadoSecret) -> Option<String> {
                 now,
             )
             .and_then(|s| String::from_utf8(s.value).ok())
-    })
+    });
+    if id.is_none() && !values.is_empty() {
+        crate::tornado::warn_rejected_pycket_id();
+    }
+    id
 }
 
 fn unix_now() -> u64 {

@@ -224,6 +224,30 @@ fn hex_decode(s: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Warns, at most once a minute, that a request carried a `PYCKET_ID`
+/// no key verifies: forged, expired, or signed with another secret. A
+/// steady stream of them after a deploy means the configured Tornado
+/// `cookie_secret` is not the Tornado app's, and every Tornado user looks
+/// signed out here.
+#[cfg(feature = "migrate")]
+pub(crate) fn warn_rejected_pycket_id() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    static REJECTED: AtomicU64 = AtomicU64::new(0);
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let total = REJECTED.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            rejected_total = total,
+            "a PYCKET_ID failed verification (forged, expired, or signed with another \
+             secret: check that pycket.cookie_secret is the Tornado app's cookie_secret)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
