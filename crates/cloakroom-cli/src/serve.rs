@@ -170,7 +170,12 @@ async fn pycket_bridge(
         );
         return Ok(Bridge::Share(
             cloakroom_pycket::ShareLayer::new(store, secret)
-                .secure(cookies.cookies.secure.unwrap_or(true)),
+                .secure(cookies.cookies.secure.unwrap_or(true))
+                .expires_days(match pycket.expires_days {
+                    None => Some(cloakroom_pycket::TORNADO_EXPIRES_DAYS),
+                    Some(0) => None,
+                    days => days,
+                }),
         ));
     }
     tracing::info!(

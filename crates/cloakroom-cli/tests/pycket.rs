@@ -81,6 +81,19 @@ async fn in_share_mode_tornado_and_the_demo_serve_the_same_users() {
         set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
         "{set_cookie}"
     );
+    // Persistent, as Tornado's set_secure_cookie makes it: 30 days.
+    assert!(set_cookie.contains("Max-Age=2592000"), "{set_cookie}");
+    // Never cached, as Cloakroom's own responses that set a cookie.
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(r.header("vary").as_deref(), Some("cookie"));
+    // A read is private to its user; an untouched route says nothing.
+    let read = new_on_rust.get("/detail").await;
+    assert_eq!(read.body, "detail get ok! bob");
+    assert_eq!(read.header("cache-control").as_deref(), Some("private"));
+    assert_eq!(read.header("vary").as_deref(), Some("cookie"));
+    let untouched = new_on_rust.get("/health").await;
+    assert_eq!(untouched.header("cache-control"), None);
+    assert_eq!(untouched.header("vary"), None);
     let created = new_on_rust
         .cookie("PYCKET_ID")
         .expect("a PYCKET_ID from Rust");
@@ -301,5 +314,28 @@ async fn a_wrong_tornado_secret_is_logged() {
             log.contains("a PYCKET_ID failed verification"),
             "{mode}: {log}"
         );
+    }
+}
+
+/// pycket's `cookies.expires_days`, as `pycket.expires_days`: a
+/// `PYCKET_ID` that share mode makes lasts as long as Tornado's would; `0`
+/// keeps it to the browser session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_mode_cookies_last_as_pycket_says() {
+    let redis = RedisServer::start();
+    for (days, expected) in [("120", Some("Max-Age=10368000")), ("0", None)] {
+        let env = [
+            ("CLOAKROOM_PYCKET_MODE", "share"),
+            ("CLOAKROOM_PYCKET_EXPIRES_DAYS", days),
+        ];
+        let demo = demo(&env, Some(&redis.url())).await;
+        let r = demo.client().get("/?name=erin").await;
+        let set_cookie = r.set_cookies().join("\n");
+        assert!(set_cookie.contains("PYCKET_ID="), "{set_cookie}");
+        match expected {
+            Some(max_age) => assert!(set_cookie.contains(max_age), "{set_cookie}"),
+            None => assert!(!set_cookie.contains("Max-Age"), "{set_cookie}"),
+        }
+        demo.stop();
     }
 }

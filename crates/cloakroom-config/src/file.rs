@@ -139,12 +139,16 @@ pub struct PycketConfig {
     /// pycket's Redis, or in migrate mode its Memcached (`memcache://`)
     /// (default: `storage.url`).
     pub url: Option<String>,
-    /// pycket's `db_sessions` (default 0).
+    /// pycket's `db_sessions` (default: the database in `url`, else 0).
     pub db_sessions: Option<u32>,
     /// pycket's `db_notifications` (default 1).
     pub db_notifications: Option<u32>,
     /// Delete pycket's session once imported (default false).
     pub delete_after_import: Option<bool>,
+    /// pycket's `cookies.expires_days`: how long a `PYCKET_ID` that share
+    /// mode makes lasts (default 30, Tornado's; `0`: until the browser
+    /// closes).
+    pub expires_days: Option<u32>,
 }
 
 impl fmt::Debug for PycketConfig {
@@ -158,6 +162,7 @@ impl fmt::Debug for PycketConfig {
             .field("url", &self.url.as_deref().map(redact_url))
             .field("db_sessions", &self.db_sessions)
             .field("db_notifications", &self.db_notifications)
+            .field("expires_days", &self.expires_days)
             .field("delete_after_import", &self.delete_after_import)
             .finish()
     }
@@ -463,6 +468,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("pycket", "db_sessions", Kind::Int),
     ("pycket", "db_notifications", Kind::Int),
     ("pycket", "delete_after_import", Kind::Bool),
+    ("pycket", "expires_days", Kind::Int),
 ];
 
 const ENV_PREFIX: &str = "CLOAKROOM_";

@@ -45,5 +45,7 @@ pub use migrate::{
 };
 pub use pickle::{PickleError, pickle, unpickle};
 #[cfg(feature = "migrate")]
-pub use share::{PYCKET_EXPIRE, ShareError, ShareLayer, ShareService, SharedSession};
+pub use share::{
+    PYCKET_EXPIRE, ShareError, ShareLayer, ShareService, SharedSession, TORNADO_EXPIRES_DAYS,
+};
 pub use tornado::{DEFAULT_MAX_AGE_DAYS, SignedValue, TornadoSecret};

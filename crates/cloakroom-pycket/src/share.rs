@@ -4,7 +4,7 @@
 
 use crate::migrate::{PycketRedis, RedisError};
 use crate::{PYCKET_COOKIE, PickleError, TornadoSecret, pickle, unpickle};
-use http::header::{COOKIE, HeaderValue, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, SET_COOKIE, VARY};
 use http::{Request, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,11 +64,18 @@ impl ShareError {
     }
 }
 
+#[derive(Clone)]
 struct Settings {
     store: PycketRedis,
     secret: TornadoSecret,
     secure: bool,
+    /// Days a new `PYCKET_ID` lasts; `None`: until the browser closes.
+    expires_days: Option<u32>,
 }
+
+/// How long Tornado's `set_secure_cookie` keeps a cookie unless told
+/// otherwise, and so pycket's `PYCKET_ID` without `cookies.expires_days`.
+pub const TORNADO_EXPIRES_DAYS: u32 = 30;
 
 /// The tower layer of share mode. For each request it puts a
 /// [`SharedSession`] in the request's extensions: the pycket session that
@@ -123,6 +130,7 @@ impl ShareLayer {
                 store,
                 secret,
                 secure: true,
+                expires_days: Some(TORNADO_EXPIRES_DAYS),
             }),
         }
     }
@@ -131,11 +139,29 @@ impl ShareLayer {
     /// set no flags at all, share mode also sets `HttpOnly` and
     /// `SameSite=Lax`).
     pub fn secure(self, secure: bool) -> Self {
-        let settings = Settings {
-            store: self.settings.store.clone(),
-            secret: self.settings.secret.clone(),
-            secure,
-        };
+        self.with(|s| s.secure = secure)
+    }
+
+    /// How many days a new `PYCKET_ID` cookie lasts, as pycket's
+    /// `cookies.expires_days` says to Tornado (default
+    /// [`TORNADO_EXPIRES_DAYS`], Tornado's own default); `None`: until the
+    /// browser closes.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), redis::RedisError> {
+    /// use cloakroom_pycket::{PycketRedis, ShareLayer, TornadoSecret};
+    /// let store = PycketRedis::connect("redis://127.0.0.1:6379", 10, 11).await?;
+    /// let layer = ShareLayer::new(store, TornadoSecret::new("the Tornado cookie_secret"))
+    ///     .expires_days(Some(120));
+    /// # Ok(()) }
+    /// ```
+    pub fn expires_days(self, days: Option<u32>) -> Self {
+        self.with(|s| s.expires_days = days)
+    }
+
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::clone(&self.settings);
+        change(&mut settings);
         ShareLayer {
             settings: Arc::new(settings),
         }
@@ -192,8 +218,19 @@ where
         req.extensions_mut().insert(session.clone());
         Box::pin(async move {
             let mut response = inner.call(req).await?;
-            if let Some(cookie) = session.new_cookie() {
-                response.headers_mut().append(SET_COOKIE, cookie);
+            let (cookie, used) = session.outcome();
+            let headers = response.headers_mut();
+            // As Cloakroom's own layer does: a shared cache must never
+            // serve one user's page, or their new cookie, to another.
+            if let Some(cookie) = cookie {
+                headers.append(SET_COOKIE, cookie);
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            if used {
+                headers.append(VARY, HeaderValue::from_static("cookie"));
+                if !headers.contains_key(CACHE_CONTROL) {
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+                }
             }
             Ok(response)
         })
@@ -271,6 +308,8 @@ struct State {
     cookie: Option<HeaderValue>,
     /// The stored pickle as last read or written.
     loaded: Option<Stored>,
+    /// Whether the handler used the session at all.
+    used: bool,
 }
 
 /// A stored pickle (`None`: nothing stored) and its dict (`None` when it
@@ -289,6 +328,7 @@ impl SharedSession {
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing under this lock can panic half-way.
         let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.used = true;
         if !st.unchecked.is_empty() {
             let values = std::mem::take(&mut st.unchecked);
             st.id = verified_id(&values, &self.inner.settings.secret);
@@ -301,11 +341,12 @@ impl SharedSession {
         self.state().id.clone()
     }
 
-    /// The cookie a write made, without checking the request's (an
-    /// untouched request stays unchecked).
-    fn new_cookie(&self) -> Option<HeaderValue> {
+    /// The cookie a write made, and whether the session was used, without
+    /// checking the request's cookie (an untouched request stays
+    /// unchecked).
+    fn outcome(&self) -> (Option<HeaderValue>, bool) {
         let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.cookie.take()
+        (st.cookie.take(), st.used)
     }
 
     /// The id to write under: the request's, or a new one (uuid4, as
@@ -322,6 +363,9 @@ impl SharedSession {
             .secret
             .sign(PYCKET_COOKIE, id.as_bytes(), unix_now());
         let mut cookie = format!("{PYCKET_COOKIE}={signed}; Path=/; HttpOnly; SameSite=Lax");
+        if let Some(days) = self.inner.settings.expires_days {
+            cookie.push_str(&format!("; Max-Age={}", u64::from(days) * 86_400));
+        }
         if self.inner.settings.secure {
             cookie.push_str("; Secure");
         }
