@@ -12,9 +12,11 @@
 //!     --listen 127.0.0.1:8889 --store redis://127.0.0.1:6379/0
 //! ```
 //!
-//! `--store` takes every URL `cloakroom serve` takes (`memory://`,
-//! `redis://`, `rediss://`, `redis+cluster://`, `redis+sentinel://`,
-//! `memcache://`); `--config` reads a `cloakroom.toml`, and the
+//! `--store` takes the memory, Redis and Memcached URLs `cloakroom serve`
+//! takes (`memory://`, `redis://`, `redis+cluster://`,
+//! `redis+sentinel://`, `memcache://`; not `rediss://`, which needs the
+//! `tls` feature this example is built without); `--config` reads a
+//! `cloakroom.toml`, and the
 //! `CLOAKROOM_*` variables (`CLOAKROOM_COOKIE_SECRET`, …) override it.
 
 use actix_web::http::header::USER_AGENT;

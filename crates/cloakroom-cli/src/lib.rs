@@ -31,6 +31,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the seed demo: `/?name=NAME` stores it, `/detail` shows it.
+    ///
+    /// With `[pycket] mode` (`CLOAKROOM_PYCKET_MODE=share|migrate`), beside
+    /// a Tornado app on pycket: sharing its sessions, or importing them.
     Serve(ServeArgs),
     /// List and end users' sessions in the store.
     Sessions(SessionsArgs),

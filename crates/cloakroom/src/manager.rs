@@ -307,16 +307,20 @@ impl SessionManager {
     /// [`Error::status_and_body`] (`503` while the store is down). It also
     /// logs the error; a store outage is logged once, not per request.
     pub fn commit_error_response(&self, err: &Error) -> http::Response<String> {
+        let (status, body) = err.status_and_body();
         if err.is_unavailable() {
             // The store's failure is already in the log, once (health.rs).
             tracing::debug!(error = %err, "session was not saved");
+        } else if status.is_client_error() {
+            // The request's doing (over the size limits, over the user's
+            // session cap): worth a warning, not an operator's alarm.
+            tracing::warn!(error = %err, %status, "session was not saved");
         } else {
             tracing::error!(error = %err, "session was not saved");
         }
         if let Some(page) = &self.shared.error_page {
             return page(err);
         }
-        let (status, body) = err.status_and_body();
         let mut response = http::Response::new(body.to_owned());
         *response.status_mut() = status;
         response.headers_mut().insert(
