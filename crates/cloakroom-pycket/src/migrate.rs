@@ -330,6 +330,32 @@ struct Settings {
     store: PycketStore,
     secret: TornadoSecret,
     delete: bool,
+    /// pycket ids this process found imported already, with nothing left
+    /// to take over: later requests with them cost no round trip. An
+    /// import is once per pycket session, ever, so an entry never goes
+    /// stale; the bound only forgets the oldest.
+    done: std::sync::Mutex<lru::LruCache<Vec<u8>, ()>>,
+}
+
+/// How many imported pycket ids [`Settings::done`] remembers (36 bytes
+/// each, a few MiB at most).
+const DONE_IDS: usize = 65_536;
+
+fn done_ids() -> std::sync::Mutex<lru::LruCache<Vec<u8>, ()>> {
+    let cap = std::num::NonZeroUsize::new(DONE_IDS).unwrap_or(std::num::NonZeroUsize::MIN);
+    std::sync::Mutex::new(lru::LruCache::new(cap))
+}
+
+impl Settings {
+    fn is_done(&self, id: &[u8]) -> bool {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.get(id).is_some()
+    }
+
+    fn mark_done(&self, id: &[u8]) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.put(id.to_vec(), ());
+    }
 }
 
 /// The tower layer of migrate mode. Install it *inside* Cloakroom's
@@ -375,6 +401,7 @@ impl MigrateLayer {
                 store: store.into(),
                 secret,
                 delete: false,
+                done: done_ids(),
             }),
         }
     }
@@ -387,6 +414,7 @@ impl MigrateLayer {
                 store: s.store.clone(),
                 secret: s.secret.clone(),
                 delete,
+                done: done_ids(),
             }),
         }
     }
@@ -454,6 +482,11 @@ fn pycket_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<Vec<u8>> {
 }
 
 async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(), MigrateError> {
+    // Imported already, and nothing prepared to take over: the user signed
+    // out of the Cloakroom session since, say, and still sends PYCKET_ID.
+    if settings.is_done(id) {
+        return Ok(());
+    }
     // A session prepared by a bulk import is taken over under a fresh id
     // (one read, on a request without a Cloakroom cookie only).
     if session
@@ -472,6 +505,18 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
     // Once per pycket session, ever: a later request without a live
     // Cloakroom session (after a logout, say) must not import it again.
     if !settings.store.claim(id).await? {
+        // Claimed by another import. A bulk import prepares its session
+        // before it claims, so one may have appeared since the look above:
+        // take it now. Otherwise nothing is left to do, ever.
+        if session
+            .take_over(&settings.secret.handover(id))
+            .await
+            .map_err(MigrateError::Session)?
+        {
+            tracing::info!("took over a pycket session imported ahead of time");
+            return Ok(());
+        }
+        settings.mark_done(id);
         return Ok(());
     }
     let Some(found) = settings.store.read(id).await? else {

@@ -70,6 +70,15 @@ async fn a_tornado_user_is_carried_over_once() {
         "detail get ok! None",
         "signed out stays signed out"
     );
+    // This process knows now that the pycket session is imported for
+    // good: a request with only PYCKET_ID costs no round trip.
+    let later = with_pycket(&rust, &browser);
+    let trips = redis
+        .round_trips(async {
+            assert_eq!(later.get("/detail").await.body, "detail get ok! None");
+        })
+        .await;
+    assert_eq!(trips, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
