@@ -66,10 +66,7 @@ impl RedisConfig {
     /// (the credentials in the URL are the sentinels'; the data nodes' come
     /// from [`node_credentials`](Self::node_credentials)).
     pub fn from_url(url: &str) -> Result<Self> {
-        let parse = |url: &str| {
-            url.into_connection_info()
-                .map_err(|e| Error::Config(format!("storage.url: {e}")))
-        };
+        let parse = |url: &str| url.into_connection_info().map_err(|e| url_error(url, &e));
         // `[AUTH@]HOST:PORT,HOST:PORT` as one connection info per host.
         let hosts = |scheme: &str, list: &str| -> Result<Vec<redis::ConnectionInfo>> {
             let (auth, hosts) = match list.rsplit_once('@') {
@@ -366,4 +363,43 @@ pub(crate) enum Clients {
     Cluster(redis::cluster::ClusterClient),
     /// A master found through Sentinel.
     Sentinel(crate::conn::Sentinel),
+}
+
+/// A URL redis-rs refused, said without its internal error kind, and with
+/// what to do when the URL needs TLS this build leaves out.
+fn url_error(url: &str, e: &redis::RedisError) -> Error {
+    if !cfg!(feature = "tls") && url.starts_with("rediss://") {
+        return Error::Config(
+            "storage.url: rediss:// needs TLS, which this build leaves out: enable \
+             cloakroom-redis's `tls` feature (for the cloakroom binary, build it with \
+             --features tls)"
+                .to_owned(),
+        );
+    }
+    let text = e.to_string();
+    let kind = format!(" - {:?}", e.kind());
+    Error::Config(format!("storage.url: {}", text.replacen(&kind, "", 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_errors_say_what_is_wrong_without_the_clients_internals() {
+        let Err(Error::Config(bad_db)) = RedisConfig::from_url("redis://127.0.0.1:6379/abc") else {
+            panic!("a database that is not a number is an error")
+        };
+        assert!(bad_db.contains("database"), "{bad_db}");
+        assert!(!bad_db.contains("InvalidClientConfig"), "{bad_db}");
+        let tls = RedisConfig::from_url("rediss://127.0.0.1:6379");
+        if cfg!(feature = "tls") {
+            assert!(tls.is_ok());
+        } else {
+            let Err(Error::Config(tls)) = tls else {
+                panic!("rediss:// without the tls feature is an error")
+            };
+            assert!(tls.contains("--features tls"), "{tls}");
+        }
+    }
 }
