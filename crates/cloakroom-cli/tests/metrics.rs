@@ -22,10 +22,12 @@ fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], cloakroom_testkit::free_port()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_after_a_scripted_flow() {
-    let mut redis = RedisServer::start();
-    let metrics_addr = free_addr();
+/// The demo on `redis`, its metrics on `metrics_addr`, with `env`.
+async fn demo_with_metrics(
+    redis: &RedisServer,
+    metrics_addr: SocketAddr,
+    env: &[(&str, &str)],
+) -> AppProcess {
     let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
     cmd.arg("serve")
         .args(["--store", &redis.url()])
@@ -34,9 +36,23 @@ async fn every_metric_after_a_scripted_flow() {
             "CLOAKROOM_COOKIE_SECRET",
             "a secret for the metrics test, long enough",
         )
-        .env("CLOAKROOM_STORAGE_TIMEOUT_MS", "300")
-        .env("CLOAKROOM_LIMITS_MAX_SESSIONS_PER_USER", "1");
-    let demo = AppProcess::start(cmd).await;
+        .envs(env.iter().copied());
+    AppProcess::start(cmd).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_after_a_scripted_flow() {
+    let mut redis = RedisServer::start();
+    let metrics_addr = free_addr();
+    let demo = demo_with_metrics(
+        &redis,
+        metrics_addr,
+        &[
+            ("CLOAKROOM_STORAGE_TIMEOUT_MS", "300"),
+            ("CLOAKROOM_LIMITS_MAX_SESSIONS_PER_USER", "1"),
+        ],
+    )
+    .await;
     let prometheus = PrometheusServer::start(metrics_addr);
 
     // The seed flow, and a login.
@@ -130,16 +146,12 @@ async fn every_metric_after_a_scripted_flow() {
 async fn cache_metrics_exist_from_the_start_and_count() {
     let redis = RedisServer::start();
     let metrics_addr = free_addr();
-    let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
-    cmd.arg("serve")
-        .args(["--store", &redis.url()])
-        .args(["--metrics-listen", &metrics_addr.to_string()])
-        .env(
-            "CLOAKROOM_COOKIE_SECRET",
-            "a secret for the metrics test, long enough",
-        )
-        .env("CLOAKROOM_STORAGE_CACHE_MAX_BYTES", "1048576");
-    let demo = AppProcess::start(cmd).await;
+    let demo = demo_with_metrics(
+        &redis,
+        metrics_addr,
+        &[("CLOAKROOM_STORAGE_CACHE_MAX_BYTES", "1048576")],
+    )
+    .await;
     let scrape = || async { samples(&Client::new(metrics_addr).get("/metrics").await.body) };
 
     let before = scrape().await;

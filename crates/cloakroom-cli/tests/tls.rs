@@ -2,35 +2,19 @@
 //! real redis-server speaking TLS, with a CA made for the test by openssl.
 //! Run with `--features tls`.
 
-use cloakroom_testkit::{AppProcess, RedisServer, free_port};
+use cloakroom_testkit::AppProcess;
+use cloakroom_testkit::tls::TlsRedis;
 use std::process::Command;
 
 const SECRET: &str = "the TLS test's secret, 32 bytes or more";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_sessions_work_on_rediss_with_the_configured_ca() {
-    let dir = std::env::temp_dir().join(format!("cloakroom-cli-tls-{}", free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    cloakroom_testkit::tls::certificates(&dir);
-    let tls_port = free_port().to_string();
-    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
-    let redis = RedisServer::start_with(&[
-        "--tls-port",
-        &tls_port,
-        "--tls-cert-file",
-        &cert,
-        "--tls-key-file",
-        &key,
-        "--tls-ca-cert-file",
-        &ca,
-        "--tls-auth-clients",
-        "no",
-    ]);
-    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let redis = TlsRedis::start();
+    let (url, ca) = (&redis.url, redis.ca.to_string_lossy().into_owned());
 
     let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
-    cmd.args(["serve", "--store", &url])
+    cmd.args(["serve", "--store", url])
         .env("CLOAKROOM_COOKIE_SECRET", SECRET)
         .env("CLOAKROOM_STORAGE_TLS_CA_FILE", &ca);
     let demo = AppProcess::start(cmd).await;
@@ -38,7 +22,7 @@ async fn serve_and_sessions_work_on_rediss_with_the_configured_ca() {
     assert_eq!(c.get("/?name=alice").await.body, "index get ok!");
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
     // The session is in Redis, read here over its plain port.
-    assert_eq!(redis.cli(&["DBSIZE"]), "1");
+    assert_eq!(redis.server.cli(&["DBSIZE"]), "1");
 
     let count = |ca: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloakroom"));
@@ -46,7 +30,7 @@ async fn serve_and_sessions_work_on_rediss_with_the_configured_ca() {
             cmd.env_remove(k);
         }
         cmd.env("CLOAKROOM_COOKIE_SECRET", SECRET)
-            .args(["sessions", "count", "--store", &url]);
+            .args(["sessions", "count", "--store", url]);
         if let Some(ca) = ca {
             cmd.env("CLOAKROOM_STORAGE_TLS_CA_FILE", ca);
         }
@@ -62,5 +46,4 @@ async fn serve_and_sessions_work_on_rediss_with_the_configured_ca() {
     // Without the CA, the test's certificate is not trusted.
     let untrusted = count(None);
     assert!(!untrusted.status.success(), "an untrusted server was used");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -481,6 +481,22 @@ fn pycket_id<B>(req: &Request<B>, secret: &TornadoSecret) -> Option<Vec<u8>> {
     id
 }
 
+/// Takes over the session a bulk import prepared for `id`, if there is one.
+async fn take_prepared(
+    settings: &Settings,
+    session: &Session,
+    id: &[u8],
+) -> Result<bool, MigrateError> {
+    let taken = session
+        .take_over(&settings.secret.handover(id))
+        .await
+        .map_err(MigrateError::Session)?;
+    if taken {
+        tracing::info!("took over a pycket session imported ahead of time");
+    }
+    Ok(taken)
+}
+
 async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(), MigrateError> {
     // Imported already, and nothing prepared to take over: the user signed
     // out of the Cloakroom session since, say, and still sends PYCKET_ID.
@@ -489,12 +505,7 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
     }
     // A session prepared by a bulk import is taken over under a fresh id
     // (one read, on a request without a Cloakroom cookie only).
-    if session
-        .take_over(&settings.secret.handover(id))
-        .await
-        .map_err(MigrateError::Session)?
-    {
-        tracing::info!("took over a pycket session imported ahead of time");
+    if take_prepared(settings, session, id).await? {
         return Ok(());
     }
     // A live Cloakroom session wins (one read, which the handler would
@@ -508,15 +519,9 @@ async fn import(settings: &Settings, session: &Session, id: &[u8]) -> Result<(),
         // Claimed by another import. A bulk import prepares its session
         // before it claims, so one may have appeared since the look above:
         // take it now. Otherwise nothing is left to do, ever.
-        if session
-            .take_over(&settings.secret.handover(id))
-            .await
-            .map_err(MigrateError::Session)?
-        {
-            tracing::info!("took over a pycket session imported ahead of time");
-            return Ok(());
+        if !take_prepared(settings, session, id).await? {
+            settings.mark_done(id);
         }
-        settings.mark_done(id);
         return Ok(());
     }
     let Some(found) = settings.store.read(id).await? else {

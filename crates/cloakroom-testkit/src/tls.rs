@@ -32,3 +32,50 @@ pub fn certificates(dir: &Path) {
                 -out server.crt -days 2 -extfile san.ext";
     openssl(dir, &sign.split_whitespace().collect::<Vec<_>>());
 }
+
+/// A throw-away redis-server that also speaks TLS, with a certificate for
+/// 127.0.0.1 from a CA made for the test. Clients need not present one.
+pub struct TlsRedis {
+    /// The server; its plain port serves `redis-cli` checks.
+    pub server: crate::RedisServer,
+    /// `rediss://127.0.0.1:TLS_PORT`.
+    pub url: String,
+    /// The CA's certificate (PEM), to trust.
+    pub ca: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl TlsRedis {
+    /// Makes the certificates and starts the server.
+    pub fn start() -> TlsRedis {
+        let dir = std::env::temp_dir().join(format!("cloakroom-tls-{}", crate::free_port()));
+        std::fs::create_dir_all(&dir).expect("make the certificates' directory");
+        certificates(&dir);
+        let tls_port = crate::free_port().to_string();
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let server = crate::RedisServer::start_with(&[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &file("server.crt"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]);
+        TlsRedis {
+            server,
+            url: format!("rediss://127.0.0.1:{tls_port}"),
+            ca: dir.join("ca.crt"),
+            dir,
+        }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
