@@ -119,11 +119,14 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load(args.config.as_deref())?;
-    config.plain_http_on(args.listen);
+    let relaxed = config.plain_http_on(args.listen);
     if let Some(url) = args.store {
         config.storage.url = Some(url);
     }
     let sessions: SessionMiddleware = config.build().await?;
+    if relaxed {
+        tracing::warn!("{}", cloakroom_config::PLAIN_HTTP_WARNING);
+    }
     tracing::info!("listening on http://{}", args.listen);
     HttpServer::new(move || {
         App::new()

@@ -45,18 +45,23 @@ pub enum App {
 ///
 /// `listen` decides one default: on a loopback address, where the demo
 /// speaks plain HTTP, the cookie's `Secure` flag is off unless the
-/// configuration sets it.
+/// configuration sets it, and a warning says so once the layer is built.
 pub async fn build_layer(
     config: &Config,
     store_url: Option<&str>,
     listen: SocketAddr,
 ) -> Result<SessionLayer, Error> {
     let mut config = config.clone();
-    config.plain_http_on(listen);
+    let relaxed = config.plain_http_on(listen);
     if let Some(url) = store_url {
         config.storage.url = Some(url.to_owned());
     }
-    config.build().await
+    let layer = config.build().await?;
+    if relaxed {
+        // Only now: a configuration that fails to build says that alone.
+        tracing::warn!("{}", cloakroom_config::PLAIN_HTTP_WARNING);
+    }
+    Ok(layer)
 }
 
 /// Installs the Prometheus recorder and serves its text at `/metrics` on

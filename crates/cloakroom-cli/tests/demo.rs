@@ -124,13 +124,17 @@ fn bad_configuration_stops_start_up_naming_the_key() {
         assert!(!out.status.success(), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "expected {key:?} in {err}");
+        // A configuration that does not build says only what is wrong.
+        assert!(!err.contains("Secure flag is OFF"), "{err}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
         .args(["serve", "--listen", "127.0.0.1:0", "--store", "ftp://x"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ftp"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ftp"), "{err}");
+    assert!(!err.contains("Secure flag is OFF"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -68,6 +68,11 @@ pub async fn load<T: From<SessionManager>>(path: Option<&Path>) -> Result<T> {
     Config::load(path)?.build().await
 }
 
+/// What to tell the operator when [`Config::plain_http_on`] turned the
+/// cookie's `Secure` flag off.
+pub const PLAIN_HTTP_WARNING: &str = "plain HTTP on a loopback address: the session cookie's \
+     Secure flag is OFF; set cookies.secure = true behind TLS";
+
 impl Config {
     /// Connects the store this configuration picks and builds a `T` from
     /// it, with every setting applied.
@@ -106,9 +111,11 @@ impl Config {
 
     /// For a server speaking plain HTTP on `listen`: on a loopback address,
     /// where a browser would not send a `Secure` cookie back over plain
-    /// HTTP, turns `Secure` off unless `cookies.secure` is set, and warns.
-    /// Returns whether it did. The demos call it; behind TLS it changes
-    /// nothing that matters, since production listens elsewhere.
+    /// HTTP, turns `Secure` off unless `cookies.secure` is set. Returns
+    /// whether it did, so the caller can say so once the configuration
+    /// has built ([`PLAIN_HTTP_WARNING`] is the demos' wording). Behind
+    /// TLS it changes nothing that matters, since production listens
+    /// elsewhere.
     ///
     /// ```
     /// use cloakroom_config::Config;
@@ -123,10 +130,6 @@ impl Config {
             return false;
         }
         self.cookies.secure = Some(false);
-        tracing::warn!(
-            "plain HTTP on a loopback address: the session cookie's Secure flag is OFF; \
-             set cookies.secure = true behind TLS"
-        );
         true
     }
 
