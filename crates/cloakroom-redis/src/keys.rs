@@ -92,14 +92,12 @@ impl SessionKeys {
 }
 
 pub(crate) fn session_keys(prefix: &str, id: &SessionId) -> SessionKeys {
-    use base64::Engine as _;
     // Built by hand: this runs on every store call, and `format!` costs
-    // several times more. The id is encoded as `SessionId::encode` does,
-    // straight into the key.
+    // several times more.
     let mut data = String::with_capacity(prefix.len() + 22 + 3);
     data.push_str(prefix);
     data.push_str(":{");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut data);
+    id.encode_into(&mut data);
     data.push('}');
     SessionKeys { data }
 }
@@ -179,6 +177,8 @@ mod tests {
         let id = SessionId::from([7u8; 16]);
         let k = session_keys("cr", &id);
         assert_eq!(k.data, format!("cr:{{{id}}}"));
+        // The form keys already in Redis have: changing it loses them.
+        assert_eq!(k.data, "cr:{BwcHBwcHBwcHBwcHBwcHBw}");
         assert_eq!(k.notes(), format!("cr:{{{id}}}:n"));
         assert_eq!(k.staging(), format!("cr:{{{id}}}:new"));
     }

@@ -9,7 +9,7 @@
 //! else sees it, so a forged cookie never costs a store round trip.
 
 use crate::error::{Error, Result};
-use crate::token::{TOKEN_B64_LEN, Token};
+use crate::token::{TOKEN_B64_LEN, Token, push_base64url};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -190,13 +190,13 @@ impl KeyRing {
             .finalize()
             .into_bytes();
         let mut out = String::with_capacity(STAMPED_LEN);
-        URL_SAFE_NO_PAD.encode_string(token.as_bytes(), &mut out);
+        push_base64url(&mut out, token.as_bytes());
         out.push('.');
         if let Some(stamp) = &stamp {
-            URL_SAFE_NO_PAD.encode_string(stamp, &mut out);
+            push_base64url(&mut out, stamp);
             out.push('.');
         }
-        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        push_base64url(&mut out, &tag);
         out
     }
 
