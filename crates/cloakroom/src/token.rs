@@ -256,6 +256,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn base64url_into_a_string_matches_the_engine_at_every_length() {
+        // 0 to 60 bytes: past the stack buffer's 48 too.
+        let bytes: Vec<u8> = (0u8..60).map(|b| b.wrapping_mul(37)).collect();
+        for len in 0..=bytes.len() {
+            let mut out = String::from("x:");
+            push_base64url(&mut out, &bytes[..len]);
+            assert_eq!(out, format!("x:{}", URL_SAFE_NO_PAD.encode(&bytes[..len])));
+        }
+    }
+
+    #[test]
     fn tokens_are_256_bits_and_distinct() {
         let a = Token::generate();
         let b = Token::generate();
