@@ -267,9 +267,13 @@ impl Pool {
     /// current-thread runtime thread), each looking the master up on its
     /// first call.
     pub(crate) fn sentinel(sentinel: Sentinel, timeout: Duration) -> Pool {
+        // redis-rs's own response timeout must fire before the store's
+        // (which starts first, and drops the call unseen): a master that
+        // hangs without closing its connections is then seen to time out,
+        // and the next call asks the sentinels again.
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_response_timeout(Some(timeout * 3 / 4));
         Pool::of(1, move || {
             Conn::Sentinel(SentinelConn {
                 shared: Arc::new(SentinelShared {

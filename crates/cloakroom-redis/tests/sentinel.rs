@@ -81,6 +81,61 @@ async fn sessions_survive_a_failover_and_writes_resume() {
     );
 }
 
+/// A master that hangs (its process stopped, its connections open) is
+/// left for the one the sentinels promote: a call that times out counts as
+/// the master being gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_is_left_for_the_promoted_replica() {
+    let set = RedisSentinels::start();
+    let config = RedisConfig::from_url(&set.url())
+        .unwrap()
+        .node_credentials(None, RedisSentinels::DATA_PASSWORD)
+        .timeout(Duration::from_millis(500));
+    let store = RedisStore::connect(config).await.unwrap();
+    let policy = ExpiryPolicy::default();
+    let now = || policy.at(SystemClock.now());
+    let id = new_id();
+    let mut p = Patch::default();
+    p.create();
+    p.set("n", "1".into());
+    assert_eq!(store.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
+    let acked = set.master.cli(&[
+        "--no-auth-warning",
+        "-a",
+        RedisSentinels::DATA_PASSWORD,
+        "WAIT",
+        "1",
+        "2000",
+    ]);
+    assert_eq!(acked, "1", "the replica acknowledged the write");
+
+    set.master.freeze();
+    let frozen = Instant::now();
+    let deadline = frozen + Duration::from_secs(30);
+    let read = loop {
+        let read = store.load(&id, &now()).await;
+        if matches!(read, Ok(Some(_))) || Instant::now() >= deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Thawed before asserting, so the fixture can stop it either way.
+    set.master.thaw();
+    let record = read
+        .unwrap_or_else(|e| panic!("still on the hung master after 30 s: {e}"))
+        .expect("the session, from the promoted replica");
+    assert_eq!(record.values["n"], "1");
+    println!(
+        "hung master: reads recovered {:?} after it stopped",
+        frozen.elapsed()
+    );
+    let promoted = set.sentinel_cli(0, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]);
+    assert!(
+        promoted.contains(&set.replica.port.to_string()),
+        "{promoted}"
+    );
+}
+
 /// The session inventory through Sentinel.
 mod inventory {
     use super::*;

@@ -147,6 +147,17 @@ impl Process {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running process.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the process is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -227,6 +238,17 @@ impl RedisServer {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.process.restart();
+    }
+
+    /// Stops the process without closing its sockets, as a hung host
+    /// would: connections stay open and nothing answers.
+    pub fn freeze(&self) {
+        self.process.signal("STOP");
+    }
+
+    /// Lets a [`freeze`](Self::freeze)d server run again.
+    pub fn thaw(&self) {
+        self.process.signal("CONT");
     }
 
     /// Runs a command with redis-cli and returns its output.
