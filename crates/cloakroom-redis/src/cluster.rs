@@ -4,8 +4,9 @@
 //! `ASK` for a key it no longer holds: the client must send `ASKING`, then
 //! the command, to the importing node. redis-rs does that for single
 //! commands, but not for a `MULTI`: the owner answers `ASK` to each queued
-//! command and `EXECABORT` to the `EXEC`, and redis-rs hands back only the
-//! `EXECABORT`, without the address. So the store asks the owner itself
+//! command and `EXECABORT` to the `EXEC`, and redis-rs returns an
+//! `EXECABORT` error that it neither retries nor refreshes its slot map
+//! for. So the store asks the owner itself
 //! which node imports the slot (`CLUSTER NODES`, the owner's own line
 //! marks `[SLOT->-NODE]`), and sends `ASKING`, `MULTI` … `EXEC` there on
 //! one connection, as node-redis and rueidis do. This only happens on the
@@ -161,8 +162,8 @@ impl RedisStore {
 
     /// Runs a transaction refused for a redirect: on the importing node
     /// after `ASKING` (`asking`) if the slot is being migrated, or once
-    /// more as it was (`plain`) if it has moved since (the client has
-    /// refreshed its slot map). Returns the first queued command's reply,
+    /// more as it was (`plain`) if it is not migrating. Returns the first
+    /// queued command's reply,
     /// or `None` if it was refused again.
     pub(crate) async fn transaction_asking(
         &self,

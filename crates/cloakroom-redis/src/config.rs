@@ -176,7 +176,10 @@ impl RedisConfig {
         self
     }
 
-    /// The bound on every store call, connecting included (default 2 s).
+    /// The bound on each round trip to Redis, connecting included
+    /// (default 2 s). An operation of several round trips (a read that
+    /// pushes the idle deadline, a rename on a cluster) can take a
+    /// multiple of it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -210,8 +213,9 @@ impl RedisConfig {
     /// connections, in RESP3, carry the misses and the invalidations (one
     /// shared, and one per thread of a current-thread runtime, as
     /// [`max_connections`](Self::max_connections) says). Not available on
-    /// Redis Cluster (start-up fails with a clear error). See the crate's
-    /// README for what it guarantees.
+    /// Redis Cluster (start-up fails with a clear error). The
+    /// repository's README ("The read cache (Redis)") and ARCHITECTURE.md
+    /// say what it guarantees.
     pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
         self.cache_max_bytes = bytes;
         self
@@ -219,7 +223,8 @@ impl RedisConfig {
 
     /// Keeps notifications in another database, as pycket did (its default
     /// was db 1). Costs one more round trip when a request writes
-    /// notifications, cycles or destroys its session. `None`, the default,
+    /// notifications, cycles or destroys its session, and up to two when
+    /// a write leaves the session with no names. `None`, the default,
     /// keeps them in the session's database under their own key.
     pub fn db_notifications(mut self, db: Option<i64>) -> Self {
         self.db_notifications = db;

@@ -3,7 +3,9 @@
 //! reader of [`crate::resp`].
 //!
 //! Each thread of a current-thread runtime (an actix-web worker) has one
-//! (see [`crate::conn::Pool`]), and its calls are the only ones on it. A
+//! (see [`crate::conn::Pool`]), and its calls are the only ones on it, up
+//! to `max(max_connections, 2 × CPUs)` threads; past that, threads
+//! share. A
 //! redis-rs multiplexed connection would pass each call to its I/O task
 //! and each reply back through a channel, and read replies with a slower
 //! reader; measured on a session write, that was most of the difference

@@ -212,10 +212,11 @@ impl RedisStore {
         Ok(alive != 0)
     }
 
-    /// Runs a `MULTI` under the timeout; `None` when it was discarded
-    /// before anything ran because a slot is moving between cluster nodes
-    /// (`MOVED` or `ASK` for a queued command), which redis-rs does not
-    /// follow for transactions.
+    /// Runs a `MULTI` under the timeout; `None` when Redis discarded it
+    /// before anything ran (`EXECABORT`: most often a slot moving between
+    /// cluster nodes, `MOVED` or `ASK` for a queued command, which redis-rs
+    /// does not follow for transactions) or refused it for the cluster's
+    /// state (`TRYAGAIN`, `CLUSTERDOWN`).
     async fn transaction<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
