@@ -45,6 +45,7 @@
 //! ```
 
 mod config;
+mod error;
 mod schema;
 mod store;
 

@@ -1,6 +1,7 @@
 //! The versioned schema: a table, its indexes and four functions, in a
 //! schema of their own, with a one-row table holding the version.
 
+use crate::error::pg_error;
 use cloakroom::{Error, Result};
 
 /// The schema version this build writes and needs.
@@ -55,17 +56,17 @@ pub(crate) async fn migrate(
     schema: &str,
     create: bool,
 ) -> Result<()> {
-    let tx = client.transaction().await.map_err(Error::unavailable)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
     let found = if create {
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('cloakroom schema ' || $1, 0))",
             &[&schema],
         )
         .await
-        .map_err(Error::unavailable)?;
+        .map_err(pg_error)?;
         tx.batch_execute(&preamble(schema))
             .await
-            .map_err(Error::unavailable)?;
+            .map_err(pg_error)?;
         current_version(&tx, schema).await?
     } else {
         let exists: bool = tx
@@ -74,7 +75,7 @@ pub(crate) async fn migrate(
                 &[&format!("{schema}.schema_version")],
             )
             .await
-            .map_err(Error::unavailable)?
+            .map_err(pg_error)?
             .get(0);
         if exists {
             current_version(&tx, schema).await?
@@ -89,7 +90,7 @@ pub(crate) async fn migrate(
         )));
     }
     if found == SCHEMA_VERSION {
-        return tx.commit().await.map_err(Error::unavailable);
+        return tx.commit().await.map_err(pg_error);
     }
     if !create {
         return Err(Error::Config(format!(
@@ -101,15 +102,15 @@ pub(crate) async fn migrate(
     for migration in &MIGRATIONS[from..] {
         tx.batch_execute(&in_schema(migration, schema))
             .await
-            .map_err(Error::unavailable)?;
+            .map_err(pg_error)?;
     }
     tx.batch_execute(&format!(
         "DELETE FROM {schema}.schema_version;\n\
          INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});"
     ))
     .await
-    .map_err(Error::unavailable)?;
-    tx.commit().await.map_err(Error::unavailable)?;
+    .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)?;
     tracing::info!(
         schema,
         from = found,
@@ -126,7 +127,7 @@ async fn current_version(tx: &tokio_postgres::Transaction<'_>, schema: &str) -> 
             &[],
         )
         .await
-        .map_err(Error::unavailable)?;
+        .map_err(pg_error)?;
     row.try_get(0)
         .map_err(|e| Error::Corrupt(format!("schema_version: {e}")))
 }

@@ -3,6 +3,7 @@
 //! round trip and atomic under the row's lock.
 
 use crate::config::PostgresConfig;
+use crate::error::{pg_error, refused_for_good};
 use crate::schema;
 use cloakroom::inventory::{CLIENT_NAME, USER_NAME, user_json};
 use cloakroom::store::RuntimeThread;
@@ -220,9 +221,16 @@ impl PostgresStore {
     }
 
     /// Connects, and makes the schema ready if it is not yet: a health
-    /// check, and a way to see start-up errors early.
+    /// check, and a way to see start-up errors early. A refusal that only
+    /// the operator can mend (wrong credentials, a database that does not
+    /// exist, no right to create the schema) is [`Error::Config`], with
+    /// PostgreSQL's reason; an unreachable server is
+    /// [`Error::Unavailable`]. (The same refusal during a session call is
+    /// an outage, answered with `503`.)
     pub async fn ping(&self) -> Result<()> {
-        self.run(async { self.conn().await.map(drop) }).await
+        self.run(async { self.conn().await.map(drop) })
+            .await
+            .map_err(refused_for_good)
     }
 
     /// The schema the store uses.
@@ -241,9 +249,7 @@ impl PostgresStore {
                 .run(async {
                     let conn = self.conn().await?;
                     let stmt = prepare(&conn, &self.inner.sql.delete_expired).await?;
-                    conn.execute(&stmt, &[&now, &limit])
-                        .await
-                        .map_err(Error::unavailable)
+                    conn.execute(&stmt, &[&now, &limit]).await.map_err(pg_error)
                 })
                 .await?;
             total += deleted;
@@ -266,6 +272,7 @@ impl PostgresStore {
         };
         let mut conn = pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Timeout(_) => Error::Timeout(self.inner.timeout),
+            deadpool_postgres::PoolError::Backend(e) => pg_error(e),
             other => Error::unavailable(other),
         })?;
         if !self.inner.ready.initialized() {
@@ -296,9 +303,7 @@ impl PostgresStore {
         self.run(async {
             let conn = self.conn().await?;
             let stmt = prepare(&conn, sql).await?;
-            conn.query_one(&stmt, params)
-                .await
-                .map_err(Error::unavailable)
+            conn.query_one(&stmt, params).await.map_err(pg_error)
         })
         .await
     }
@@ -311,7 +316,7 @@ impl PostgresStore {
         self.run(async {
             let conn = self.conn().await?;
             let stmt = prepare(&conn, sql).await?;
-            conn.query(&stmt, params).await.map_err(Error::unavailable)
+            conn.query(&stmt, params).await.map_err(pg_error)
         })
         .await
     }
@@ -398,7 +403,7 @@ fn connector(config: &PostgresConfig) -> Result<tokio_postgres_rustls::MakeRustl
 }
 
 async fn prepare(conn: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
-    conn.prepare_cached(sql).await.map_err(Error::unavailable)
+    conn.prepare_cached(sql).await.map_err(pg_error)
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -505,7 +510,7 @@ impl Store for PostgresStore {
                         ],
                     )
                     .await
-                    .map_err(Error::unavailable)
+                    .map_err(pg_error)
                 })
                 .await?;
             if changed == 1 {

@@ -39,3 +39,44 @@ async fn expired_rows_are_swept_in_batches() {
     )
     .await;
 }
+
+/// Refusals that retrying cannot mend (an unknown role, a missing
+/// database, no right to create the schema) are configuration errors
+/// carrying PostgreSQL's reason, so start-up stops instead of serving
+/// `503` for good; an unreachable server stays an outage.
+#[tokio::test]
+async fn refusals_only_the_operator_can_mend_stop_start_up_with_the_reason() {
+    let pg = PostgresServer::shared();
+    let connect = |url: String| async move {
+        let config = PostgresConfig::from_url(&url).expect("a valid URL");
+        PostgresStore::connect(config)
+            .await
+            .expect_err("a refused start")
+    };
+    let err = connect(format!("postgres://nobody@127.0.0.1:{}/postgres", pg.port)).await;
+    assert!(matches!(err, cloakroom::Error::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("role \"nobody\" does not exist"),
+        "{err}"
+    );
+
+    let err = connect(format!("postgres://postgres@127.0.0.1:{}/nosuch", pg.port)).await;
+    assert!(matches!(err, cloakroom::Error::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("\"nosuch\" does not exist"),
+        "{err}"
+    );
+
+    // A role that may log in but not create a schema.
+    let role = format!("weak{}", std::process::id());
+    pg.psql(&format!("CREATE ROLE {role} LOGIN"));
+    let err = connect(format!("postgres://{role}@127.0.0.1:{}/postgres", pg.port)).await;
+    assert!(matches!(err, cloakroom::Error::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    pg.psql(&format!("DROP ROLE {role}"));
+
+    // Nothing listening: not the operator's settings, the server's absence.
+    let port = cloakroom_testkit::free_port();
+    let err = connect(format!("postgres://postgres@127.0.0.1:{port}/postgres")).await;
+    assert!(err.is_unavailable(), "{err:?}");
+}
