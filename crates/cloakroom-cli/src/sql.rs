@@ -15,8 +15,9 @@ pub struct SqlArgs {
 enum SqlCommand {
     /// Print the SQL that creates the session schema at the version this
     /// build needs. Apply it, then run the store with schema creation off
-    /// (`PostgresConfig::create_schema(false)`), or let the store create
-    /// it on first use (the default).
+    /// (`storage.create_schema = false`, or
+    /// `PostgresConfig::create_schema(false)`), or let the store create it
+    /// on first use (the default).
     Schema {
         /// The database the SQL is for.
         #[arg(long, value_enum, default_value = "postgres")]
@@ -45,6 +46,11 @@ pub fn sql(args: SqlArgs) -> Result<(), Error> {
                         cloakroom_postgres::PostgresConfig::from_url("postgres://localhost")?
                             .schema(&schema)?;
                     cloakroom_postgres::schema_sql(config.schema_name())
+                }
+                SqlEngine::Sqlite if schema != cloakroom_postgres::DEFAULT_SCHEMA => {
+                    return Err(Error::Config(
+                        "--schema is for PostgreSQL: SQLite has no schemas".to_owned(),
+                    ));
                 }
                 SqlEngine::Sqlite => cloakroom_sqlite::schema_sql(),
             };

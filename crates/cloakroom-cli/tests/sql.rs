@@ -128,4 +128,12 @@ async fn the_printed_schema_is_the_one_the_store_needs() {
         .expect("run cloakroom sql schema");
     let sqlite = String::from_utf8(sqlite.stdout).expect("UTF-8");
     assert!(sqlite.contains("CREATE TABLE IF NOT EXISTS cloakroom_sessions"));
+    // A schema name means nothing to SQLite: said, not ignored.
+    let named = Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        .args(["sql", "schema", "--engine", "sqlite", "--schema", "other"])
+        .output()
+        .expect("run cloakroom sql schema");
+    assert!(!named.status.success());
+    let err = String::from_utf8_lossy(&named.stderr);
+    assert!(err.contains("--schema is for PostgreSQL"), "{err}");
 }

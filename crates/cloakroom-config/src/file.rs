@@ -244,6 +244,10 @@ pub struct StorageConfig {
     pub database: Option<String>,
     /// PostgreSQL schema holding the sessions (default `cloakroom`).
     pub schema: Option<String>,
+    /// PostgreSQL: whether the store creates and upgrades its schema
+    /// itself (default `true`); `false` for schemas applied from
+    /// `cloakroom sql schema`, when the store only checks the version.
+    pub create_schema: Option<bool>,
     /// SQLite database file, when no `url` is set (default
     /// `cloakroom-sessions.db`).
     pub path: Option<std::path::PathBuf>,
@@ -356,6 +360,7 @@ impl fmt::Debug for StorageConfig {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("database", &self.database)
             .field("schema", &self.schema)
+            .field("create_schema", &self.create_schema)
             .field("path", &self.path)
             .field("cleanup_interval_secs", &self.cleanup_interval_secs)
             .finish()
@@ -441,6 +446,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "tls_ca_file", Kind::Str),
     ("storage", "database", Kind::Str),
     ("storage", "schema", Kind::Str),
+    ("storage", "create_schema", Kind::Bool),
     ("storage", "path", Kind::Str),
     ("storage", "cleanup_interval_secs", Kind::Int),
     ("cookies", "name", Kind::Str),
@@ -831,6 +837,39 @@ mod tests {
         let printed = format!("{pg:?} {:?}", pg.postgres_config().unwrap());
         assert!(!printed.contains("query-password"), "{printed}");
         assert!(printed.contains("schema=s"), "{printed}");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_schema_settings_apply_and_conflicts_are_refused() {
+        let off = Config::from_toml("engine = 'postgres'\n[storage]\ncreate_schema = false")
+            .unwrap()
+            .postgres_config()
+            .unwrap();
+        assert!(
+            format!("{off:?}").contains("create_schema: false"),
+            "{off:?}"
+        );
+        let named =
+            Config::from_toml("[storage]\nurl = 'postgres://db/app?schema=a'\nschema = 'a'")
+                .unwrap();
+        assert_eq!(named.postgres_config().unwrap().schema_name(), "a");
+        let two = Config::from_toml("[storage]\nurl = 'postgres://db/app?schema=a'\nschema = 'b'")
+            .unwrap();
+        let err = two.postgres_config().unwrap_err().to_string();
+        assert!(err.contains("disagree"), "{err}");
+        let config_only =
+            Config::from_toml("[storage]\nurl = 'postgres://db/app'\nschema = 'b'").unwrap();
+        assert_eq!(config_only.postgres_config().unwrap().schema_name(), "b");
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_refuses_to_leave_its_schema_alone() {
+        let config =
+            Config::from_toml("engine = 'sqlite'\n[storage]\ncreate_schema = false").unwrap();
+        let err = config.sqlite_config().unwrap_err().to_string();
+        assert!(err.contains("storage.create_schema"), "{err}");
     }
 
     #[test]

@@ -233,7 +233,22 @@ impl Config {
             }
         };
         if let Some(schema) = &storage.schema {
+            // The URL's `schema=` and `storage.schema` both name it: two
+            // different names are a mistake, not an override.
+            let from_url = config.schema_name();
+            if storage.url.is_some()
+                && from_url != cloakroom_postgres::DEFAULT_SCHEMA
+                && from_url != schema
+            {
+                return Err(cloakroom::Error::Config(format!(
+                    "storage.schema {schema:?} and the URL's schema={from_url:?} disagree: \
+                     set one of them"
+                )));
+            }
             config = config.schema(schema)?;
+        }
+        if let Some(create) = storage.create_schema {
+            config = config.create_schema(create);
         }
         if let Some(path) = &storage.tls_ca_file {
             let pem = std::fs::read(path).map_err(|e| {
@@ -264,6 +279,13 @@ impl Config {
             (None, Some(path)) => cloakroom_sqlite::SqliteConfig::new(path),
             (None, None) => cloakroom_sqlite::SqliteConfig::new("cloakroom-sessions.db"),
         };
+        if storage.create_schema == Some(false) {
+            return Err(cloakroom::Error::Config(
+                "storage.create_schema = false is for PostgreSQL: SQLite creates its schema \
+                 when it opens the file"
+                    .to_owned(),
+            ));
+        }
         if let Some(timeout) = storage.timeout()? {
             config = config.busy_timeout(timeout);
         }

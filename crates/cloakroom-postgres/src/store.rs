@@ -360,7 +360,9 @@ fn connector(config: &PostgresConfig) -> Result<tokio_postgres::NoTls> {
         || config.pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require
     {
         return Err(Error::Config(
-            "TLS to PostgreSQL needs cloakroom-postgres's `tls` feature".to_owned(),
+            "TLS to PostgreSQL needs cloakroom-postgres's `tls` feature (for the cloakroom \
+             binary, build it with --features tls)"
+                .to_owned(),
         ));
     }
     Ok(tokio_postgres::NoTls)
