@@ -127,8 +127,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if relaxed {
         tracing::warn!("{}", cloakroom_config::PLAIN_HTTP_WARNING);
     }
-    tracing::info!("listening on http://{}", args.listen);
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(sessions.clone())
             .route("/", web::get().to(index))
@@ -137,8 +136,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .route("/logout", web::get().to(logout))
             .route("/health", web::get().to(|| async { "ok" }))
     })
-    .bind(args.listen)?
-    .run()
-    .await?;
+    .bind(args.listen)?;
+    // The bound address: with port 0 the system picked it.
+    for addr in server.addrs() {
+        tracing::info!("listening on http://{addr}");
+    }
+    server.run().await?;
     Ok(())
 }

@@ -227,7 +227,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
-    tracing::info!("listening on http://{}", args.listen);
+    // The bound address: with port 0 the system picked it.
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!("listening on http://{bound}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

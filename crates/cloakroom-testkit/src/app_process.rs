@@ -2,17 +2,24 @@
 //! a process listening on a free loopback port, driven over HTTP.
 
 use crate::Client;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running app, killed when dropped.
 pub struct AppProcess {
     child: Option<Child>,
+    /// What the app has written to stderr (its log) so far.
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
+
+/// What an app logs once it listens; the address follows.
+const LISTENING: &str = "listening on http://";
 
 impl AppProcess {
     /// A command for `program` with none of the test's own `CLOAKROOM_*`
@@ -27,23 +34,70 @@ impl AppProcess {
         cmd
     }
 
-    /// Runs `cmd` with `--listen ADDR` on a free loopback port appended,
-    /// and waits until it accepts connections.
+    /// Runs `cmd` with `--listen 127.0.0.1:0` appended, and waits until
+    /// its log says where it listens (`listening on http://ADDR`).
+    ///
+    /// The app picks its own port: a port probed here and handed over
+    /// could be taken, between the probe and the app's bind, by another
+    /// test's app, which this one's requests would then reach.
     pub async fn start(mut cmd: Command) -> AppProcess {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
-        cmd.args(["--listen", &addr.to_string()]);
-        let app = AppProcess {
-            child: Some(cmd.spawn().expect("start the app")),
-            addr,
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        let mut child = cmd.spawn().expect("start the app");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        let mut app = AppProcess {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "the app did not start listening");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        loop {
+            if let Some(addr) = app.listening() {
+                app.addr = addr;
+                return app;
+            }
+            let exited = app.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "the app exited ({status}) before listening:\n{}",
+                    app.stop()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the app did not start listening:\n{}",
+                app.log_so_far()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        app
+    }
+
+    /// The address in the log's `listening on` line, once it is there.
+    fn listening(&self) -> Option<SocketAddr> {
+        let log = self.log_so_far();
+        let line = log.lines().find(|l| l.contains(LISTENING))?;
+        let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
+        rest.split_whitespace()
+            .next()?
+            .trim_end_matches('/')
+            .parse()
+            .ok()
+    }
+
+    fn log_so_far(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A new client with an empty cookie jar.
@@ -53,15 +107,15 @@ impl AppProcess {
 
     /// Stops the app and returns what it wrote to stderr (its log).
     pub fn stop(mut self) -> String {
-        let mut log = String::new();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            if let Some(mut err) = child.stderr.take() {
-                let _ = err.read_to_string(&mut log);
-            }
         }
-        log
+        // The pipe closes with the process; the reader then ends.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log_so_far()
     }
 }
 
