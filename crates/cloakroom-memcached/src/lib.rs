@@ -104,7 +104,9 @@ impl MemcachedConfig {
         Ok(self)
     }
 
-    /// The bound on every store call, retries included (default 2 s).
+    /// The bound on every store call, retries included (default 2 s),
+    /// except a sign-in's update of the user's index, whose
+    /// compare-and-swap attempts are bounded one by one.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

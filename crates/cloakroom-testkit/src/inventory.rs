@@ -134,6 +134,12 @@ pub async fn a_remembered_session_stays_in_the_index<S: Store + Clone>(store: S)
     other.sign_in(&m, "alice", "Safari").await.unwrap();
     let list = m.admin().list("alice").await.unwrap();
     assert_eq!(list.len(), 2, "{list:?}");
+    for info in &list {
+        // Its idle deadline is two hours out, the default window an hour:
+        // never "last seen" in the future.
+        let now = cloakroom::Clock::now(&clock);
+        assert!(info.last_seen <= now, "{info:?} at {now:?}");
+    }
     assert_eq!(m.admin().end_user("alice").await.unwrap(), 2);
     assert!(!remembered.signed_in(&m).await, "signed out everywhere");
 }

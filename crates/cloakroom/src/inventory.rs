@@ -97,7 +97,14 @@ pub struct SessionInfo {
     /// When it was created.
     pub created: Timestamp,
     /// When it was last used, as precisely as the idle refresh allows
-    /// (within a tenth of the idle window).
+    /// (within a tenth of the idle window), for a session on the default
+    /// idle timeout. Stores keep a session's idle deadline, not its own
+    /// timeout, so for one with a longer timeout of its own ("remember
+    /// me") this is later than its last use ([`SessionAdmin::list`]
+    /// caps it at the present), and near the absolute deadline, which
+    /// caps the idle one, it is earlier.
+    ///
+    /// [`SessionAdmin::list`]: crate::SessionAdmin::list
     pub last_seen: Timestamp,
     /// When it ends if it is not used again.
     pub idle_deadline: Timestamp,

@@ -441,13 +441,21 @@ impl SessionAdmin {
     /// the client recorded at sign-in.
     pub async fn list(&self, user: &str) -> Result<Vec<crate::SessionInfo>> {
         let expiry = self.shared.expiry();
-        self.shared
+        let mut sessions = self
+            .shared
             .call(
                 "sessions_of",
                 None,
                 self.shared.store.sessions_of(user, &expiry),
             )
-            .await
+            .await?;
+        // A session with a longer idle timeout of its own ("remember me")
+        // would otherwise seem to be used in the future: stores keep its
+        // idle deadline, not its timeout.
+        for s in &mut sessions {
+            s.last_seen = s.last_seen.min(expiry.now);
+        }
+        Ok(sessions)
     }
 
     /// Creates a session for a client that will arrive with another
