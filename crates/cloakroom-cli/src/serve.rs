@@ -167,7 +167,9 @@ async fn pycket_bridge(
         .map_err(|e| Error::Config(format!("pycket.url: {e}")))?;
     if mode == cloakroom_config::PycketMode::Share {
         let mut cookies = config.clone();
-        cookies.plain_http_on(listen);
+        if cookies.plain_http_on(listen) {
+            tracing::warn!("{}", cloakroom_config::PLAIN_HTTP_WARNING);
+        }
         tracing::info!(
             db_sessions,
             db_notifications,

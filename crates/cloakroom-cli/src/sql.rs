@@ -22,9 +22,10 @@ enum SqlCommand {
         /// The database the SQL is for.
         #[arg(long, value_enum, default_value = "postgres")]
         engine: SqlEngine,
-        /// PostgreSQL: the schema to hold the sessions table and functions.
-        #[arg(long, default_value = cloakroom_postgres::DEFAULT_SCHEMA)]
-        schema: String,
+        /// PostgreSQL: the schema to hold the sessions table and functions
+        /// (default `cloakroom`).
+        #[arg(long)]
+        schema: Option<String>,
     },
 }
 
@@ -44,10 +45,14 @@ pub fn sql(args: SqlArgs) -> Result<(), Error> {
                     // Validates the name the same way the store does.
                     let config =
                         cloakroom_postgres::PostgresConfig::from_url("postgres://localhost")?
-                            .schema(&schema)?;
+                            .schema(
+                                schema
+                                    .as_deref()
+                                    .unwrap_or(cloakroom_postgres::DEFAULT_SCHEMA),
+                            )?;
                     cloakroom_postgres::schema_sql(config.schema_name())
                 }
-                SqlEngine::Sqlite if schema != cloakroom_postgres::DEFAULT_SCHEMA => {
+                SqlEngine::Sqlite if schema.is_some() => {
                     return Err(Error::Config(
                         "--schema is for PostgreSQL: SQLite has no schemas".to_owned(),
                     ));

@@ -858,6 +858,12 @@ mod tests {
             .unwrap();
         let err = two.postgres_config().unwrap_err().to_string();
         assert!(err.contains("disagree"), "{err}");
+        let default_named = Config::from_toml(
+            "[storage]\nurl = 'postgres://db/app?schema=cloakroom'\nschema = 'b'",
+        )
+        .unwrap();
+        let err = default_named.postgres_config().unwrap_err().to_string();
+        assert!(err.contains("disagree"), "{err}");
         let config_only =
             Config::from_toml("[storage]\nurl = 'postgres://db/app'\nschema = 'b'").unwrap();
         assert_eq!(config_only.postgres_config().unwrap().schema_name(), "b");

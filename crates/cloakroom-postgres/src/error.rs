@@ -13,11 +13,21 @@ const FATAL: [SqlState; 4] = [
 ];
 
 /// A driver error, with PostgreSQL's own message (the driver's text alone
-/// is "db error"), and whether only the operator can mend it.
+/// is "db error"), and whether only the operator can mend it. The driver's
+/// error is its [`source`](std::error::Error::source), for callers that
+/// look at its SQLSTATE.
 #[derive(Debug)]
 pub(crate) struct PgError {
     text: String,
     fatal: bool,
+    driver: tokio_postgres::Error,
+}
+
+impl PgError {
+    /// The SQLSTATE PostgreSQL answered with, if it answered.
+    pub(crate) fn code(&self) -> Option<&SqlState> {
+        self.driver.code()
+    }
 }
 
 impl std::fmt::Display for PgError {
@@ -26,7 +36,11 @@ impl std::fmt::Display for PgError {
     }
 }
 
-impl std::error::Error for PgError {}
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.driver)
+    }
+}
 
 /// A driver error as a store error: the store is unavailable. A call
 /// answers `503` and the outage is logged once, whatever the reason; at
@@ -36,11 +50,40 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> Error {
     let fatal = match e.code() {
         Some(code) => FATAL.contains(code),
         // The driver's own refusals before any query: a setting it cannot
-        // use (a password the server asks for and was not given), or an
-        // authentication exchange that failed.
-        None => text.starts_with("invalid configuration") || text.starts_with("authentication"),
+        // use (a password the server asks for and was not given), an
+        // authentication exchange that failed, or TLS that cannot work (a
+        // server without it, a certificate that does not verify), unless
+        // the connection merely broke during the handshake.
+        None => {
+            text.starts_with("invalid configuration")
+                || text.starts_with("authentication")
+                || (text.starts_with("error performing TLS handshake") && !broke(&e))
+        }
     };
-    Error::unavailable(PgError { text, fatal })
+    Error::unavailable(PgError {
+        text,
+        fatal,
+        driver: e,
+    })
+}
+
+/// Whether an I/O error that means the connection broke is among the
+/// causes of `e`.
+fn broke(e: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind::*;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | TimedOut
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// `err` as a configuration error if it is a refusal only the operator

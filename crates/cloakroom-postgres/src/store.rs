@@ -3,7 +3,7 @@
 //! round trip and atomic under the row's lock.
 
 use crate::config::PostgresConfig;
-use crate::error::{pg_error, refused_for_good};
+use crate::error::{PgError, pg_error, refused_for_good};
 use crate::schema;
 use cloakroom::inventory::{CLIENT_NAME, USER_NAME, user_json};
 use cloakroom::store::RuntimeThread;
@@ -546,8 +546,7 @@ impl Store for PostgresStore {
             Ok(row) => row,
             // A rename raced with a create of the same id: nothing written.
             Err(Error::Unavailable(e))
-                if e.downcast_ref::<tokio_postgres::Error>()
-                    .and_then(|e| e.code())
+                if e.downcast_ref::<PgError>().and_then(PgError::code)
                     == Some(&SqlState::UNIQUE_VIOLATION) =>
             {
                 return Ok(Applied::Gone);

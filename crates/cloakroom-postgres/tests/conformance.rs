@@ -80,3 +80,56 @@ async fn refusals_only_the_operator_can_mend_stop_start_up_with_the_reason() {
     let err = connect(format!("postgres://postgres@127.0.0.1:{port}/postgres")).await;
     assert!(err.is_unavailable(), "{err:?}");
 }
+
+/// A rename that races a create of its new id: the create's row is not
+/// committed when the rename checks, so the rename's update meets it on
+/// the primary key once it commits. Nothing is written, and the store
+/// says `Gone`, not that it is unavailable.
+#[tokio::test]
+async fn a_rename_that_loses_a_race_for_its_new_id_is_gone() {
+    use cloakroom::{Applied, Patch, Store};
+    use cloakroom_postgres::tokio_postgres;
+    use cloakroom_testkit::conformance::{at_now, new_id};
+    use std::time::Duration;
+
+    let server = PostgresServer::shared();
+    let (_, store) = store().await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let (old, new) = (new_id(), new_id());
+    let mut create = Patch::default();
+    create.create();
+    create.set("n", "1".into());
+    assert_eq!(store.apply(&old, &create, &e).await.unwrap(), Applied::Done);
+
+    // Another client inserts `new` and holds its transaction open.
+    let (mut other, conn) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("a second client");
+    tokio::spawn(conn);
+    let tx = other.transaction().await.unwrap();
+    let now = i64::try_from(e.now.0).unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO {}.sessions (id, created, deadline, expires_at) VALUES ($1, $2, $3, $3)",
+            store.schema()
+        ),
+        &[&new.as_bytes().as_slice(), &now, &(now + 3_600_000)],
+    )
+    .await
+    .unwrap();
+    let rename = tokio::spawn({
+        let store = store.clone();
+        async move { store.cycle(&old, &new, &e).await }
+    });
+    // Let the rename pass its check and wait on the row's key.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let applied = rename.await.unwrap().expect("not an outage");
+    assert_eq!(applied, Applied::Gone);
+    let kept = store
+        .load(&old, &e)
+        .await
+        .unwrap()
+        .expect("the old id kept");
+    assert_eq!(kept.values["n"], "1");
+}

@@ -273,7 +273,7 @@ impl Pool {
         // and the next call asks the sentinels again.
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout * 3 / 4));
+            .set_response_timeout(Some(timeout - timeout / 4));
         Pool::of(1, move || {
             Conn::Sentinel(SentinelConn {
                 shared: Arc::new(SentinelShared {

@@ -23,14 +23,17 @@ const LISTENING: &str = "listening on http://";
 
 impl AppProcess {
     /// A command for `program` with none of the test's own `CLOAKROOM_*`
-    /// variables, stdout dropped and stderr kept for [`stop`](Self::stop).
-    /// Add arguments and variables, then [`start`](Self::start) it.
+    /// variables nor its `RUST_LOG` (the app's default level logs the
+    /// `listening on` line [`start`](Self::start) waits for), stdout
+    /// dropped and stderr kept for [`stop`](Self::stop). Add arguments and
+    /// variables, then [`start`](Self::start) it.
     pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CLOAKROOM_")) {
             cmd.env_remove(k);
         }
+        cmd.env_remove("RUST_LOG");
         cmd
     }
 
@@ -43,7 +46,11 @@ impl AppProcess {
     pub async fn start(mut cmd: Command) -> AppProcess {
         cmd.args(["--listen", "127.0.0.1:0"]);
         let mut child = cmd.spawn().expect("start the app");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the app's stderr must be piped: build the command with AppProcess::command");
+        };
         let log = Arc::new(Mutex::new(String::new()));
         let reader = {
             let log = Arc::clone(&log);

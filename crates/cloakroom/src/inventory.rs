@@ -101,8 +101,9 @@ pub struct SessionInfo {
     /// idle timeout. Stores keep a session's idle deadline, not its own
     /// timeout, so for one with a longer timeout of its own ("remember
     /// me") this is later than its last use ([`SessionAdmin::list`]
-    /// caps it at the present), and near the absolute deadline, which
-    /// caps the idle one, it is earlier.
+    /// caps it at the present); for one with a shorter timeout of its
+    /// own, or near the absolute deadline (which caps the idle one), it
+    /// is earlier.
     ///
     /// [`SessionAdmin::list`]: crate::SessionAdmin::list
     pub last_seen: Timestamp,
