@@ -102,7 +102,9 @@ async fn serve_metrics(addr: SocketAddr) -> Result<(), Error> {
             }
         }),
     );
-    tracing::info!("metrics on http://{addr}/metrics");
+    // The bound address: with port 0 the system picked it.
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!("metrics on http://{bound}/metrics");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener stopped");
@@ -197,7 +199,8 @@ async fn pycket_bridge(
 /// Runs the demo server until Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     if let Some(addr) = args.metrics_listen {
-        if addr == args.listen {
+        // Port 0 twice is two ports the system picks, never the same.
+        if addr == args.listen && addr.port() != 0 {
             return Err(Error::Config(
                 "--metrics-listen must differ from --listen: metrics never share the app's port"
                     .to_owned(),

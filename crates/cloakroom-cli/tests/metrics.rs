@@ -18,35 +18,30 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], cloakroom_testkit::free_port()))
-}
-
-/// The demo on `redis`, its metrics on `metrics_addr`, with `env`.
-async fn demo_with_metrics(
-    redis: &RedisServer,
-    metrics_addr: SocketAddr,
-    env: &[(&str, &str)],
-) -> AppProcess {
+/// The demo on `redis` with `env`, and where it serves its metrics (a
+/// port it picked itself, as for its pages).
+async fn demo_with_metrics(redis: &RedisServer, env: &[(&str, &str)]) -> (AppProcess, SocketAddr) {
     let mut cmd = AppProcess::command(env!("CARGO_BIN_EXE_cloakroom"));
     cmd.arg("serve")
         .args(["--store", &redis.url()])
-        .args(["--metrics-listen", &metrics_addr.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env(
             "CLOAKROOM_COOKIE_SECRET",
             "a secret for the metrics test, long enough",
         )
         .envs(env.iter().copied());
-    AppProcess::start(cmd).await
+    let demo = AppProcess::start(cmd).await;
+    let metrics = demo
+        .logged_addr("metrics on http://")
+        .expect("the metrics address in the log");
+    (demo, metrics)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_after_a_scripted_flow() {
     let mut redis = RedisServer::start();
-    let metrics_addr = free_addr();
-    let demo = demo_with_metrics(
+    let (demo, metrics_addr) = demo_with_metrics(
         &redis,
-        metrics_addr,
         &[
             ("CLOAKROOM_STORAGE_TIMEOUT_MS", "300"),
             ("CLOAKROOM_LIMITS_MAX_SESSIONS_PER_USER", "1"),
@@ -145,13 +140,8 @@ async fn every_metric_after_a_scripted_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_metrics_exist_from_the_start_and_count() {
     let redis = RedisServer::start();
-    let metrics_addr = free_addr();
-    let demo = demo_with_metrics(
-        &redis,
-        metrics_addr,
-        &[("CLOAKROOM_STORAGE_CACHE_MAX_BYTES", "1048576")],
-    )
-    .await;
+    let (demo, metrics_addr) =
+        demo_with_metrics(&redis, &[("CLOAKROOM_STORAGE_CACHE_MAX_BYTES", "1048576")]).await;
     let scrape = || async { samples(&Client::new(metrics_addr).get("/metrics").await.body) };
 
     let before = scrape().await;

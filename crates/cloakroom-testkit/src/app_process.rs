@@ -93,14 +93,18 @@ impl AppProcess {
 
     /// The address in the log's `listening on` line, once it is there.
     fn listening(&self) -> Option<SocketAddr> {
+        self.logged_addr(LISTENING)
+    }
+
+    /// The address that follows `prefix` (`metrics on http://`, say) in
+    /// the first log line that has it, for an app that binds more than
+    /// one port 0.
+    pub fn logged_addr(&self, prefix: &str) -> Option<SocketAddr> {
         let log = self.log_so_far();
-        let line = log.lines().find(|l| l.contains(LISTENING))?;
-        let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
-        rest.split_whitespace()
-            .next()?
-            .trim_end_matches('/')
-            .parse()
-            .ok()
+        let line = log.lines().find(|l| l.contains(prefix))?;
+        let rest = &line[line.find(prefix)? + prefix.len()..];
+        let addr = rest.split_whitespace().next()?;
+        addr.split('/').next()?.parse().ok()
     }
 
     fn log_so_far(&self) -> String {
