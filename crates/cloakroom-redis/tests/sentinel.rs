@@ -8,14 +8,32 @@ use cloakroom_testkit::RedisSentinels;
 use cloakroom_testkit::conformance::new_id;
 use std::time::{Duration, Instant};
 
+/// Through the sentinels, with the data nodes' password and a short
+/// timeout, so a call to a lost master fails in half a second.
+fn config(set: &RedisSentinels) -> RedisConfig {
+    RedisConfig::from_url(&set.url())
+        .unwrap()
+        .node_credentials(None, RedisSentinels::DATA_PASSWORD)
+        .timeout(Duration::from_millis(500))
+}
+
+/// Waits (`WAIT`, up to 2 s) until the replica has every write so far, and
+/// returns how many replicas acknowledged them.
+fn replicas_acknowledging(set: &RedisSentinels) -> String {
+    set.master.cli(&[
+        "--no-auth-warning",
+        "-a",
+        RedisSentinels::DATA_PASSWORD,
+        "WAIT",
+        "1",
+        "2000",
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_failover_and_writes_resume() {
     let mut set = RedisSentinels::start();
-    let config = RedisConfig::from_url(&set.url())
-        .unwrap()
-        .node_credentials(None, RedisSentinels::DATA_PASSWORD)
-        .timeout(Duration::from_millis(500));
-    let store = RedisStore::connect(config).await.unwrap();
+    let store = RedisStore::connect(config(&set)).await.unwrap();
     let policy = ExpiryPolicy::default();
     let now = || policy.at(SystemClock.now());
 
@@ -29,14 +47,7 @@ async fn sessions_survive_a_failover_and_writes_resume() {
         ids.push(id);
     }
     // Acknowledged by the replica before the master dies: WAIT.
-    let acked = set.master.cli(&[
-        "--no-auth-warning",
-        "-a",
-        RedisSentinels::DATA_PASSWORD,
-        "WAIT",
-        "1",
-        "2000",
-    ]);
+    let acked = replicas_acknowledging(&set);
     assert_eq!(acked, "1", "the replica acknowledged the writes");
 
     let killed = Instant::now();
@@ -87,11 +98,7 @@ async fn sessions_survive_a_failover_and_writes_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_master_is_left_for_the_promoted_replica() {
     let set = RedisSentinels::start();
-    let config = RedisConfig::from_url(&set.url())
-        .unwrap()
-        .node_credentials(None, RedisSentinels::DATA_PASSWORD)
-        .timeout(Duration::from_millis(500));
-    let store = RedisStore::connect(config).await.unwrap();
+    let store = RedisStore::connect(config(&set)).await.unwrap();
     let policy = ExpiryPolicy::default();
     let now = || policy.at(SystemClock.now());
     let id = new_id();
@@ -99,14 +106,7 @@ async fn a_hung_master_is_left_for_the_promoted_replica() {
     p.create();
     p.set("n", "1".into());
     assert_eq!(store.apply(&id, &p, &now()).await.unwrap(), Applied::Done);
-    let acked = set.master.cli(&[
-        "--no-auth-warning",
-        "-a",
-        RedisSentinels::DATA_PASSWORD,
-        "WAIT",
-        "1",
-        "2000",
-    ]);
+    let acked = replicas_acknowledging(&set);
     assert_eq!(acked, "1", "the replica acknowledged the write");
 
     set.master.freeze();
@@ -159,12 +159,9 @@ mod inventory {
 async fn the_read_cache_follows_a_failover() {
     let mut set = RedisSentinels::start();
     let connect = || async {
-        let config = RedisConfig::from_url(&set.url())
+        RedisStore::connect(config(&set).cache_max_bytes(1 << 20))
+            .await
             .unwrap()
-            .node_credentials(None, RedisSentinels::DATA_PASSWORD)
-            .timeout(Duration::from_millis(500))
-            .cache_max_bytes(1 << 20);
-        RedisStore::connect(config).await.unwrap()
     };
     let (a, b) = (connect().await, connect().await);
     let policy = ExpiryPolicy::default();
@@ -192,14 +189,7 @@ async fn the_read_cache_follows_a_failover() {
         }
     }
     assert!(a.cache_stats().unwrap().hits >= 20);
-    set.master.cli(&[
-        "--no-auth-warning",
-        "-a",
-        RedisSentinels::DATA_PASSWORD,
-        "WAIT",
-        "1",
-        "2000",
-    ]);
+    replicas_acknowledging(&set);
     set.master.kill();
     let deadline = Instant::now() + Duration::from_secs(30);
     // Writes resume on the new master...
