@@ -235,13 +235,8 @@ impl Config {
         if let Some(schema) = &storage.schema {
             // The URL's `schema=` and `storage.schema` both name it: two
             // different names are a mistake, not an override.
-            let in_url = storage.url.as_deref().is_some_and(|url| {
-                url.split_once('?').is_some_and(|(_, query)| {
-                    query.split('&').any(|pair| pair.starts_with("schema="))
-                })
-            });
             let from_url = config.schema_name();
-            if in_url && from_url != schema {
+            if config.schema_in_url() && from_url != schema {
                 return Err(cloakroom::Error::Config(format!(
                     "storage.schema {schema:?} and the URL's schema={from_url:?} disagree: \
                      set one of them"

@@ -27,6 +27,8 @@ pub struct PostgresConfig {
     pub(crate) cleanup_batch: u32,
     pub(crate) create_schema: bool,
     pub(crate) tls_ca: Option<Vec<u8>>,
+    /// Whether `from_url` found `schema=` in the URL.
+    schema_in_url: bool,
 }
 
 /// The schema the store uses unless told otherwise.
@@ -45,8 +47,23 @@ impl PostgresConfig {
         let mut config = PostgresConfig::new(pg);
         if let Some(schema) = schema {
             config = config.schema(&schema)?;
+            config.schema_in_url = true;
         }
         Ok(config)
+    }
+
+    /// Whether the URL [`from_url`](Self::from_url) read named the schema
+    /// (`schema=NAME`), so that another setting naming a different one can
+    /// be refused rather than silently win.
+    ///
+    /// ```
+    /// use cloakroom_postgres::PostgresConfig;
+    /// assert!(PostgresConfig::from_url("postgres://db/app?schema=cloakroom")?.schema_in_url());
+    /// assert!(!PostgresConfig::from_url("postgres://db/app")?.schema_in_url());
+    /// # Ok::<(), cloakroom::Error>(())
+    /// ```
+    pub fn schema_in_url(&self) -> bool {
+        self.schema_in_url
     }
 
     /// A configuration over `tokio-postgres` settings built by hand.
@@ -60,6 +77,7 @@ impl PostgresConfig {
             cleanup_batch: 10_000,
             create_schema: true,
             tls_ca: None,
+            schema_in_url: false,
         }
     }
 
