@@ -153,8 +153,17 @@ fn parse_id(text: &str) -> Result<SessionId, Error> {
         .ok_or_else(|| Error::Config(format!("{text:?} is not a session id (22 characters)")))
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t.0)).to_string()
+/// `t` as RFC 3339 in UTC. Past the year 9999, which RFC 3339 cannot
+/// write (a deadline a store saturated, or a corrupt record), it says so
+/// instead of failing.
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let at = UNIX_EPOCH.checked_add(Duration::from_millis(t.0));
+    match at.map(|at| write!(text, "{}", humantime::format_rfc3339_seconds(at))) {
+        Some(Ok(())) => text,
+        _ => "after 9999-12-31T23:59:59Z".to_owned(),
+    }
 }
 
 fn json_list(list: &[SessionInfo]) -> String {
@@ -221,4 +230,22 @@ fn table(list: &[SessionInfo]) -> String {
         line(row.each_ref().map(String::as_str));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_past_what_rfc3339_writes_are_named_not_a_panic() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Timestamp(253_402_300_799_000)),
+            "9999-12-31T23:59:59Z"
+        );
+        // A saturated deadline, and the first millisecond of year 10000.
+        for t in [u64::MAX, 253_402_300_800_000] {
+            assert_eq!(rfc3339(Timestamp(t)), "after 9999-12-31T23:59:59Z");
+        }
+    }
 }

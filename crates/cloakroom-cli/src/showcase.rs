@@ -25,7 +25,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloakroom::{ClientInfo, Session, SessionId, SessionLayer, Timestamp};
+use cloakroom::{ClientInfo, Session, SessionId, SessionLayer};
 use serde::Deserialize;
 
 /// The showcase app.
@@ -229,11 +229,6 @@ async fn logout(session: Session, Form(form): Form<LogoutForm>) -> cloakroom::Re
     Ok(Redirect::to("/").into_response())
 }
 
-fn when(t: Timestamp) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0);
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 /// "Your devices": every session of the signed-in user.
 async fn devices(session: Session) -> cloakroom::Result<Response> {
     let Some(user) = session.user().await? else {
@@ -264,8 +259,8 @@ async fn devices(session: Session) -> cloakroom::Result<Response> {
             note = if this { " <em>(this device)</em>" } else { "" },
             id = device.id,
             browser = escape(browser),
-            started = when(device.created),
-            seen = when(device.last_seen),
+            started = crate::sessions::rfc3339(device.created),
+            seen = crate::sessions::rfc3339(device.last_seen),
         ));
     }
     let body = format!(

@@ -21,6 +21,7 @@
 //!
 //! Unknown keys and invalid values are errors that name the key.
 
+use cloakroom::store::MAX_CONNECTIONS;
 use cloakroom::{
     CookieConfig, Error, ExpiryPolicy, KeyRing, Limits, Result, SameSite, SessionExpiry,
 };
@@ -407,10 +408,15 @@ impl StorageConfig {
         }
     }
 
-    /// `max_connections`; 0 is an error that names the key.
+    /// `max_connections`; 0, or more than
+    /// [`MAX_CONNECTIONS`](cloakroom::store::MAX_CONNECTIONS), is an error
+    /// that names the key.
     pub fn connections(&self) -> Result<Option<usize>> {
         match self.max_connections {
             Some(0) => Err(config_error("storage.max_connections must be at least 1")),
+            Some(n) if n as usize > MAX_CONNECTIONS => Err(config_error(format!(
+                "storage.max_connections must be at most {MAX_CONNECTIONS}, not {n}"
+            ))),
             n => Ok(n.map(|n| n as usize)),
         }
     }
@@ -770,6 +776,20 @@ mod tests {
             cookie.contains("2592000") || cookie.contains("30"),
             "{cookie}"
         );
+    }
+
+    #[test]
+    fn connections_are_bounded_both_ways() {
+        let connections = |n: u32| {
+            Config::from_toml(&format!("[storage]\nmax_connections = {n}\n"))
+                .and_then(|c| c.storage.connections())
+        };
+        assert_eq!(connections(1).unwrap(), Some(1));
+        assert_eq!(connections(10_000).unwrap(), Some(MAX_CONNECTIONS));
+        for n in [0, 10_001, u32::MAX] {
+            let e = connections(n).unwrap_err().to_string();
+            assert!(e.contains("storage.max_connections must be at"), "{e}");
+        }
     }
 
     #[test]

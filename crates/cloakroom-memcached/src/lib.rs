@@ -116,9 +116,10 @@ impl MemcachedConfig {
     /// more). On a current-thread runtime (each actix-web worker runs
     /// one) a thread reuses only the connections it opened, since their
     /// readiness comes from its own runtime; keep at least one per such
-    /// thread, or they are closed and opened again.
+    /// thread, or they are closed and opened again. At most
+    /// [`MAX_CONNECTIONS`](cloakroom::store::MAX_CONNECTIONS).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
+        self.max_connections = n.clamp(1, cloakroom::store::MAX_CONNECTIONS);
         self
     }
 

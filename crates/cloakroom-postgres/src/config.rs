@@ -116,9 +116,10 @@ impl PostgresConfig {
     /// opened it, so a call on another worker's connection would wait
     /// for that worker to be free. On actix-web with its default of one
     /// worker per CPU, the System thread and the workers open at most
-    /// `(CPUs + 1) × max(size / CPUs, 2)` connections.
+    /// `(CPUs + 1) × max(size / CPUs, 2)` connections. At most
+    /// [`MAX_CONNECTIONS`](cloakroom::store::MAX_CONNECTIONS).
     pub fn pool_size(mut self, size: usize) -> PostgresConfig {
-        self.pool_size = size.max(1);
+        self.pool_size = size.clamp(1, cloakroom::store::MAX_CONNECTIONS);
         self
     }
 

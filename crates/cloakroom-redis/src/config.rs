@@ -200,9 +200,10 @@ impl RedisConfig {
     /// connection is shared likewise and each such thread has its own (a
     /// cluster connection holds one to every node it talks to). The read
     /// cache's tracking connections follow the same rule: one shared, and
-    /// one for each thread of a current-thread runtime.
+    /// one for each thread of a current-thread runtime. At most
+    /// [`MAX_CONNECTIONS`](cloakroom::store::MAX_CONNECTIONS).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
+        self.max_connections = n.clamp(1, cloakroom::store::MAX_CONNECTIONS);
         self
     }
 

@@ -347,7 +347,9 @@ pub(crate) fn apply_call<'s>(
         .arg(sets)
         .arg(removals)
         .arg(notes)
-        .arg(limits.map_or(-1, |l| l.max_names as i64))
+        // -1 tells the script there are no limits: a larger cap than it
+        // can count is as good as none, but still caps the bytes.
+        .arg(limits.map_or(-1, |l| i64::try_from(l.max_names).unwrap_or(i64::MAX)))
         .arg(limits.map_or(0, |l| l.max_bytes));
     for (name, change) in patch.changes() {
         if let Change::Set(json) = change {

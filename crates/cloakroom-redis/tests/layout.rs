@@ -120,6 +120,35 @@ async fn one_meta_field_and_reads_push_the_ttl_in_steps() {
     assert!(ttl.abs_diff(expected) < 5_000, "{ttl} vs {expected}");
 }
 
+/// A cap on names larger than the script counts (`usize::MAX` for "no
+/// cap on names") still leaves the cap on bytes in force, on the
+/// script's path (a clear) as on the plain one.
+#[tokio::test]
+async fn no_cap_on_names_still_caps_the_bytes() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    let limits = cloakroom::SizeLimits {
+        max_names: usize::MAX,
+        max_bytes: 30,
+    };
+    let id = new_id();
+    assert_eq!(
+        store.apply(&id, &creating("a", "1"), &e).await.unwrap(),
+        Applied::Done
+    );
+    let mut over = Patch::default();
+    over.clear();
+    over.set("a", "\"a long value, over the limit\"".into());
+    over.limit(limits);
+    assert!(matches!(
+        store.apply(&id, &over, &e).await,
+        Err(cloakroom::Error::TooLarge { .. })
+    ));
+    let record = store.load(&id, &e).await.unwrap().unwrap();
+    assert_eq!(record.values.get("a").map(String::as_str), Some("1"));
+}
+
 #[tokio::test]
 async fn a_change_over_the_limits_puts_every_old_value_back() {
     let redis = RedisServer::start();

@@ -64,7 +64,9 @@ impl SqliteConfig {
     }
 
     /// How long a call waits for another process's write lock on the same
-    /// file before it fails with [`Error::Timeout`] (default 5 s).
+    /// file before it fails with [`Error::Timeout`] (default 5 s). SQLite
+    /// waits at most about 24.8 days (2^31 ms); a longer wait is cut to
+    /// that.
     pub fn busy_timeout(mut self, timeout: Duration) -> SqliteConfig {
         self.busy_timeout = timeout;
         self

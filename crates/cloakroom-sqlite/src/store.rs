@@ -200,7 +200,9 @@ fn connect(config: &SqliteConfig, busy: Duration) -> Result<Connection> {
             config.path.display()
         ))
     })?;
-    conn.busy_timeout(busy).map_err(sqlite_error)?;
+    // SQLite counts the wait in milliseconds in a C `int`.
+    let most = Duration::from_millis(i32::MAX.unsigned_abs().into());
+    conn.busy_timeout(busy.min(most)).map_err(sqlite_error)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sqlite_error)?;
     Ok(conn)

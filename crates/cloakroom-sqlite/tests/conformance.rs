@@ -5,6 +5,7 @@
 use cloakroom_sqlite::{SqliteConfig, SqliteStore};
 use cloakroom_testkit::conformance::SuiteTime;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A scratch directory, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -47,4 +48,14 @@ async fn expired_rows_are_swept_in_batches() {
         || None,
     )
     .await;
+}
+
+/// A wait longer than SQLite can count (`storage.timeout_ms` is read as
+/// any `u64`) is cut to its most, not a panic at start-up.
+#[tokio::test]
+async fn a_wait_longer_than_sqlite_counts_still_opens() {
+    let (dir, _) = store();
+    let config = SqliteConfig::new(dir.0.join("long-wait.db")).busy_timeout(Duration::MAX);
+    let store = SqliteStore::open(config).expect("open with the longest wait");
+    store.delete_expired(10).await.expect("a call on it");
 }

@@ -19,6 +19,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+/// The most connections a store opens, whatever it is asked for: Redis's
+/// default `maxclients`, and far more than one process needs. The stores'
+/// `max_connections` settings are cut to it, and `storage.max_connections`
+/// above it is refused.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// A session as a store holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
