@@ -8,7 +8,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -115,10 +115,11 @@ for (const storeName of ['memory', 'redis']) {
   describe(`on the ${storeName} store`, () => {
     let seed;
     let showcase;
+    let store;
     const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${storeName}-${name}.png`), fullPage: true });
 
     before(async () => {
-      const store = storeName === 'redis' ? await redisServer() : undefined;
+      store = storeName === 'redis' ? await redisServer() : undefined;
       seed = await serve('seed', store);
       showcase = await serve('showcase', store);
     });
@@ -131,6 +132,11 @@ for (const storeName of ['memory', 'redis']) {
       await page.goto(`${seed}/detail`);
       assert.equal(await text(page, 'body'), 'detail get ok! alice');
       await shot(page, 'seed-detail');
+      if (store) {
+        // The session is in Redis, not in the server's memory.
+        const keys = Number(execFileSync('redis-cli', ['-u', store, 'DBSIZE']).toString().trim());
+        assert.ok(keys >= 1, `redis holds ${keys} keys`);
+      }
       await context.close();
     });
 

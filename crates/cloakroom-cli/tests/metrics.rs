@@ -110,8 +110,17 @@ async fn every_metric_after_a_scripted_flow() {
         text.contains("cloakroom_store_call_duration_seconds_bucket{op=\"load\",le=\"0.001\"}"),
         "a histogram, with buckets"
     );
-    // No label carries an id.
-    for line in text.lines().filter(|l| l.contains('{')) {
+    // No label carries a user or an id: the only labels are the store
+    // call, the reason a session ended, and the histogram's buckets.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((_, labels)) = line.split_once('{') else {
+            continue;
+        };
+        let labels = labels.split_once('}').map_or(labels, |(l, _)| l);
+        for label in labels.split(',') {
+            let name = label.split_once('=').map_or(label, |(n, _)| n);
+            assert!(["op", "reason", "le"].contains(&name), "{line}");
+        }
         assert!(
             !line.contains("alice") && !line.contains("bob"),
             "a user in a label: {line}"

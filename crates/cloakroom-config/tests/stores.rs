@@ -79,10 +79,13 @@ async fn a_url_picks_the_engine_whatever_engine_says() {
     assert_eq!(redis.cli(&["DBSIZE"]).trim(), "1");
 
     let on_memcached = config(&format!(
-        "[storage]\nurl = 'memcache://127.0.0.1:{}'\n",
+        "engine = 'redis'\n[storage]\nurl = 'memcache://127.0.0.1:{}'\n",
         memcached.port
     ));
+    assert_eq!(on_memcached.effective_engine().unwrap(), Engine::Memcached);
     seed_flow(on_memcached.build().await.unwrap()).await;
+    assert!(memcached.stat("curr_items") >= 1);
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "1", "nothing more on Redis");
 }
 
 #[tokio::test]

@@ -129,7 +129,6 @@ fn hostile_pickles_run_nothing() {
     let dir = std::env::temp_dir().join(format!("cloakroom-pickle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let target = dir.join("pwned");
-    let proof = dir.join("python-ran-it");
     // Pickles that run a shell command when Python loads them: made
     // without running it, in every protocol, plus an instance of a class.
     let made = run(&format!(
@@ -155,22 +154,10 @@ fn hostile_pickles_run_nothing() {
     }
     assert!(!target.exists(), "the unpickler ran the command");
     // The same pickle is really hostile: Python itself runs it.
-    let evil = pickles[0].clone();
-    let with_proof = String::from_utf8_lossy(&evil).contains(&target.display().to_string());
-    assert!(with_proof);
-    let proof_pickle = run(&format!(
-        "import pickle, os\n\
-         class Evil:\n\
-         \x20   def __reduce__(self):\n\
-         \x20       return (os.system, ('touch {}',))\n\
-         print(pickle.dumps(Evil(), protocol=4).hex())",
-        proof.display()
-    ));
-    assert!(unpickle(&unhex(&proof_pickle)).is_err());
-    assert!(!proof.exists());
     run(&format!(
-        "import pickle\npickle.loads(bytes.fromhex('{proof_pickle}'))"
+        "import pickle\npickle.loads(bytes.fromhex('{}'))",
+        hex(&pickles[0])
     ));
-    assert!(proof.exists(), "Python ran it: the pickle was hostile");
+    assert!(target.exists(), "Python ran it: the pickle was hostile");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,7 +83,7 @@ async fn sessions_survive_closing_and_reopening_the_file(adapter: Adapter) {
         c.get("/notify?welcome=hi").await;
         c.cookie("id").expect("a session cookie")
     };
-    // Everything of the first store is gone; a new one opens the file.
+    // The first server is dropped; a second store opens the same file.
     let srv = TestServer::serve(adapter, manager(dir.open())).await;
     let c = srv.client();
     c.set_cookie("id", &cookie);

@@ -1,9 +1,12 @@
 //! A real store with a call counter and an off switch.
 //!
-//! It wraps a real store rather than imitating one: every call goes to the
-//! store underneath, unless the test switched it off to play an outage.
+//! It wraps a real store rather than imitating one: every call of the
+//! [`Store`] contract, its provided methods included, goes to the store
+//! underneath, unless the test switched it off to play an outage.
 
-use cloakroom::{Applied, Error, Expiry, Patch, Record, SessionId, Store};
+use cloakroom::{
+    Admission, Applied, Error, Expiry, Patch, Record, SessionCap, SessionId, SessionInfo, Store,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -15,6 +18,8 @@ pub struct Counts {
     pub applies: AtomicUsize,
     pub takes: AtomicUsize,
     pub deletes: AtomicUsize,
+    /// The user index's calls, and the store-wide ones (`end_all`, `count`).
+    pub index: AtomicUsize,
     pub down: AtomicBool,
 }
 
@@ -24,6 +29,7 @@ impl Counts {
             + self.applies.load(Ordering::SeqCst)
             + self.takes.load(Ordering::SeqCst)
             + self.deletes.load(Ordering::SeqCst)
+            + self.index.load(Ordering::SeqCst)
     }
     pub fn loads(&self) -> usize {
         self.loads.load(Ordering::SeqCst)
@@ -99,5 +105,45 @@ impl<S: Store> Store for Counted<S> {
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.check(&self.counts.deletes)?;
         self.inner.delete(id).await
+    }
+    async fn cycle(&self, old: &SessionId, new: &SessionId, e: &Expiry) -> Result<Applied, Error> {
+        self.check(&self.counts.applies)?;
+        self.inner.cycle(old, new, e).await
+    }
+    async fn touch(&self, id: &SessionId, e: &Expiry) -> Result<Applied, Error> {
+        self.check(&self.counts.applies)?;
+        self.inner.touch(id, e).await
+    }
+    async fn admit(
+        &self,
+        user: &str,
+        id: &SessionId,
+        cap: Option<SessionCap>,
+        e: &Expiry,
+        check_only: bool,
+    ) -> Result<Admission, Error> {
+        self.check(&self.counts.index)?;
+        self.inner.admit(user, id, cap, e, check_only).await
+    }
+    async fn sessions_of(&self, user: &str, e: &Expiry) -> Result<Vec<SessionInfo>, Error> {
+        self.check(&self.counts.index)?;
+        self.inner.sessions_of(user, e).await
+    }
+    async fn end_sessions_of(
+        &self,
+        user: &str,
+        except: Option<&SessionId>,
+        e: &Expiry,
+    ) -> Result<usize, Error> {
+        self.check(&self.counts.index)?;
+        self.inner.end_sessions_of(user, except, e).await
+    }
+    async fn end_all(&self, e: &Expiry) -> Result<usize, Error> {
+        self.check(&self.counts.index)?;
+        self.inner.end_all(e).await
+    }
+    async fn count(&self, e: &Expiry) -> Result<usize, Error> {
+        self.check(&self.counts.index)?;
+        self.inner.count(e).await
     }
 }

@@ -242,7 +242,8 @@ pub async fn end_one_a_user_all_but_one_and_all<S: Store + Clone>(store: S) {
     assert!(admin.list("alice").await.unwrap().is_empty());
     assert!(bob.signed_in(&m).await);
 
-    // Every session, anonymous ones too, where the store can list them.
+    // Every session, anonymous ones too, where the store can list them:
+    // all but Memcached, which has no way to list its keys.
     let mut anonymous = Device::default();
     anonymous
         .request(&m, async |s| s.set("seen", true).await)
@@ -254,8 +255,11 @@ pub async fn end_one_a_user_all_but_one_and_all<S: Store + Clone>(store: S) {
             assert!(!bob.signed_in(&m).await && !anonymous.signed_in(&m).await);
             assert_eq!(admin.count().await.unwrap(), 0);
         }
-        Err(Error::Unsupported(why)) => assert!(!why.is_empty()),
-        Err(e) => panic!("end_all: {e}"),
+        Err(Error::Unsupported(why)) if store.name() == "memcached" => {
+            assert!(!why.is_empty());
+            assert!(bob.signed_in(&m).await && anonymous.signed_in(&m).await);
+        }
+        Err(e) => panic!("end_all on {}: {e}", store.name()),
     }
 }
 

@@ -338,6 +338,22 @@ impl MemcachedServer {
     pub fn restart(&mut self) {
         self.process.restart();
     }
+
+    /// A number from its `stats` (`curr_items`, `cmd_set`, …).
+    pub fn stat(&self, name: &str) -> u64 {
+        use std::io::{BufRead, BufReader, Write};
+        let mut conn = std::net::TcpStream::connect(self.addr()).expect("connect to memcached");
+        conn.write_all(b"stats\r\n").expect("send stats");
+        let prefix = format!("STAT {name} ");
+        for line in BufReader::new(conn).lines() {
+            let line = line.expect("read stats");
+            if let Some(value) = line.strip_prefix(&prefix) {
+                return value.trim().parse().expect("a number");
+            }
+            assert_ne!(line.trim(), "END", "memcached has no stat {name:?}");
+        }
+        panic!("memcached closed the connection during stats");
+    }
 }
 
 pub(crate) fn is_root() -> bool {

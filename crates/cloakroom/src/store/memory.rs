@@ -430,12 +430,16 @@ mod tests {
 
     #[tokio::test]
     async fn ended_sessions_are_swept_before_live_ones_are_evicted() {
-        let store = MemoryStore::new().max_sessions(2);
+        let store = MemoryStore::new().max_sessions(3);
         let _ended = create(&store, 0).await;
+        let _also_ended = create(&store, 1_000).await;
         let live = create(&store, 15_000).await;
-        // At 20s the first has passed its 10s idle window; the second has not.
-        let _new = create(&store, 20_000).await;
+        // At 20s the first two have passed their 10s idle window; the third
+        // has not. Eviction alone would make room for one, and keep three.
+        let new = create(&store, 20_000).await;
         assert_eq!(store.len(), 2);
-        assert!(store.load(&live, &at(20_000)).await.unwrap().is_some());
+        for id in [live, new] {
+            assert!(store.load(&id, &at(20_000)).await.unwrap().is_some());
+        }
     }
 }
