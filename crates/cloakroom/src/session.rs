@@ -365,9 +365,16 @@ impl Session {
         })?;
         self.inner.shared.limits.check(name, &json)?;
         let mut st = self.state();
+        // What the store holds now, if this request knows: a value an
+        // atomic call returned is newer than the loaded record.
         let unchanged = st.patch.lookup(name).is_none()
             && self.existing(&mut st).is_some()
-            && matches!(self.inner.loaded.get(), Some(Some(r)) if r.values.get(name) == Some(&json));
+            && match st.observed.get(name) {
+                Some(seen) => *seen == json,
+                None => {
+                    matches!(self.inner.loaded.get(), Some(Some(r)) if r.values.get(name) == Some(&json))
+                }
+            };
         if !unchanged {
             st.patch.set(name, json);
             self.ensure_target(&mut st);
@@ -431,8 +438,10 @@ impl Session {
                 Ok(value)
             }
             None => {
-                // Gone meanwhile: the value starts a fresh session.
+                // Gone meanwhile: the value starts a fresh session, and
+                // nothing learned of the old one is read again.
                 st.gone = true;
+                st.observed.clear();
                 st.patch.set(name, by.to_string());
                 self.ensure_target(&mut st);
                 Ok(by)
@@ -766,6 +775,7 @@ impl Session {
             st.destroyed = true;
         }
         st.patch = Patch::default();
+        st.observed.clear();
         st.fresh = None;
         st.renamed = None;
         st.bound = None;

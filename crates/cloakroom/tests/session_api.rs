@@ -263,3 +263,54 @@ async fn a_read_only_commit_is_ready_at_once() {
     let again = m.open(&headers);
     assert_eq!(again.get::<i64>("a").await.unwrap(), Some(2));
 }
+
+#[tokio::test]
+async fn a_set_after_an_increment_is_written() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("attempts", 0).await).await;
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(s.get::<i64>("attempts").await?, Some(0));
+        assert_eq!(s.increment("attempts", 1).await?, 1);
+        // Back to the value the session was loaded with: still a change,
+        // since the store holds 1 now.
+        s.set("attempts", 0).await?;
+        assert_eq!(s.get::<i64>("attempts").await?, Some(0));
+        Ok(())
+    })
+    .await;
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(
+            s.get::<i64>("attempts").await?,
+            Some(0),
+            "reset in the store"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_of_a_destroyed_session_is_read_after_it() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(s.increment("n", 5).await?, 5);
+        s.destroy().await?;
+        assert_eq!(s.get::<i64>("n").await?, None);
+        assert!(s.keys().await?.is_empty());
+        assert_eq!(s.id().await?, None);
+        // Writes after it start a new, empty session.
+        assert_eq!(s.increment("n", 1).await?, 1);
+        assert_eq!(s.keys().await?, ["n"]);
+        Ok(())
+    })
+    .await;
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(s.keys().await?, ["n"]);
+        assert_eq!(s.get::<i64>("n").await?, Some(1));
+        Ok(())
+    })
+    .await;
+}
