@@ -23,6 +23,12 @@ use std::task::{Context, Poll};
 /// Build it once and `.wrap(sessions.clone())` in the app factory; clones
 /// share the store and the counters.
 ///
+/// The request's changes are written once the response is ready, whatever
+/// its status: a handler that returns an error after `set` still has the
+/// change written. Only an `Err` from the services inside the middleware
+/// (not a handler's error, which actix-web turns into a response) or a
+/// panic writes nothing.
+///
 /// ```
 /// use actix_web::{App, web};
 /// use cloakroom_actix::{KeyRing, MemoryStore, Session, SessionMiddleware};

@@ -14,6 +14,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/own-cache-policy", web::get().to(own_cache_policy))
         .route("/same", web::get().to(same))
         .route("/set", web::get().to(set))
+        .route("/set-then-fail", web::get().to(set_then_fail))
         .route("/get-many", web::get().to(get_many))
         .route("/read-write", web::get().to(read_write))
         .route("/incr", web::get().to(incr))
@@ -64,6 +65,13 @@ async fn set(s: Session, q: Params) -> Result<&'static str, Error> {
         s.set(&k, v).await?;
     }
     Ok("set")
+}
+
+async fn set_then_fail(s: Session, q: Params) -> Result<HttpResponse, Error> {
+    for (k, v) in q.into_inner() {
+        s.set(&k, v).await?;
+    }
+    Ok(HttpResponse::BadRequest().body("refused"))
 }
 
 async fn get_many(s: Session) -> Result<String, Error> {

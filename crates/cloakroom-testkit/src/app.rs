@@ -10,7 +10,8 @@ use std::collections::HashMap;
 type Params = Query<HashMap<String, String>>;
 
 /// The seed routes (`/`, `/detail`) plus one route per API call:
-/// `/untouched`, `/same`, `/set?k=v`, `/get-many`, `/read-write`, `/incr`,
+/// `/untouched`, `/same`, `/set?k=v`, `/set-then-fail?k=v` (answers 400),
+/// `/get-many`, `/read-write`, `/incr`,
 /// `/keys`,
 /// `/remove?k` (answers `k=OLD`), `/discard?k`, `/values?prefix=` (answers
 /// `name=value,…`), `/remember?idle=S&absolute=S&cookie=S` (the
@@ -61,6 +62,15 @@ pub fn app(layer: SessionLayer) -> Router {
                     s.set(&k, v).await?;
                 }
                 Ok::<_, Error>("set")
+            }),
+        )
+        .route(
+            "/set-then-fail",
+            get(|s: Session, Query(q): Params| async move {
+                for (k, v) in q {
+                    s.set(&k, v).await?;
+                }
+                Ok::<_, Error>((axum::http::StatusCode::BAD_REQUEST, "refused"))
             }),
         )
         .route(

@@ -101,6 +101,17 @@ pub async fn seed_flow_stores_and_reads_login(fx: HttpFixture) {
     assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
 }
 
+/// A handler's error status does not undo what it set before: the
+/// change is written and the cookie sent, on both adapters alike.
+pub async fn a_handler_that_fails_after_set_still_writes(fx: HttpFixture) {
+    let srv = fx.server().await;
+    let c = srv.client();
+    let r = c.get("/set-then-fail?login=bob").await;
+    assert_eq!((r.status, r.body.as_str()), (400, "refused"));
+    assert_eq!(r.set_cookies().len(), 1, "the new session's cookie");
+    assert_eq!(c.get("/detail").await.body, "detail get ok! bob");
+}
+
 /// Untouched request makes no store call and sets no cookie.
 pub async fn untouched_request_makes_no_store_call_and_sets_no_cookie(fx: HttpFixture) {
     let srv = fx.server().await;
@@ -741,6 +752,7 @@ macro_rules! http_tests {
     (@adapter $adapter:ident, $make:expr) => {
         $crate::http_tests!(@each $adapter, $make;
             seed_flow_stores_and_reads_login,
+            a_handler_that_fails_after_set_still_writes,
             untouched_request_makes_no_store_call_and_sets_no_cookie,
             detail_without_cookie_sets_no_cookie_and_calls_no_store,
             other_cookies_are_no_session_and_no_rejected_token,

@@ -15,6 +15,10 @@ use tower_service::Service;
 
 /// The tower layer that gives each request a [`Session`].
 ///
+/// The request's changes are written once the inner service's response is
+/// ready, whatever its status: a handler that fails after `set` still has
+/// the change written. A panic in the handler writes nothing.
+///
 /// ```
 /// use axum::{Router, routing::get};
 /// use cloakroom::{KeyRing, MemoryStore, Session, SessionLayer};
