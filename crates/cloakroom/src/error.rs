@@ -66,6 +66,14 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The session this request had found alive ended before the
+    /// request's changes were written: signed out or ended in another
+    /// request, renamed by a sign-in in another request, or expired.
+    /// Nothing was written, and the response sets no cookie, so the cookie
+    /// another request set (a sign-in's new id) stays in the browser. The
+    /// client may try again.
+    #[error("the session ended while this request ran; its changes were not written")]
+    EndedMeanwhile,
     /// The store cannot do this (Memcached cannot list its keys, say).
     #[error("not supported by this store: {0}")]
     Unsupported(String),
@@ -109,6 +117,10 @@ impl Error {
             Error::TooManySessions { .. } => (
                 StatusCode::CONFLICT,
                 "too many sessions for this user: sign out elsewhere first\n",
+            ),
+            Error::EndedMeanwhile => (
+                StatusCode::CONFLICT,
+                "the session ended while this request ran; try again\n",
             ),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error\n"),
         }

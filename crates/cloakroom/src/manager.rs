@@ -311,6 +311,9 @@ impl SessionManager {
         if err.is_unavailable() {
             // The store's failure is already in the log, once (health.rs).
             tracing::debug!(error = %err, "session was not saved");
+        } else if matches!(err, Error::EndedMeanwhile) {
+            // A sign-out or sign-in in another tab: nothing went wrong.
+            tracing::debug!(error = %err, "session was not saved");
         } else if status.is_client_error() {
             // The request's doing (over the size limits, over the user's
             // session cap): worth a warning, not an operator's alarm.

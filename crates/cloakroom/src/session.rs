@@ -116,6 +116,9 @@ pub(crate) struct PendingCommit {
     bound: Option<String>,
     pending_own: Option<Option<SessionExpiry>>,
     incoming_own: Option<SessionExpiry>,
+    /// This request saw the incoming session alive (loaded, or answered by
+    /// an atomic call).
+    seen_alive: bool,
 }
 
 /// The session cookie of the request, checked lazily.
@@ -389,7 +392,8 @@ impl Session {
     /// the store, so concurrent requests (two tabs, say) never lose an
     /// increment. It is one store round trip of its own when the session
     /// exists, and free on a new session. A value that is not an integer is
-    /// an error.
+    /// an error, and so is a session this request saw alive that another
+    /// request ended or renamed since ([`Error::EndedMeanwhile`]).
     ///
     /// ```
     /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
@@ -437,11 +441,16 @@ impl Session {
                 st.observed.insert(name.to_owned(), value.to_string());
                 Ok(value)
             }
+            // Seen alive earlier in this request, gone now: ended or
+            // renamed by another request (see `Error::EndedMeanwhile`).
+            // The commit finds it gone too, and writes nothing.
+            None if matches!(self.inner.loaded.get(), Some(Some(_))) || !st.observed.is_empty() => {
+                Err(Error::EndedMeanwhile)
+            }
             None => {
-                // Gone meanwhile: the value starts a fresh session, and
-                // nothing learned of the old one is read again.
+                // Gone before this request: the value starts a fresh
+                // session.
                 st.gone = true;
-                st.observed.clear();
                 st.patch.set(name, by.to_string());
                 self.ensure_target(&mut st);
                 Ok(by)
@@ -911,11 +920,13 @@ impl Session {
     /// response is ready; [`run_commit`](Self::run_commit) does the rest.
     pub(crate) fn plan_commit(&self) -> CommitPlan {
         let shared = &self.inner.shared;
-        let (existing, incoming, destroyed, patch, fresh, renamed, bound, own) = {
+        let (existing, incoming, destroyed, patch, fresh, renamed, bound, own, seen_alive) = {
             let mut st = self.state();
             if st.untouched() {
                 return CommitPlan::Done(TokenAction::Keep);
             }
+            let seen_alive =
+                matches!(self.inner.loaded.get(), Some(Some(_))) || !st.observed.is_empty();
             let existing = self.existing(&mut st);
             let incoming = match &st.incoming {
                 Incoming::Valid(v) => Some((v.stale_key, v.stamp)),
@@ -934,6 +945,7 @@ impl Session {
                 st.renamed.take(),
                 st.bound.take(),
                 (st.own.take(), incoming_own),
+                seen_alive,
             )
         };
         let (stale_key, stamp) = incoming.unwrap_or((false, None));
@@ -964,6 +976,7 @@ impl Session {
             bound,
             pending_own,
             incoming_own,
+            seen_alive,
         })
     }
 
@@ -981,6 +994,7 @@ impl Session {
             bound,
             pending_own,
             incoming_own,
+            seen_alive,
         } = work;
         let mut action = TokenAction::Keep;
         // The rare paths' futures are boxed: an async fn is as large as
@@ -1094,8 +1108,14 @@ impl Session {
                     });
                     return Ok(TokenAction::Clear);
                 }
-                // Destroyed or expired meanwhile: strict mode, so the
-                // changes go to a new session under a new id.
+                // Alive when this request saw it, gone now: another
+                // request ended it, or a sign-in there renamed it. A new
+                // session's cookie would replace that sign-in's, and sign
+                // the user out, so nothing is written.
+                Applied::Gone if seen_alive => return Err(Error::EndedMeanwhile),
+                // Ended before this request (a blind write under an old
+                // cookie): strict mode, so the changes go to a new session
+                // under a new id.
                 Applied::Gone => patch.cancel_rename(),
             }
         }

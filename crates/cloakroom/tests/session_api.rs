@@ -314,3 +314,89 @@ async fn nothing_of_a_destroyed_session_is_read_after_it() {
     })
     .await;
 }
+
+/// Opens a request with `cookie`, as an adapter does.
+fn open(m: &SessionManager, cookie: &str) -> cloakroom::Session {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+    m.open(&headers)
+}
+
+/// Tab B reads its session, then tab A signs in (a new id) before B's
+/// changes are written: B writes nothing and sets no cookie, so A's
+/// cookie stays in the browser and the user stays signed in.
+#[tokio::test]
+async fn a_write_racing_a_sign_in_does_not_undo_it() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("cart", 1).await).await;
+    let old = cookie.clone().unwrap();
+
+    let tab_b = open(&m, &old);
+    assert_eq!(tab_b.get::<i64>("cart").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| {
+        s.cycle_id().await?;
+        s.set("user", "alice").await
+    })
+    .await;
+    let signed_in = cookie.clone().unwrap();
+    assert_ne!(signed_in, old);
+
+    tab_b.set("cart", 2).await.unwrap();
+    let Err(e) = m.commit(&tab_b).await else {
+        panic!("tab B's write must not go to a new session");
+    };
+    assert!(matches!(e, cloakroom::Error::EndedMeanwhile), "{e}");
+    assert_eq!(e.status_and_body().0, http::StatusCode::CONFLICT);
+    request(&m, &mut cookie, async |s| {
+        assert_eq!(s.get::<String>("user").await?.as_deref(), Some("alice"));
+        assert_eq!(s.get::<i64>("cart").await?, Some(1));
+        Ok(())
+    })
+    .await;
+    assert_eq!(cookie.unwrap(), signed_in, "the sign-in's cookie stands");
+}
+
+/// The same with an increment, after the session was signed out: the
+/// increment fails, and the commit writes nothing.
+#[tokio::test]
+async fn an_increment_racing_a_sign_out_fails_and_writes_nothing() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("visits", 1).await).await;
+    let old = cookie.clone().unwrap();
+    let tab_b = open(&m, &old);
+    assert_eq!(tab_b.get::<i64>("visits").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+    assert!(cookie.is_none());
+
+    let e = tab_b.increment("visits", 1).await.unwrap_err();
+    assert!(matches!(e, cloakroom::Error::EndedMeanwhile), "{e}");
+    tab_b.set("other", true).await.unwrap();
+    assert!(matches!(
+        m.commit(&tab_b).await,
+        Err(cloakroom::Error::EndedMeanwhile)
+    ));
+    assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
+}
+
+/// A write under a cookie whose session had ended before the request
+/// (never seen alive) still starts a new session, as strict mode says.
+#[tokio::test]
+async fn a_blind_write_under_an_ended_session_starts_a_new_one() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    let old = cookie.clone().unwrap();
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+    let mut stale = Some(old.clone());
+    request(&m, &mut stale, async |s| s.set("b", 2).await).await;
+    let fresh = stale.unwrap();
+    assert_ne!(fresh, old);
+    let mut fresh = Some(fresh);
+    request(&m, &mut fresh, async |s| {
+        assert_eq!(s.keys().await?, ["b"]);
+        Ok(())
+    })
+    .await;
+}
