@@ -83,7 +83,8 @@ impl PostgresConfig {
 
     /// The schema holding the sessions table and the store's functions:
     /// lower-case ASCII letters, digits and `_`, not starting with a
-    /// digit, at most 63 bytes (so it never needs quoting).
+    /// digit, at most 63 bytes. The store quotes it, so a keyword (`user`)
+    /// works too.
     pub fn schema(mut self, name: &str) -> Result<PostgresConfig> {
         let valid = !name.is_empty()
             && name.len() <= 63

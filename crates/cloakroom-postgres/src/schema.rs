@@ -11,14 +11,22 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// version `n - 1` to `n`. Every statement in them may run again safely.
 const MIGRATIONS: [&str; 1] = [include_str!("sql/v1.sql")];
 
+/// `schema` as SQL names it: quoted, so that a valid name that is also a
+/// keyword (`user`, `order`) works. A valid name (see
+/// `PostgresConfig::schema`) is lower-case and holds no quote, so quoted
+/// it is the same schema as unquoted.
+pub(crate) fn quoted(schema: &str) -> String {
+    format!("\"{schema}\"")
+}
+
 /// The SQL of `migration`, with its objects in `schema`.
 fn in_schema(migration: &str, schema: &str) -> String {
-    // The files say `cloakroom.`; a schema name is validated to need no
-    // quoting (see `PostgresConfig::schema`).
-    migration.replace("cloakroom.", &format!("{schema}."))
+    // The files say `cloakroom.`.
+    migration.replace("cloakroom.", &format!("{}.", quoted(schema)))
 }
 
 fn preamble(schema: &str) -> String {
+    let schema = quoted(schema);
     format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};\n\
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL);\n"
@@ -32,8 +40,8 @@ fn preamble(schema: &str) -> String {
 ///
 /// ```
 /// let sql = cloakroom_postgres::schema_sql("cloakroom");
-/// assert!(sql.contains("CREATE TABLE IF NOT EXISTS cloakroom.sessions"));
-/// assert!(sql.contains("INSERT INTO cloakroom.schema_version"));
+/// assert!(sql.contains(r#"CREATE TABLE IF NOT EXISTS "cloakroom".sessions"#));
+/// assert!(sql.contains(r#"INSERT INTO "cloakroom".schema_version"#));
 /// ```
 pub fn schema_sql(schema: &str) -> String {
     let mut sql = preamble(schema);
@@ -41,6 +49,7 @@ pub fn schema_sql(schema: &str) -> String {
         sql.push('\n');
         sql.push_str(&in_schema(migration, schema));
     }
+    let schema = quoted(schema);
     sql.push_str(&format!(
         "\nDELETE FROM {schema}.schema_version;\n\
          INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});\n"
@@ -72,7 +81,7 @@ pub(crate) async fn migrate(
         let exists: bool = tx
             .query_one(
                 "SELECT to_regclass($1) IS NOT NULL",
-                &[&format!("{schema}.schema_version")],
+                &[&format!("{}.schema_version", quoted(schema))],
             )
             .await
             .map_err(pg_error)?
@@ -104,9 +113,10 @@ pub(crate) async fn migrate(
             .await
             .map_err(pg_error)?;
     }
+    let name = quoted(schema);
     tx.batch_execute(&format!(
-        "DELETE FROM {schema}.schema_version;\n\
-         INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});"
+        "DELETE FROM {name}.schema_version;\n\
+         INSERT INTO {name}.schema_version (version) VALUES ({SCHEMA_VERSION});"
     ))
     .await
     .map_err(pg_error)?;
@@ -123,7 +133,10 @@ pub(crate) async fn migrate(
 async fn current_version(tx: &tokio_postgres::Transaction<'_>, schema: &str) -> Result<i32> {
     let row = tx
         .query_one(
-            &format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_version"),
+            &format!(
+                "SELECT coalesce(max(version), 0) FROM {}.schema_version",
+                quoted(schema)
+            ),
             &[],
         )
         .await

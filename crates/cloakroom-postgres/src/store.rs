@@ -196,7 +196,7 @@ impl PostgresStore {
         let per_thread = (0..slots)
             .map(|_| pool_of(per_thread_size(config.pool_size, slots / 2)))
             .collect::<Result<_>>()?;
-        let sql = Sql::new(&config.schema);
+        let sql = Sql::new(&schema::quoted(&config.schema));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
@@ -280,10 +280,13 @@ impl PostgresStore {
             inner
                 .ready
                 .get_or_try_init(|| async {
-                    schema::migrate(&mut conn, &inner.schema, inner.create_schema).await
+                    schema::migrate(&mut conn, &inner.schema, inner.create_schema).await?;
+                    // Inside the cell's init: one sweeper, however many
+                    // first calls waited for the schema together.
+                    self.start_cleanup();
+                    Ok::<_, Error>(())
                 })
                 .await?;
-            self.start_cleanup();
         }
         Ok(conn)
     }
@@ -412,8 +415,12 @@ fn ms(t: Timestamp) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// `d` in milliseconds, cut so that the SQL's `now + d` stays within a
+/// `bigint`: a lifetime of `Duration::MAX` ("no absolute limit") is the
+/// latest deadline there is, not an overflow on every create.
+fn span(expiry: &Expiry, d: Duration) -> i64 {
+    let d = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    d.min(i64::MAX - ms(expiry.now))
 }
 
 fn timestamp(row: &tokio_postgres::Row, i: usize) -> Result<Timestamp> {
@@ -505,8 +512,8 @@ impl Store for PostgresStore {
                             &set,
                             &notes,
                             &patch.restarts_lifetime(),
-                            &millis(expiry.idle),
-                            &millis(expiry.absolute),
+                            &span(expiry, expiry.idle),
+                            &span(expiry, expiry.absolute),
                             &max_names,
                             &max_bytes,
                         ],
@@ -527,8 +534,8 @@ impl Store for PostgresStore {
                 &[
                     &id.as_bytes().as_slice(),
                     &ms(expiry.now),
-                    &millis(expiry.idle),
-                    &millis(expiry.absolute),
+                    &span(expiry, expiry.idle),
+                    &span(expiry, expiry.absolute),
                     &patch.creates(),
                     &patch.clears(),
                     &set,
@@ -609,7 +616,7 @@ impl Store for PostgresStore {
                     &name,
                     &by,
                     &ms(expiry.now),
-                    &millis(expiry.idle),
+                    &span(expiry, expiry.idle),
                 ],
             )
             .await?;

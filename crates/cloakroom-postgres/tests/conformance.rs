@@ -133,3 +133,30 @@ async fn a_rename_that_loses_a_race_for_its_new_id_is_gone() {
         .expect("the old id kept");
     assert_eq!(kept.values["n"], "1");
 }
+
+/// A schema named by a keyword (`user`, `order`) is valid, and works: the
+/// store quotes the name in every statement.
+#[tokio::test]
+async fn a_schema_named_by_a_keyword_works() {
+    use cloakroom::{Applied, Patch, Store};
+    use cloakroom_testkit::conformance::{at_now, new_id};
+    use std::time::Duration;
+
+    let server = PostgresServer::shared();
+    for keyword in ["user", "order"] {
+        let config = PostgresConfig::from_url(&server.url())
+            .unwrap()
+            .schema(keyword)
+            .unwrap();
+        let store = PostgresStore::connect(config).await.expect("connect");
+        let e = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+        let id = new_id();
+        let mut create = Patch::default();
+        create.create();
+        create.set("login", "\"alice\"".to_owned());
+        assert_eq!(store.apply(&id, &create, &e).await.unwrap(), Applied::Done);
+        assert!(store.load(&id, &e).await.unwrap().is_some());
+        let rows = server.psql(&format!("SELECT count(*) FROM \"{keyword}\".sessions"));
+        assert_eq!(rows.trim(), "1");
+    }
+}

@@ -57,7 +57,7 @@ async fn statements_per_request_are_0_1_1_1(adapter: Adapter) {
     let server = PostgresServer::shared();
     let url = server.schema_url();
     let store = connect(&url, Duration::from_secs(5)).await;
-    let schema = format!("{}.", store.schema());
+    let schema = format!("\"{}\".", store.schema());
     let srv = TestServer::serve(adapter, manager(store)).await;
     let c = srv.client();
 
