@@ -48,6 +48,16 @@ struct Live {
     item: Item,
 }
 
+/// What [`MemcachedStore::admit_to_index`] was asked, for each attempt.
+#[derive(Clone, Copy)]
+struct Admit<'a> {
+    user: &'a str,
+    id: &'a SessionId,
+    cap: Option<SessionCap>,
+    expiry: &'a Expiry,
+    check_only: bool,
+}
+
 impl MemcachedStore {
     fn index_key(&self, user: &str) -> String {
         let digest = Sha256::digest(user.as_bytes());
@@ -127,12 +137,16 @@ impl MemcachedStore {
     async fn admit_once(
         &self,
         conn: &mut Conn<'_>,
-        user: &str,
-        id: &SessionId,
-        cap: Option<SessionCap>,
-        expiry: &Expiry,
-        check_only: bool,
+        admit: &Admit<'_>,
+        evicted: &mut Vec<SessionId>,
     ) -> Result<Attempt<Admission>> {
+        let Admit {
+            user,
+            id,
+            cap,
+            expiry,
+            check_only,
+        } = *admit;
         let key = self.index_key(user);
         let own = id.encode();
         let (index, cas) = self.read_index(conn, &key, expiry).await?;
@@ -165,17 +179,22 @@ impl MemcachedStore {
         if !present {
             next.s.push((own, bound));
         }
-        if !self.write_index(conn, &key, &next, cas, expiry).await? {
-            return Ok(Attempt::Retry);
-        }
-        let mut ids = Vec::with_capacity(ended.len());
+        // The evicted sessions end before the index forgets them: if a
+        // step fails, a dead id is left in the index (pruned later), never
+        // a live session outside it, where "sign out everywhere" would
+        // miss it.
         for victim in ended {
             if let Some(session) = SessionId::decode(&victim.id) {
                 conn.delete(&self.key(&session)).await?;
-                ids.push(session);
+                evicted.push(session);
             }
         }
-        Ok(Attempt::Done(Admission::Admitted { ended: ids }))
+        if !self.write_index(conn, &key, &next, cas, expiry).await? {
+            return Ok(Attempt::Retry);
+        }
+        Ok(Attempt::Done(Admission::Admitted {
+            ended: std::mem::take(evicted),
+        }))
     }
 
     pub(crate) async fn admit_to_index(
@@ -187,12 +206,21 @@ impl MemcachedStore {
         check_only: bool,
     ) -> Result<Admission> {
         let mut attempts = self.attempts();
+        // Sessions ended by attempts that then lost the race for the
+        // index: ended all the same, and reported with the last attempt's.
+        let mut evicted = Vec::new();
+        let admit = Admit {
+            user,
+            id,
+            cap,
+            expiry,
+            check_only,
+        };
         loop {
             attempts.next().await?;
             let once = self.bounded(async {
                 let mut conn = self.pool.get().await?;
-                self.admit_once(&mut conn, user, id, cap, expiry, check_only)
-                    .await
+                self.admit_once(&mut conn, &admit, &mut evicted).await
             });
             if let Attempt::Done(admission) = once.await? {
                 return Ok(admission);

@@ -141,16 +141,21 @@ impl Item {
 /// Seconds memcached treats as relative; larger values are Unix times.
 const RELATIVE_LIMIT_SECS: u64 = 30 * 24 * 3600;
 
+/// The latest absolute expiration memcached reads: it parses the time as
+/// a signed 32-bit number, and takes anything larger as already past.
+const LATEST_UNIX_SECS: u64 = i32::MAX as u64;
+
 /// The memcached expiration for an item that must live until `until`:
-/// relative seconds when short enough, else an absolute Unix time. One
-/// extra second covers memcached's whole-second clock; the item's own
-/// deadlines are what decide.
+/// relative seconds when short enough, else an absolute Unix time, at
+/// most early 2038 (memcached's own limit: an item meant to live longer
+/// is cut there). One extra second covers memcached's whole-second clock;
+/// the item's own deadlines are what decide.
 pub(crate) fn exptime(now: Timestamp, until: Timestamp) -> u64 {
     let secs = now.millis_until(until).div_ceil(1000) + 1;
     if secs <= RELATIVE_LIMIT_SECS {
         secs
     } else {
-        until.0.div_ceil(1000) + 1
+        (until.0.div_ceil(1000) + 1).min(LATEST_UNIX_SECS)
     }
 }
 
@@ -169,6 +174,10 @@ mod tests {
         let far = Timestamp(now.0 + 45 * day);
         assert_eq!(exptime(now, far), far.0 / 1000 + 1);
         assert!(exptime(now, far) > RELATIVE_LIMIT_SECS);
+        // Past what memcached reads (2038): cut to its latest.
+        let beyond = Timestamp(now.0 + 100 * 365 * day);
+        assert_eq!(exptime(now, beyond), i32::MAX as u64);
+        assert_eq!(exptime(now, Timestamp(u64::MAX)), i32::MAX as u64);
     }
 
     #[test]

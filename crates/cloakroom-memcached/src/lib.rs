@@ -53,7 +53,12 @@ pub struct MemcachedConfig {
     timeout: Duration,
     max_connections: usize,
     max_attempts: usize,
+    max_item_bytes: usize,
 }
+
+/// Memcached's default largest item (`-I 1m`), less room for the key and
+/// the item's own header.
+const DEFAULT_MAX_ITEM_BYTES: usize = 1024 * 1024 - 512;
 
 impl MemcachedConfig {
     /// Settings from `memcache://HOST:PORT` (or `memcached://`).
@@ -89,6 +94,7 @@ impl MemcachedConfig {
             // again.
             max_connections: cloakroom::store::RuntimeThread::slots().max(8),
             max_attempts: 64,
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
         })
     }
 
@@ -127,6 +133,16 @@ impl MemcachedConfig {
     /// [`Error::Unavailable`] (default 64).
     pub fn max_attempts(mut self, n: usize) -> Self {
         self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The largest session item a write sends (default: memcached's 1 MiB
+    /// item limit less 512 bytes for the key and header). Raise it with
+    /// memcached's `-I`. A write that would make a session larger fails
+    /// with [`Error::TooLarge`] (a `413`) and leaves the session as it
+    /// was: memcached itself would delete the session on such a write.
+    pub fn max_item_bytes(mut self, n: usize) -> Self {
+        self.max_item_bytes = n.max(1);
         self
     }
 
@@ -197,6 +213,7 @@ impl MemcachedStore {
                 config.addr,
                 config.max_connections,
                 config.timeout,
+                config.max_item_bytes,
             )),
             prefix: config.prefix.into(),
             timeout: config.timeout,

@@ -28,6 +28,8 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<(Option<RuntimeThread>, Client)>>,
     permits: std::sync::Arc<Semaphore>,
     timeout: Duration,
+    /// The largest value a write sends (see [`Conn::fits`]).
+    max_item_bytes: usize,
 }
 
 /// A connection borrowed from the pool; returned on drop if healthy.
@@ -44,12 +46,13 @@ fn unavailable(e: async_memcached::Error) -> Error {
 }
 
 impl Pool {
-    pub(crate) fn new(addr: String, size: usize, timeout: Duration) -> Pool {
+    pub(crate) fn new(addr: String, size: usize, timeout: Duration, max_item_bytes: usize) -> Pool {
         Pool {
             addr,
             idle: Mutex::new(Vec::new()),
             permits: std::sync::Arc::new(Semaphore::new(size)),
             timeout,
+            max_item_bytes,
         }
     }
 
@@ -134,8 +137,25 @@ impl Conn<'_> {
         }
     }
 
+    /// Refuses a value memcached could not store. Memcached answers such a
+    /// set with `SERVER_ERROR object too large` and deletes the item
+    /// already under the key, CAS token or not: a session would be lost
+    /// by the write that outgrew it. Checked before anything is sent.
+    fn fits(&self, value: &[u8]) -> Result<()> {
+        let limit = self.pool.max_item_bytes;
+        if value.len() > limit {
+            return Err(Error::TooLarge {
+                what: "session".to_owned(),
+                size: value.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Stores `key` only if it does not exist.
     pub(crate) async fn add(&mut self, key: &str, value: &[u8], ttl: u64) -> Result<bool> {
+        self.fits(value)?;
         let ttl = format!("T{ttl}");
         match self
             .client()
@@ -156,6 +176,7 @@ impl Conn<'_> {
         cas: u64,
         ttl: u64,
     ) -> Result<bool> {
+        self.fits(value)?;
         let (cas, ttl) = (format!("C{cas}"), format!("T{ttl}"));
         match self
             .client()
