@@ -271,8 +271,14 @@ pub mod internals {
     }
 }
 
+/// `d` in milliseconds, at most 2^52 (about 142,000 years): the scripts
+/// compute deadlines in Lua's numbers, which are doubles, exact only
+/// below 2^53, and write them back with `%d`, which a larger one
+/// overflows. A lifetime of `Duration::MAX` ("no limit") becomes the
+/// longest one they count exactly.
 pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    const MOST: u64 = 1 << 52;
+    u64::try_from(d.as_millis()).map_or(MOST, |ms| ms.min(MOST))
 }
 
 impl cloakroom::Store for RedisStore {

@@ -376,3 +376,22 @@ async fn the_user_index_stays_bounded_without_a_cap() {
     assert_eq!(listed.len(), live.len());
     assert_eq!(redis.cli(&["ZCARD", "cr:u:{erin}"]), live.len().to_string());
 }
+
+/// The rollback after a change over the limits runs one round trip after
+/// the change. A session deleted (or renamed) in between is left alone:
+/// putting an old value back would make a hash without meta field or TTL.
+#[tokio::test]
+async fn a_rollback_on_a_session_gone_meanwhile_writes_nothing() {
+    let redis = RedisServer::start();
+    let rollback = include_str!("../src/lua/rollback.lua");
+    // Give `a` back its old value "1", where this change had removed it.
+    let out = redis.cli(&["EVAL", rollback, "1", "cr:{gone}", "a", "-", "=1"]);
+    assert_eq!(out.trim(), "0");
+    assert!(keys(&redis).is_empty(), "{:?}", keys(&redis));
+    // On a live session it does put the value back.
+    redis.cli(&["HSET", "cr:{live}", "@m", "1,2,3"]);
+    redis.cli(&["PEXPIRE", "cr:{live}", "60000"]);
+    let out = redis.cli(&["EVAL", rollback, "1", "cr:{live}", "a", "-", "=1"]);
+    assert_eq!(out.trim(), "1");
+    assert_eq!(redis.cli(&["HGET", "cr:{live}", "a"]).trim(), "1");
+}
