@@ -612,6 +612,42 @@ pub async fn removals_pass_over_lowered_limits<S: Store>(store: S, _: &SuiteTime
     assert_eq!(values(&store, &id).await, pairs(&[("b", "2"), ("c", "3")]));
 }
 
+/// A session with no absolute limit (`Duration::MAX`) and a very long
+/// idle window (a century) works like any other: created, read, changed,
+/// counted, renamed, its notifications taken. Its deadlines saturate
+/// instead of overflowing the store's arithmetic.
+pub async fn lifetimes_without_a_limit_work<S: Store>(store: S, time: &SuiteTime) {
+    for idle in [
+        Duration::from_secs(3600),
+        Duration::from_secs(100 * 365 * 86_400),
+    ] {
+        let e = time.at(idle, Duration::MAX);
+        let id = create(&store, &[("a", "1")], &e).await;
+        let record = store.load(&id, &e).await.unwrap().expect("created");
+        assert_eq!(record.values["a"], "1");
+        let mut change = Patch::default();
+        change.set("b", "2".to_owned());
+        change.notify("hello", "\"hi\"".to_owned());
+        assert_eq!(store.apply(&id, &change, &e).await.unwrap(), Applied::Done);
+        assert_eq!(store.increment(&id, "n", 2, &e).await.unwrap(), Some(2));
+        let moved = new_id();
+        assert_eq!(store.cycle(&id, &moved, &e).await.unwrap(), Applied::Done);
+        assert_eq!(
+            store
+                .take_notification(&moved, "hello", &e)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("\"hi\"")
+        );
+        time.pass(Duration::from_secs(1)).await;
+        let e = time.at(idle, Duration::MAX);
+        let record = store.load(&moved, &e).await.unwrap().expect("still alive");
+        assert_eq!(record.values.len(), 3, "{:?}", record.values);
+        assert!(store.load(&id, &e).await.unwrap().is_none());
+    }
+}
+
 /// One `#[tokio::test]` per contract rule. `$make` is an expression
 /// (it may `.await`) giving `(guard, store)`: the guard, such as the server
 /// process, lives until the test ends. Time is real unless a second
@@ -631,7 +667,7 @@ macro_rules! conformance_tests {
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,
             size_limits_write_nothing_when_exceeded, increments_are_atomic,
-            removals_pass_over_lowered_limits);
+            removals_pass_over_lowered_limits, lifetimes_without_a_limit_work);
     };
     (@each $make:expr, $time:expr; $($name:ident),*) => {
         $(

@@ -402,7 +402,9 @@ impl Session {
     /// ```
     pub async fn increment(&self, name: &str, by: i64) -> Result<i64> {
         self.mark_used();
-        not_reserved(name)?;
+        // The name's own limits (reserved, `max_name_bytes`); the value is
+        // at most 20 bytes of digits.
+        self.inner.shared.limits.check(name, "")?;
         let not_integer = |source| Error::Serde {
             name: name.to_owned(),
             source,

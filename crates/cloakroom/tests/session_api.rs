@@ -400,3 +400,28 @@ async fn a_blind_write_under_an_ended_session_starts_a_new_one() {
     })
     .await;
 }
+
+/// `increment` checks its name as `set` does: a name over
+/// `max_name_bytes` is refused before any store call.
+#[tokio::test]
+async fn an_increment_checks_its_name_like_set() {
+    let m = SessionManager::builder(MemoryStore::new(), KeyRing::random())
+        .limits(cloakroom::Limits::default().max_name_bytes(8))
+        .build()
+        .unwrap();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| {
+        let long = "a name longer than eight bytes";
+        assert!(matches!(
+            s.increment(long, 1).await,
+            Err(cloakroom::Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            s.set(long, 1).await,
+            Err(cloakroom::Error::TooLarge { .. })
+        ));
+        assert_eq!(s.increment("short", 1).await?, 1);
+        Ok(())
+    })
+    .await;
+}
