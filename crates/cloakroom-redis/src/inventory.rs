@@ -366,18 +366,18 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn count_sessions(&self) -> Result<usize> {
-        let mut counter = Counter(0);
+    pub(crate) async fn count_sessions(&self, now: Timestamp) -> Result<usize> {
+        let mut counter = Counter { now, live: 0 };
         self.scan_keys("{*}", &mut counter).await?;
-        Ok(counter.0)
+        Ok(counter.live)
     }
 
     /// Deletes every key this store writes, and only those: sessions,
     /// their notifications and staging keys (`PREFIX:{…`), and the user
     /// indexes (`PREFIX:u:{…`), not a neighbour's keys under a longer
     /// prefix.
-    pub(crate) async fn end_every_session(&self) -> Result<usize> {
-        let mut counter = Counter(0);
+    pub(crate) async fn end_every_session(&self, now: Timestamp) -> Result<usize> {
+        let mut counter = Counter { now, live: 0 };
         self.scan_keys("{*}", &mut counter).await?;
         self.scan_keys("{*", Deleter).await?;
         self.scan_keys("u:{*", Deleter).await?;
@@ -389,7 +389,7 @@ impl RedisStore {
             };
             in_notes_db.scan_keys("{*", Deleter).await?;
         }
-        Ok(counter.0)
+        Ok(counter.live)
     }
 }
 
@@ -419,11 +419,31 @@ trait AsyncKeys {
     ) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
-struct Counter(usize);
+/// Counts the live sessions among session keys: a key outlives its
+/// session's absolute deadline by up to an idle window (reads check the
+/// deadline, not the TTL), and a hash without meta field is no session.
+struct Counter {
+    now: Timestamp,
+    live: usize,
+}
 
 impl AsyncKeys for &mut Counter {
-    async fn batch(&mut self, _: &RedisStore, _: &mut Conn, keys: Vec<String>) -> Result<()> {
-        self.0 += keys.len();
+    async fn batch(
+        &mut self,
+        store: &RedisStore,
+        conn: &mut Conn,
+        keys: Vec<String>,
+    ) -> Result<()> {
+        let mut metas = redis::pipe();
+        for key in &keys {
+            metas.cmd("HGET").arg(key).arg(keys::META);
+        }
+        let metas: Vec<Option<String>> = store.bounded(metas.query_async(conn)).await?;
+        self.live += metas
+            .iter()
+            .filter_map(|m| Meta::parse(m.as_deref()?))
+            .filter(|m| self.now.0 < m.deadline)
+            .count();
         Ok(())
     }
 }

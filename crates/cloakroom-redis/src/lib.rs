@@ -406,16 +406,16 @@ impl cloakroom::Store for RedisStore {
         ended
     }
 
-    async fn end_all(&self, _expiry: &Expiry) -> Result<usize> {
-        let ended = self.end_every_session().await;
+    async fn end_all(&self, expiry: &Expiry) -> Result<usize> {
+        let ended = self.end_every_session(expiry.now).await;
         if let Some(cache) = &self.cache {
             cache.flush();
         }
         ended
     }
 
-    async fn count(&self, _expiry: &Expiry) -> Result<usize> {
-        self.count_sessions().await
+    async fn count(&self, expiry: &Expiry) -> Result<usize> {
+        self.count_sessions(expiry.now).await
     }
 }
 

@@ -395,3 +395,45 @@ async fn a_rollback_on_a_session_gone_meanwhile_writes_nothing() {
     assert_eq!(out.trim(), "1");
     assert_eq!(redis.cli(&["HGET", "cr:{live}", "a"]).trim(), "1");
 }
+
+/// `count` and `end_all` count live sessions only: not a session past its
+/// absolute deadline whose key a write kept for an idle window more, nor
+/// a hash without meta field.
+#[tokio::test]
+async fn counts_are_of_live_sessions_only() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let short = || at_now(Duration::from_secs(600), Duration::from_millis(1500));
+    let ending = new_id();
+    assert_eq!(
+        store
+            .apply(&ending, &creating("a", "1"), &short())
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    // A write pushes the key's TTL to now + idle, past the deadline.
+    let mut write = Patch::default();
+    write.set("b", "2".to_owned());
+    assert_eq!(
+        store.apply(&ending, &write, &short()).await.unwrap(),
+        Applied::Done
+    );
+    let live = new_id();
+    let long = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    assert_eq!(
+        store
+            .apply(&live, &creating("a", "1"), &long)
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    redis.cli(&["HSET", "cr:{not-a-session}", "a", "1"]);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+
+    let now = at_now(Duration::from_secs(600), Duration::from_secs(3600));
+    assert_eq!(keys(&redis).len(), 3, "{:?}", keys(&redis));
+    assert_eq!(store.count(&now).await.unwrap(), 1);
+    assert_eq!(store.end_all(&now).await.unwrap(), 1);
+    assert!(keys(&redis).is_empty(), "{:?}", keys(&redis));
+}
