@@ -237,6 +237,9 @@ pub struct StorageConfig {
     /// Bytes of session records each process keeps in its read cache
     /// (Redis only; 0 or unset: off).
     pub cache_max_bytes: Option<usize>,
+    /// The largest session item a write sends (Memcached only; default
+    /// memcached's 1 MiB item limit less 512 bytes).
+    pub max_item_bytes: Option<usize>,
     /// A CA certificate (PEM file) to trust for `rediss://`, or for
     /// PostgreSQL over TLS.
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -358,6 +361,7 @@ impl fmt::Debug for StorageConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("max_sessions", &self.max_sessions)
             .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("max_item_bytes", &self.max_item_bytes)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("database", &self.database)
             .field("schema", &self.schema)
@@ -449,6 +453,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "timeout_ms", Kind::Int),
     ("storage", "max_sessions", Kind::Int),
     ("storage", "cache_max_bytes", Kind::Int),
+    ("storage", "max_item_bytes", Kind::Int),
     ("storage", "tls_ca_file", Kind::Str),
     ("storage", "database", Kind::Str),
     ("storage", "schema", Kind::Str),

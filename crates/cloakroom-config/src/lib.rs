@@ -340,7 +340,7 @@ impl Config {
     }
 
     /// The Memcached settings of `[storage]`: `url`, or `host` and `port`;
-    /// then `max_connections`, `prefix` and `timeout_ms`.
+    /// then `max_connections`, `prefix`, `timeout_ms` and `max_item_bytes`.
     #[cfg(feature = "memcached")]
     pub fn memcached_config(&self) -> Result<cloakroom_memcached::MemcachedConfig> {
         let storage = &self.storage;
@@ -361,6 +361,15 @@ impl Config {
         }
         if let Some(n) = storage.connections()? {
             config = config.max_connections(n);
+        }
+        match storage.max_item_bytes {
+            Some(0) => {
+                return Err(cloakroom::Error::Config(
+                    "storage.max_item_bytes must be at least 1".to_owned(),
+                ));
+            }
+            Some(n) => config = config.max_item_bytes(n),
+            None => {}
         }
         Ok(config)
     }

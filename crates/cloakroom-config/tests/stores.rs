@@ -138,3 +138,28 @@ async fn sqlite_path_and_url_open_the_file() {
     assert!(dir.join("by-url.db").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `storage.max_item_bytes` reaches the Memcached store: a write that
+/// would make the session's item larger is a `413`, and the session is
+/// kept; 0 is refused, naming the key.
+#[tokio::test]
+async fn max_item_bytes_reaches_memcached() {
+    let memcached = MemcachedServer::start();
+    let small = config(&format!(
+        "[storage]\nurl = 'memcache://127.0.0.1:{}'\nmax_item_bytes = 300\n",
+        memcached.port
+    ));
+    let srv = TestServer::start(app(small.build().await.unwrap())).await;
+    let c = srv.client();
+    c.get("/?name=alice").await;
+    let big = "x".repeat(400);
+    assert_eq!(c.get(&format!("/set?big={big}")).await.status, 413);
+    assert_eq!(c.get("/detail").await.body, "detail get ok! alice");
+
+    let zero = config(&format!(
+        "[storage]\nurl = 'memcache://127.0.0.1:{}'\nmax_item_bytes = 0\n",
+        memcached.port
+    ));
+    let err = zero.build::<SessionLayer>().await.unwrap_err().to_string();
+    assert!(err.contains("storage.max_item_bytes"), "{err}");
+}

@@ -269,6 +269,8 @@ impl MemcachedStore {
             limits.check(item.values())?;
         }
         let bytes = item.encode()?;
+        // Before any write: a rename deletes the old item first.
+        conn.fits(&bytes)?;
         let ttl = exptime(expiry.now, item.expires_at());
         let Some(cas) = cas else {
             // A create: add only if the key is free. An ended item that

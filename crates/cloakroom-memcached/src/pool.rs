@@ -141,11 +141,11 @@ impl Conn<'_> {
     /// set with `SERVER_ERROR object too large` and deletes the item
     /// already under the key, CAS token or not: a session would be lost
     /// by the write that outgrew it. Checked before anything is sent.
-    fn fits(&self, value: &[u8]) -> Result<()> {
+    pub(crate) fn fits(&self, value: &[u8]) -> Result<()> {
         let limit = self.pool.max_item_bytes;
         if value.len() > limit {
             return Err(Error::TooLarge {
-                what: "session".to_owned(),
+                what: "session (store item)".to_owned(),
                 size: value.len(),
                 limit,
             });

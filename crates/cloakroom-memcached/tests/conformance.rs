@@ -65,4 +65,14 @@ async fn a_write_past_the_item_size_is_refused_and_the_session_kept() {
         Err(Error::TooLarge { limit: 1000, .. })
     ));
     assert_eq!(store.apply(&id, &small, &e).await.unwrap(), Applied::Done);
+
+    // A rename (a sign-in) deletes the old item before it adds the new
+    // one: an item too large is refused before either.
+    let mut rename = Patch::rename(new_id());
+    rename.set("big", format!("\"{}\"", "x".repeat(1024 * 1024)));
+    assert!(matches!(
+        store.apply(&id, &rename, &e).await,
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(store.load(&id, &e).await.unwrap().is_some(), "kept");
 }

@@ -355,7 +355,7 @@ impl RedisStore {
                 let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
                     .map_err(|e| Error::Corrupt(format!("SCAN: {e}")))?;
                 if !keys.is_empty() {
-                    each.batch(self, &mut conn, keys).await?;
+                    each.batch(self, &mut conn, node.as_ref(), keys).await?;
                 }
                 if next == 0 {
                     break;
@@ -411,10 +411,13 @@ async fn masters(
 
 /// What [`RedisStore::scan_keys`] does with each batch.
 trait AsyncKeys {
+    /// `keys` as SCAN found them, on `node` of a cluster (`None` for one
+    /// server).
     fn batch(
         &mut self,
         store: &RedisStore,
         conn: &mut Conn,
+        node: Option<&(String, u16)>,
         keys: Vec<String>,
     ) -> impl std::future::Future<Output = Result<()>> + Send;
 }
@@ -432,16 +435,31 @@ impl AsyncKeys for &mut Counter {
         &mut self,
         store: &RedisStore,
         conn: &mut Conn,
+        node: Option<&(String, u16)>,
         keys: Vec<String>,
     ) -> Result<()> {
         let mut metas = redis::pipe();
         for key in &keys {
             metas.cmd("HGET").arg(key).arg(keys::META);
         }
-        let metas: Vec<Option<String>> = store.bounded(metas.query_async(conn)).await?;
-        self.live += metas
-            .iter()
-            .filter_map(|m| Meta::parse(m.as_deref()?))
+        let replies: Vec<Value> = match (node, conn) {
+            // Keys of many slots: the cluster client refuses such a
+            // pipeline, so it goes to the node whose SCAN found them.
+            (Some((host, port)), Conn::Cluster(cluster)) => {
+                let to = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                store
+                    .bounded(cluster.route_pipeline(metas, 0, keys.len(), to))
+                    .await?
+            }
+            (_, conn) => store.bounded(metas.query_async(conn)).await?,
+        };
+        self.live += replies
+            .into_iter()
+            .filter_map(|m| redis::from_redis_value::<Option<String>>(m).ok().flatten())
+            .filter_map(|m| Meta::parse(&m))
             .filter(|m| self.now.0 < m.deadline)
             .count();
         Ok(())
@@ -455,6 +473,7 @@ impl AsyncKeys for Deleter {
         &mut self,
         store: &RedisStore,
         conn: &mut Conn,
+        _: Option<&(String, u16)>,
         keys: Vec<String>,
     ) -> Result<()> {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();

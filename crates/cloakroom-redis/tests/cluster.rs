@@ -381,3 +381,31 @@ async fn a_cluster_down_at_start_is_discovered_once_it_is_up() {
         }
     }
 }
+
+/// `count` and `end_all` on a cluster: each master's keys, many slots per
+/// master, read in one batch per SCAN step on the node that holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_and_end_all_cover_every_master() {
+    use cloakroom::{Applied, Clock, ExpiryPolicy, Patch, Store, SystemClock};
+    let (cluster, store) = store().await;
+    let e = || ExpiryPolicy::default().at(SystemClock.now());
+    for _ in 0..30 {
+        let mut create = Patch::default();
+        create.create();
+        create.set("n", "1".to_owned());
+        let id = cloakroom_testkit::conformance::new_id();
+        assert_eq!(
+            store.apply(&id, &create, &e()).await.unwrap(),
+            Applied::Done
+        );
+    }
+    let per_master: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.cli(&["DBSIZE"]).parse().unwrap())
+        .collect();
+    assert!(per_master.iter().all(|n| *n >= 2), "{per_master:?}");
+    assert_eq!(store.count(&e()).await.unwrap(), 30);
+    assert_eq!(store.end_all(&e()).await.unwrap(), 30);
+    assert_eq!(store.count(&e()).await.unwrap(), 0);
+}

@@ -86,6 +86,22 @@ impl Error {
         matches!(self, Error::Unavailable(_) | Error::Timeout(_))
     }
 
+    /// Logs this error as a handler returned it, at the level its cause
+    /// deserves: a store outage is logged once elsewhere (debug here), a
+    /// session ended by another request is no fault (debug), what the
+    /// request asked for (a `4xx`) is a warning, and the rest an error.
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn log_returned(&self) {
+        const WHAT: &str = "session error returned by handler";
+        if self.is_unavailable() || matches!(self, Error::EndedMeanwhile) {
+            tracing::debug!(error = %self, "{WHAT}");
+        } else if self.status_and_body().0.is_client_error() {
+            tracing::warn!(error = %self, "{WHAT}");
+        } else {
+            tracing::error!(error = %self, "{WHAT}");
+        }
+    }
+
     /// Wraps any client error as [`Error::Unavailable`].
     pub fn unavailable(err: impl Into<BoxError>) -> Self {
         Error::Unavailable(err.into())
@@ -111,6 +127,7 @@ impl Error {
                     "session name" => "session name too long (max_name_bytes)\n",
                     "session (number of names)" => "too many names in the session (max_names)\n",
                     "session" => "session data too large (max_session_bytes)\n",
+                    "session (store item)" => "session too large for the store (max_item_bytes)\n",
                     _ => "session value too large (max_value_bytes)\n",
                 },
             ),

@@ -6,7 +6,9 @@
 //! layer commits: one `apply` if something changed (or the cookie is due to
 //! be re-signed or its `Max-Age` renewed), plus what the request asked for
 //! beyond it: a `delete` after a destroy, an `admit` after a sign-in, and a
-//! second `apply` that creates a new session if the first found it gone.
+//! second `apply` that creates a new session if the first found it gone
+//! (unless the request saw it alive and only had values to write:
+//! [`Error::EndedMeanwhile`]).
 
 use crate::cookie::{Stamp, Verified};
 use crate::error::{Error, Result};
@@ -69,8 +71,8 @@ struct State {
     renamed: Option<Token>,
     /// The incoming session is to be deleted.
     destroyed: bool,
-    /// The incoming session turned out not to exist (an atomic call said
-    /// so after it was loaded).
+    /// The incoming session turned out not to exist: an increment found
+    /// it gone, and this request had not seen it alive before.
     gone: bool,
     /// Values learned from atomic store calls this request, newer than the
     /// loaded record; never written back.
@@ -1112,12 +1114,23 @@ impl Session {
                 }
                 // Alive when this request saw it, gone now: another
                 // request ended it, or a sign-in there renamed it. A new
-                // session's cookie would replace that sign-in's, and sign
-                // the user out, so nothing is written.
-                Applied::Gone if seen_alive => return Err(Error::EndedMeanwhile),
+                // session for this request's values would send a cookie
+                // that replaces that sign-in's, and sign the user out: so
+                // values are not written, and the answer says so. A
+                // request that signs in itself (a rename, a binding) still
+                // gets its new session, as it would have anyway.
+                Applied::Gone if seen_alive && renamed.is_none() && bound.is_none() => {
+                    let values = patch.changes().any(|(_, c)| c != crate::Change::Remove)
+                        || patch.notifications().len() > 0;
+                    return if values {
+                        Err(Error::EndedMeanwhile)
+                    } else {
+                        Ok(action)
+                    };
+                }
                 // Ended before this request (a blind write under an old
-                // cookie): strict mode, so the changes go to a new session
-                // under a new id.
+                // cookie), or this request signs in: strict mode, so the
+                // changes go to a new session under a new id.
                 Applied::Gone => patch.cancel_rename(),
             }
         }

@@ -425,3 +425,38 @@ async fn an_increment_checks_its_name_like_set() {
     })
     .await;
 }
+
+/// The same race with nothing to write: the page is served, no cookie;
+/// and a sign-in racing a sign-out still signs in, under a new session.
+#[tokio::test]
+async fn a_race_without_values_is_no_error_and_a_sign_in_still_signs_in() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    let old = cookie.clone().unwrap();
+
+    let reader = open(&m, &old);
+    let signer = open(&m, &old);
+    assert_eq!(reader.get::<i64>("a").await.unwrap(), Some(1));
+    assert_eq!(signer.get::<i64>("a").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+
+    reader.discard("a").await.unwrap();
+    let mut out = http::HeaderMap::new();
+    m.commit(&reader).await.unwrap().apply_to(&mut out);
+    assert!(out.get(http::header::SET_COOKIE).is_none());
+
+    signer.cycle_id().await.unwrap();
+    signer.set("user", "alice").await.unwrap();
+    let mut out = http::HeaderMap::new();
+    m.commit(&signer).await.unwrap().apply_to(&mut out);
+    let set = out
+        .get(http::header::SET_COOKIE)
+        .expect("the sign-in's cookie");
+    let mut signed_in = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+    request(&m, &mut signed_in, async |s| {
+        assert_eq!(s.get::<String>("user").await?.as_deref(), Some("alice"));
+        Ok(())
+    })
+    .await;
+}

@@ -64,12 +64,7 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let (_, body) = self.status_and_body();
-        if self.is_unavailable() {
-            // The store's failure is already in the log, once (health.rs).
-            tracing::debug!(error = %self, "session error returned by handler");
-        } else {
-            tracing::error!(error = %self, "session error returned by handler");
-        }
+        self.log_returned();
         text_response(self.status_code(), body)
     }
 }

@@ -48,12 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Notifications {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        if self.is_unavailable() {
-            // The store's failure is already in the log, once (health.rs).
-            tracing::debug!(error = %self, "session error returned by handler");
-        } else {
-            tracing::error!(error = %self, "session error returned by handler");
-        }
+        self.log_returned();
         (status, body).into_response()
     }
 }
