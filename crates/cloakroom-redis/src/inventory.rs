@@ -444,24 +444,43 @@ impl AsyncKeys for &mut Counter {
         }
         let replies: Vec<Value> = match (node, conn) {
             // Keys of many slots: the cluster client refuses such a
-            // pipeline, so it goes to the node whose SCAN found them.
+            // pipeline, so it goes to the node whose SCAN found them. A
+            // key that moved since makes the client redirect the whole
+            // pipeline; then each key is read where its slot is now.
             (Some((host, port)), Conn::Cluster(cluster)) => {
                 let to = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
                 };
-                store
-                    .bounded(cluster.route_pipeline(metas, 0, keys.len(), to))
-                    .await?
+                let routed = cluster.route_pipeline(metas, 0, keys.len(), to);
+                match store.bounded(routed).await {
+                    Ok(replies) => replies,
+                    Err(_) => {
+                        let mut one_by_one = Vec::with_capacity(keys.len());
+                        for key in &keys {
+                            let mut hget = redis::cmd("HGET");
+                            hget.arg(key).arg(keys::META);
+                            one_by_one.push(store.bounded(hget.query_async(&mut *cluster)).await?);
+                        }
+                        one_by_one
+                    }
+                }
             }
             (_, conn) => store.bounded(metas.query_async(conn)).await?,
         };
-        self.live += replies
-            .into_iter()
-            .filter_map(|m| redis::from_redis_value::<Option<String>>(m).ok().flatten())
-            .filter_map(|m| Meta::parse(&m))
-            .filter(|m| self.now.0 < m.deadline)
-            .count();
+        for reply in replies {
+            let meta = match reply {
+                Value::Nil => continue,
+                Value::ServerError(e) => {
+                    return Err(Error::unavailable(redis::RedisError::from(e)));
+                }
+                other => redis::from_redis_value::<String>(other)
+                    .map_err(|e| Error::Corrupt(format!("a meta field: {e}")))?,
+            };
+            if Meta::parse(&meta).is_some_and(|m| self.now.0 < m.deadline) {
+                self.live += 1;
+            }
+        }
         Ok(())
     }
 }

@@ -67,11 +67,12 @@ pub enum Error {
     },
 
     /// The session this request had found alive ended before the
-    /// request's changes were written: signed out or ended in another
-    /// request, renamed by a sign-in in another request, or expired.
-    /// Nothing was written, and the response sets no cookie, so the cookie
-    /// another request set (a sign-in's new id) stays in the browser. The
-    /// client may try again.
+    /// request's values or notifications were written: signed out or
+    /// ended in another request, renamed by a sign-in in another request,
+    /// or expired. Nothing was written, and the response sets no cookie,
+    /// so the cookie another request set (a sign-in's new id) stays in the
+    /// browser. The client may try again. (A request that binds a user
+    /// gets a new session instead.)
     #[error("the session ended while this request ran; its changes were not written")]
     EndedMeanwhile,
     /// The store cannot do this (Memcached cannot list its keys, say).

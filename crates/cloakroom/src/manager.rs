@@ -262,8 +262,9 @@ impl SessionManager {
     /// `delete` after [`Session::destroy`], an `admit` after
     /// [`Session::bind_user`], and a second `apply` that creates a new
     /// session if the first found it gone, unless the request had seen
-    /// it alive and only writes values: then the answer is
-    /// [`Error::EndedMeanwhile`]) and returns the headers
+    /// it alive and writes values or notifications without signing a user
+    /// in: then the answer is [`Error::EndedMeanwhile`]) and returns the
+    /// headers
     /// the response must carry. Call it once, when the handler's response
     /// is ready and before its head is sent.
     ///

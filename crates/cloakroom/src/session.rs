@@ -7,8 +7,8 @@
 //! be re-signed or its `Max-Age` renewed), plus what the request asked for
 //! beyond it: a `delete` after a destroy, an `admit` after a sign-in, and a
 //! second `apply` that creates a new session if the first found it gone
-//! (unless the request saw it alive and only had values to write:
-//! [`Error::EndedMeanwhile`]).
+//! (unless the request saw it alive and has values or notifications to
+//! write without signing a user in: [`Error::EndedMeanwhile`]).
 
 use crate::cookie::{Stamp, Verified};
 use crate::error::{Error, Result};
@@ -395,7 +395,8 @@ impl Session {
     /// increment. It is one store round trip of its own when the session
     /// exists, and free on a new session. A value that is not an integer is
     /// an error, and so is a session this request saw alive that another
-    /// request ended or renamed since ([`Error::EndedMeanwhile`]).
+    /// request ended or renamed since ([`Error::EndedMeanwhile`]), unless
+    /// this request signs a user in (`bind_user`).
     ///
     /// ```
     /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
@@ -447,8 +448,12 @@ impl Session {
             }
             // Seen alive earlier in this request, gone now: ended or
             // renamed by another request (see `Error::EndedMeanwhile`).
-            // The commit finds it gone too, and writes nothing.
-            None if matches!(self.inner.loaded.get(), Some(Some(_))) || !st.observed.is_empty() => {
+            // The commit finds it gone too, and writes nothing. A request
+            // that signs a user in goes on, in a new session.
+            None if st.bound.is_none()
+                && (matches!(self.inner.loaded.get(), Some(Some(_)))
+                    || !st.observed.is_empty()) =>
+            {
                 Err(Error::EndedMeanwhile)
             }
             None => {
@@ -1117,11 +1122,14 @@ impl Session {
                 // session for this request's values would send a cookie
                 // that replaces that sign-in's, and sign the user out: so
                 // values are not written, and the answer says so. A
-                // request that signs in itself (a rename, a binding) still
-                // gets its new session, as it would have anyway.
-                Applied::Gone if seen_alive && renamed.is_none() && bound.is_none() => {
-                    let values = patch.changes().any(|(_, c)| c != crate::Change::Remove)
-                        || patch.notifications().len() > 0;
+                // request that signs a user in itself (`bind_user`) still
+                // gets its new session: that is what it was for.
+                Applied::Gone if seen_alive && bound.is_none() => {
+                    // The binding `clear` carries over is no value of
+                    // this request's.
+                    let values = patch.changes().any(|(name, c)| {
+                        c != crate::Change::Remove && !inventory::is_reserved(name)
+                    }) || patch.notifications().len() > 0;
                     return if values {
                         Err(Error::EndedMeanwhile)
                     } else {
@@ -1129,8 +1137,8 @@ impl Session {
                     };
                 }
                 // Ended before this request (a blind write under an old
-                // cookie), or this request signs in: strict mode, so the
-                // changes go to a new session under a new id.
+                // cookie), or this request signs a user in: strict mode,
+                // so the changes go to a new session under a new id.
                 Applied::Gone => patch.cancel_rename(),
             }
         }

@@ -447,7 +447,10 @@ async fn a_race_without_values_is_no_error_and_a_sign_in_still_signs_in() {
     assert!(out.get(http::header::SET_COOKIE).is_none());
 
     signer.cycle_id().await.unwrap();
-    signer.set("user", "alice").await.unwrap();
+    signer
+        .bind_user("alice", cloakroom::ClientInfo::default())
+        .await
+        .unwrap();
     let mut out = http::HeaderMap::new();
     m.commit(&signer).await.unwrap().apply_to(&mut out);
     let set = out
@@ -455,8 +458,41 @@ async fn a_race_without_values_is_no_error_and_a_sign_in_still_signs_in() {
         .expect("the sign-in's cookie");
     let mut signed_in = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
     request(&m, &mut signed_in, async |s| {
-        assert_eq!(s.get::<String>("user").await?.as_deref(), Some("alice"));
+        assert_eq!(s.user().await?.as_deref(), Some("alice"));
         Ok(())
     })
     .await;
+}
+
+/// A rename of its own is no exemption: `cycle_id` with a value, racing a
+/// sign-out, writes nothing (a new session would lack the old one's
+/// values). A `clear` of a bound session, racing the same, has no values
+/// of its own to lose: no error.
+#[tokio::test]
+async fn a_rename_of_its_own_is_no_exemption_and_a_clear_is_no_value() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| {
+        s.set("a", 1).await?;
+        s.bind_user("alice", cloakroom::ClientInfo::default()).await
+    })
+    .await;
+    let old = cookie.clone().unwrap();
+    let cycler = open(&m, &old);
+    let clearer = open(&m, &old);
+    assert_eq!(cycler.get::<i64>("a").await.unwrap(), Some(1));
+    assert_eq!(clearer.get::<i64>("a").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+
+    cycler.cycle_id().await.unwrap();
+    cycler.set("b", 2).await.unwrap();
+    assert!(matches!(
+        m.commit(&cycler).await,
+        Err(cloakroom::Error::EndedMeanwhile)
+    ));
+    clearer.clear().await.unwrap();
+    let mut out = http::HeaderMap::new();
+    m.commit(&clearer).await.unwrap().apply_to(&mut out);
+    assert!(out.get(http::header::SET_COOKIE).is_none());
+    assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
 }
