@@ -261,7 +261,8 @@ impl SessionManager {
     /// Writes the session's changes to the store (one `apply`, plus a
     /// `delete` after [`Session::destroy`], an `admit` after
     /// [`Session::bind_user`], and a second `apply` that creates a new
-    /// session if the first found it gone, unless the request had seen
+    /// session if the first found it gone and there are values to write,
+    /// unless the request had seen
     /// it alive and writes values or notifications without signing a user
     /// in: then the answer is [`Error::EndedMeanwhile`]) and returns the
     /// headers

@@ -77,6 +77,9 @@ struct State {
     /// Values learned from atomic store calls this request, newer than the
     /// loaded record; never written back.
     observed: BTreeMap<String, String>,
+    /// An atomic call (an increment) found the incoming session alive this
+    /// request; kept when the value it learned is removed again.
+    answered: bool,
     /// The user this request bound the session to: admitted to the user's
     /// index once the binding is written.
     bound: Option<String>,
@@ -396,7 +399,7 @@ impl Session {
     /// exists, and free on a new session. A value that is not an integer is
     /// an error, and so is a session this request saw alive that another
     /// request ended or renamed since ([`Error::EndedMeanwhile`]), unless
-    /// this request signs a user in (`bind_user`).
+    /// `bind_user` was called earlier in this request.
     ///
     /// ```
     /// # async fn f(session: cloakroom::Session) -> cloakroom::Result<()> {
@@ -444,6 +447,7 @@ impl Session {
         match stored {
             Some(value) => {
                 st.observed.insert(name.to_owned(), value.to_string());
+                st.answered = true;
                 Ok(value)
             }
             // Seen alive earlier in this request, gone now: ended or
@@ -451,8 +455,7 @@ impl Session {
             // The commit finds it gone too, and writes nothing. A request
             // that signs a user in goes on, in a new session.
             None if st.bound.is_none()
-                && (matches!(self.inner.loaded.get(), Some(Some(_)))
-                    || !st.observed.is_empty()) =>
+                && (matches!(self.inner.loaded.get(), Some(Some(_))) || st.answered) =>
             {
                 Err(Error::EndedMeanwhile)
             }
@@ -631,7 +634,7 @@ impl Session {
         self.mark_used();
         let token = self.existing(&mut self.state());
         if let Some(token) = token {
-            let known_alive = !self.state().observed.is_empty();
+            let known_alive = self.state().answered;
             if known_alive || self.load(&token).await?.is_some() {
                 let st = self.state();
                 if !st.destroyed && !st.gone {
@@ -794,6 +797,7 @@ impl Session {
         }
         st.patch = Patch::default();
         st.observed.clear();
+        st.answered = false;
         st.fresh = None;
         st.renamed = None;
         st.bound = None;
@@ -934,8 +938,7 @@ impl Session {
             if st.untouched() {
                 return CommitPlan::Done(TokenAction::Keep);
             }
-            let seen_alive =
-                matches!(self.inner.loaded.get(), Some(Some(_))) || !st.observed.is_empty();
+            let seen_alive = matches!(self.inner.loaded.get(), Some(Some(_))) || st.answered;
             let existing = self.existing(&mut st);
             let incoming = match &st.incoming {
                 Incoming::Valid(v) => Some((v.stale_key, v.stamp)),

@@ -496,3 +496,99 @@ async fn a_rename_of_its_own_is_no_exemption_and_a_clear_is_no_value() {
     assert!(out.get(http::header::SET_COOKIE).is_none());
     assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
 }
+
+/// Seen alive by an increment alone, even once its value is removed
+/// again: a later write racing a sign-out is refused, not written into a
+/// new session. Notifications alone count as values.
+#[tokio::test]
+async fn an_answered_increment_counts_as_seen_and_notifications_as_values() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    let old = cookie.clone().unwrap();
+    let counter = open(&m, &old);
+    let notifier = open(&m, &old);
+    assert_eq!(counter.increment("n", 1).await.unwrap(), 1);
+    counter.discard("n").await.unwrap();
+    assert_eq!(notifier.get::<i64>("a").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+
+    counter.set("x", true).await.unwrap();
+    assert!(matches!(
+        m.commit(&counter).await,
+        Err(cloakroom::Error::EndedMeanwhile)
+    ));
+    notifier.notifications().set("saved", "yes").await.unwrap();
+    assert!(matches!(
+        m.commit(&notifier).await,
+        Err(cloakroom::Error::EndedMeanwhile)
+    ));
+    assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
+}
+
+/// After `bind_user`, an increment that finds the session gone goes on in
+/// the sign-in's new session.
+#[tokio::test]
+async fn an_increment_after_bind_user_goes_on_in_the_new_session() {
+    let m = manager();
+    let mut cookie = None;
+    request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
+    let old = cookie.clone().unwrap();
+    let signer = open(&m, &old);
+    assert_eq!(signer.get::<i64>("a").await.unwrap(), Some(1));
+    request(&m, &mut cookie, async |s| s.destroy().await).await;
+
+    signer.cycle_id().await.unwrap();
+    signer
+        .bind_user("alice", cloakroom::ClientInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(signer.increment("logins", 1).await.unwrap(), 1);
+    let mut out = http::HeaderMap::new();
+    m.commit(&signer).await.unwrap().apply_to(&mut out);
+    let set = out
+        .get(http::header::SET_COOKIE)
+        .expect("the sign-in's cookie");
+    let mut signed_in = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+    request(&m, &mut signed_in, async |s| {
+        assert_eq!(s.user().await?.as_deref(), Some("alice"));
+        assert_eq!(s.get::<i64>("logins").await?, Some(1));
+        Ok(())
+    })
+    .await;
+}
+
+/// Two first visits take over one prepared session at once (pycket's
+/// migrate mode): the one that commits second finds it gone. It writes
+/// nothing and sets no cookie, so the first one's cookie, holding the
+/// prepared values, stays in the browser.
+#[tokio::test]
+async fn a_second_take_over_of_one_prepared_session_writes_nothing() {
+    use cloakroom::Handover;
+    use std::time::Duration;
+    let m = manager();
+    let handover = Handover::derive(b"the old system's secret", b"old-id-9");
+    let values = [("login".to_owned(), serde_json::json!("alice"))];
+    let week = Duration::from_secs(7 * 86_400);
+    assert!(
+        m.admin()
+            .prepare(&handover, values, [], week)
+            .await
+            .unwrap()
+    );
+
+    let first = m.open(&http::HeaderMap::new());
+    let second = m.open(&http::HeaderMap::new());
+    assert!(first.take_over(&handover).await.unwrap());
+    assert!(second.take_over(&handover).await.unwrap());
+    let mut out = http::HeaderMap::new();
+    m.commit(&first).await.unwrap().apply_to(&mut out);
+    assert!(out.get(http::header::SET_COOKIE).is_some());
+
+    second.set("visited", true).await.unwrap();
+    assert!(matches!(
+        m.commit(&second).await,
+        Err(cloakroom::Error::EndedMeanwhile)
+    ));
+    assert_eq!(m.admin().count().await.unwrap(), 1, "only the first one's");
+}
