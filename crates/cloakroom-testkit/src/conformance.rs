@@ -648,6 +648,35 @@ pub async fn lifetimes_without_a_limit_work<S: Store>(store: S, time: &SuiteTime
     }
 }
 
+/// An increment past 64 bits stops at the bound, on every store, rather
+/// than failing or wrapping.
+pub async fn increments_saturate<S: Store>(store: S, time: &SuiteTime) {
+    let e = time.at(Duration::from_secs(600), Duration::from_secs(3600));
+    let id = create(
+        &store,
+        &[
+            ("up", "9223372036854775806"),
+            ("down", "-9223372036854775807"),
+        ],
+        &e,
+    )
+    .await;
+    assert_eq!(
+        store.increment(&id, "up", 5, &e).await.unwrap(),
+        Some(i64::MAX)
+    );
+    assert_eq!(
+        store.increment(&id, "down", -5, &e).await.unwrap(),
+        Some(i64::MIN)
+    );
+    assert_eq!(
+        store.increment(&id, "up", -1, &e).await.unwrap(),
+        Some(i64::MAX - 1)
+    );
+    let record = store.load(&id, &e).await.unwrap().expect("alive");
+    assert_eq!(record.values["down"], i64::MIN.to_string());
+}
+
 /// One `#[tokio::test]` per contract rule. `$make` is an expression
 /// (it may `.await`) giving `(guard, store)`: the guard, such as the server
 /// process, lives until the test ends. Time is real unless a second
@@ -667,7 +696,8 @@ macro_rules! conformance_tests {
             idle_expiry, reads_refresh_idle, absolute_expiry,
             read_once_notifications, concurrent_patches_all_survive,
             size_limits_write_nothing_when_exceeded, increments_are_atomic,
-            removals_pass_over_lowered_limits, lifetimes_without_a_limit_work);
+            removals_pass_over_lowered_limits, lifetimes_without_a_limit_work,
+            increments_saturate);
     };
     (@each $make:expr, $time:expr; $($name:ident),*) => {
         $(

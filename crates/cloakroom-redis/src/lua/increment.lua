@@ -17,7 +17,21 @@ if deadline == nil or deadline <= now then
 end
 local ok, value = pcall(redis.call, 'HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 if not ok then
-  return {2}
+  local message = type(value) == 'table' and value.err or tostring(value)
+  if not string.find(message, 'overflow', 1, true) then
+    return {2}
+  end
+  -- Past 64 bits: the bound, as the other stores saturate.
+  if tonumber(ARGV[2]) > 0 then
+    value = '9223372036854775807'
+  else
+    value = '-9223372036854775808'
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], value)
+elseif value >= 9007199254740992 or value <= -9007199254740992 then
+  -- Lua's numbers are doubles, exact below 2^53: past that, the stored
+  -- text is the exact value.
+  value = redis.call('HGET', KEYS[1], ARGV[1])
 end
 local ttl = math.min(tonumber(ARGV[4]), deadline - now)
 redis.call('PEXPIRE', KEYS[1], int(ttl))
