@@ -424,6 +424,14 @@ impl StorageConfig {
             n => Ok(n.map(|n| n as usize)),
         }
     }
+
+    /// `max_item_bytes`; 0 is an error that names the key.
+    pub fn item_limit(&self) -> Result<Option<usize>> {
+        match self.max_item_bytes {
+            Some(0) => Err(config_error("storage.max_item_bytes must be at least 1")),
+            n => Ok(n),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -362,14 +362,8 @@ impl Config {
         if let Some(n) = storage.connections()? {
             config = config.max_connections(n);
         }
-        match storage.max_item_bytes {
-            Some(0) => {
-                return Err(cloakroom::Error::Config(
-                    "storage.max_item_bytes must be at least 1".to_owned(),
-                ));
-            }
-            Some(n) => config = config.max_item_bytes(n),
-            None => {}
+        if let Some(n) = storage.item_limit()? {
+            config = config.max_item_bytes(n);
         }
         Ok(config)
     }

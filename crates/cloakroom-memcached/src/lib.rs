@@ -269,8 +269,6 @@ impl MemcachedStore {
             limits.check(item.values())?;
         }
         let bytes = item.encode()?;
-        // Before any write: a rename deletes the old item first.
-        conn.fits(&bytes)?;
         let ttl = exptime(expiry.now, item.expires_at());
         let Some(cas) = cas else {
             // A create: add only if the key is free. An ended item that
@@ -302,7 +300,9 @@ impl MemcachedStore {
             });
         };
         // Rename: retire the old id first (only if unchanged), so no two ids
-        // ever hold the session.
+        // ever hold the session. Measured before that delete: `add` would
+        // refuse an item too large only once the old one is gone.
+        conn.fits(&bytes)?;
         if !conn.delete_if(key, cas).await? {
             return Ok(Attempt::Retry);
         }

@@ -453,8 +453,9 @@ impl AsyncKeys for &mut Counter {
                     port: *port,
                 };
                 let routed = cluster.route_pipeline(metas, 0, keys.len(), to);
-                match store.bounded(routed).await {
+                match crate::conn::timed(store.timeout, routed).await? {
                     Ok(replies) => replies,
+                    Err(e) if !e.is_cluster_error() => return Err(Error::unavailable(e)),
                     Err(_) => {
                         let mut one_by_one = Vec::with_capacity(keys.len());
                         for key in &keys {

@@ -156,6 +156,12 @@ impl Session {
         }
     }
 
+    /// Whether this request found the incoming session alive: it loaded
+    /// it, or an increment on it answered.
+    fn seen_alive(&self, st: &State) -> bool {
+        matches!(self.inner.loaded.get(), Some(Some(_))) || st.answered
+    }
+
     /// Whether nothing has used this session: not even its cookie has
     /// been checked, and nothing was written.
     pub(crate) fn untouched(&self) -> bool {
@@ -454,11 +460,7 @@ impl Session {
             // renamed by another request (see `Error::EndedMeanwhile`).
             // The commit finds it gone too, and writes nothing. A request
             // that signs a user in goes on, in a new session.
-            None if st.bound.is_none()
-                && (matches!(self.inner.loaded.get(), Some(Some(_))) || st.answered) =>
-            {
-                Err(Error::EndedMeanwhile)
-            }
+            None if st.bound.is_none() && self.seen_alive(&st) => Err(Error::EndedMeanwhile),
             None => {
                 // Gone before this request: the value starts a fresh
                 // session.
@@ -938,7 +940,7 @@ impl Session {
             if st.untouched() {
                 return CommitPlan::Done(TokenAction::Keep);
             }
-            let seen_alive = matches!(self.inner.loaded.get(), Some(Some(_))) || st.answered;
+            let seen_alive = self.seen_alive(&st);
             let existing = self.existing(&mut st);
             let incoming = match &st.incoming {
                 Incoming::Valid(v) => Some((v.stale_key, v.stamp)),

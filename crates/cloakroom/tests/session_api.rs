@@ -4,7 +4,7 @@
 mod common;
 
 use cloakroom::{KeyRing, MemoryStore, SessionManager};
-use common::{manager, request};
+use common::{commit, manager, open, request};
 
 #[tokio::test]
 async fn a_name_incremented_earlier_in_the_request_is_removed() {
@@ -315,13 +315,6 @@ async fn nothing_of_a_destroyed_session_is_read_after_it() {
     .await;
 }
 
-/// Opens a request with `cookie`, as an adapter does.
-fn open(m: &SessionManager, cookie: &str) -> cloakroom::Session {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::COOKIE, cookie.parse().unwrap());
-    m.open(&headers)
-}
-
 /// Tab B reads its session, then tab A signs in (a new id) before B's
 /// changes are written: B writes nothing and sets no cookie, so A's
 /// cookie stays in the browser and the user stays signed in.
@@ -332,7 +325,7 @@ async fn a_write_racing_a_sign_in_does_not_undo_it() {
     request(&m, &mut cookie, async |s| s.set("cart", 1).await).await;
     let old = cookie.clone().unwrap();
 
-    let tab_b = open(&m, &old);
+    let tab_b = open(&m, Some(&old));
     assert_eq!(tab_b.get::<i64>("cart").await.unwrap(), Some(1));
     request(&m, &mut cookie, async |s| {
         s.cycle_id().await?;
@@ -343,7 +336,7 @@ async fn a_write_racing_a_sign_in_does_not_undo_it() {
     assert_ne!(signed_in, old);
 
     tab_b.set("cart", 2).await.unwrap();
-    let Err(e) = m.commit(&tab_b).await else {
+    let Err(e) = commit(&m, &tab_b).await else {
         panic!("tab B's write must not go to a new session");
     };
     assert!(matches!(e, cloakroom::Error::EndedMeanwhile), "{e}");
@@ -365,7 +358,7 @@ async fn an_increment_racing_a_sign_out_fails_and_writes_nothing() {
     let mut cookie = None;
     request(&m, &mut cookie, async |s| s.set("visits", 1).await).await;
     let old = cookie.clone().unwrap();
-    let tab_b = open(&m, &old);
+    let tab_b = open(&m, Some(&old));
     assert_eq!(tab_b.get::<i64>("visits").await.unwrap(), Some(1));
     request(&m, &mut cookie, async |s| s.destroy().await).await;
     assert!(cookie.is_none());
@@ -374,7 +367,7 @@ async fn an_increment_racing_a_sign_out_fails_and_writes_nothing() {
     assert!(matches!(e, cloakroom::Error::EndedMeanwhile), "{e}");
     tab_b.set("other", true).await.unwrap();
     assert!(matches!(
-        m.commit(&tab_b).await,
+        commit(&m, &tab_b).await,
         Err(cloakroom::Error::EndedMeanwhile)
     ));
     assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
@@ -435,28 +428,22 @@ async fn a_race_without_values_is_no_error_and_a_sign_in_still_signs_in() {
     request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
     let old = cookie.clone().unwrap();
 
-    let reader = open(&m, &old);
-    let signer = open(&m, &old);
+    let reader = open(&m, Some(&old));
+    let signer = open(&m, Some(&old));
     assert_eq!(reader.get::<i64>("a").await.unwrap(), Some(1));
     assert_eq!(signer.get::<i64>("a").await.unwrap(), Some(1));
     request(&m, &mut cookie, async |s| s.destroy().await).await;
 
     reader.discard("a").await.unwrap();
-    let mut out = http::HeaderMap::new();
-    m.commit(&reader).await.unwrap().apply_to(&mut out);
-    assert!(out.get(http::header::SET_COOKIE).is_none());
+    assert_eq!(commit(&m, &reader).await.unwrap(), None);
 
     signer.cycle_id().await.unwrap();
     signer
         .bind_user("alice", cloakroom::ClientInfo::default())
         .await
         .unwrap();
-    let mut out = http::HeaderMap::new();
-    m.commit(&signer).await.unwrap().apply_to(&mut out);
-    let set = out
-        .get(http::header::SET_COOKIE)
-        .expect("the sign-in's cookie");
-    let mut signed_in = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+    let mut signed_in = commit(&m, &signer).await.unwrap();
+    assert!(signed_in.is_some(), "the sign-in's cookie");
     request(&m, &mut signed_in, async |s| {
         assert_eq!(s.user().await?.as_deref(), Some("alice"));
         Ok(())
@@ -478,8 +465,8 @@ async fn a_rename_of_its_own_is_no_exemption_and_a_clear_is_no_value() {
     })
     .await;
     let old = cookie.clone().unwrap();
-    let cycler = open(&m, &old);
-    let clearer = open(&m, &old);
+    let cycler = open(&m, Some(&old));
+    let clearer = open(&m, Some(&old));
     assert_eq!(cycler.get::<i64>("a").await.unwrap(), Some(1));
     assert_eq!(clearer.get::<i64>("a").await.unwrap(), Some(1));
     request(&m, &mut cookie, async |s| s.destroy().await).await;
@@ -487,13 +474,11 @@ async fn a_rename_of_its_own_is_no_exemption_and_a_clear_is_no_value() {
     cycler.cycle_id().await.unwrap();
     cycler.set("b", 2).await.unwrap();
     assert!(matches!(
-        m.commit(&cycler).await,
+        commit(&m, &cycler).await,
         Err(cloakroom::Error::EndedMeanwhile)
     ));
     clearer.clear().await.unwrap();
-    let mut out = http::HeaderMap::new();
-    m.commit(&clearer).await.unwrap().apply_to(&mut out);
-    assert!(out.get(http::header::SET_COOKIE).is_none());
+    assert_eq!(commit(&m, &clearer).await.unwrap(), None);
     assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
 }
 
@@ -506,8 +491,8 @@ async fn an_answered_increment_counts_as_seen_and_notifications_as_values() {
     let mut cookie = None;
     request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
     let old = cookie.clone().unwrap();
-    let counter = open(&m, &old);
-    let notifier = open(&m, &old);
+    let counter = open(&m, Some(&old));
+    let notifier = open(&m, Some(&old));
     assert_eq!(counter.increment("n", 1).await.unwrap(), 1);
     counter.discard("n").await.unwrap();
     assert_eq!(notifier.get::<i64>("a").await.unwrap(), Some(1));
@@ -515,12 +500,12 @@ async fn an_answered_increment_counts_as_seen_and_notifications_as_values() {
 
     counter.set("x", true).await.unwrap();
     assert!(matches!(
-        m.commit(&counter).await,
+        commit(&m, &counter).await,
         Err(cloakroom::Error::EndedMeanwhile)
     ));
     notifier.notifications().set("saved", "yes").await.unwrap();
     assert!(matches!(
-        m.commit(&notifier).await,
+        commit(&m, &notifier).await,
         Err(cloakroom::Error::EndedMeanwhile)
     ));
     assert_eq!(m.admin().count().await.unwrap(), 0, "no new session");
@@ -534,7 +519,7 @@ async fn an_increment_after_bind_user_goes_on_in_the_new_session() {
     let mut cookie = None;
     request(&m, &mut cookie, async |s| s.set("a", 1).await).await;
     let old = cookie.clone().unwrap();
-    let signer = open(&m, &old);
+    let signer = open(&m, Some(&old));
     assert_eq!(signer.get::<i64>("a").await.unwrap(), Some(1));
     request(&m, &mut cookie, async |s| s.destroy().await).await;
 
@@ -544,12 +529,8 @@ async fn an_increment_after_bind_user_goes_on_in_the_new_session() {
         .await
         .unwrap();
     assert_eq!(signer.increment("logins", 1).await.unwrap(), 1);
-    let mut out = http::HeaderMap::new();
-    m.commit(&signer).await.unwrap().apply_to(&mut out);
-    let set = out
-        .get(http::header::SET_COOKIE)
-        .expect("the sign-in's cookie");
-    let mut signed_in = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+    let mut signed_in = commit(&m, &signer).await.unwrap();
+    assert!(signed_in.is_some(), "the sign-in's cookie");
     request(&m, &mut signed_in, async |s| {
         assert_eq!(s.user().await?.as_deref(), Some("alice"));
         assert_eq!(s.get::<i64>("logins").await?, Some(1));
@@ -577,17 +558,15 @@ async fn a_second_take_over_of_one_prepared_session_writes_nothing() {
             .unwrap()
     );
 
-    let first = m.open(&http::HeaderMap::new());
-    let second = m.open(&http::HeaderMap::new());
+    let first = open(&m, None);
+    let second = open(&m, None);
     assert!(first.take_over(&handover).await.unwrap());
     assert!(second.take_over(&handover).await.unwrap());
-    let mut out = http::HeaderMap::new();
-    m.commit(&first).await.unwrap().apply_to(&mut out);
-    assert!(out.get(http::header::SET_COOKIE).is_some());
+    assert!(commit(&m, &first).await.unwrap().is_some());
 
     second.set("visited", true).await.unwrap();
     assert!(matches!(
-        m.commit(&second).await,
+        commit(&m, &second).await,
         Err(cloakroom::Error::EndedMeanwhile)
     ));
     assert_eq!(m.admin().count().await.unwrap(), 1, "only the first one's");
